@@ -1,0 +1,320 @@
+/**
+ * @module rinetd's `.conf` format, read as rinetd(8) describes it:
+ *
+ *     bindaddress bindport connectaddress connectport [option=value,...]
+ *     allow|deny PATTERN        global before the first rule, per rule after it
+ *     logfile PATH | pidlogfile PATH | logcommon
+ *
+ * Fields are separated by spaces or tabs, `#` starts a comment anywhere,
+ * keywords are case-insensitive. Every line is checked; all problems are
+ * reported, each with its line.
+ */
+
+import type { AccessRule, Config, ForwardRule, Transport } from "../types.ts";
+import { DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_UDP_TIMEOUT_SECONDS } from "../types.ts";
+import { IssueCollector, type ParseResult } from "./issues.ts";
+import { emptyAccessList, emptyConfig, modeOf } from "./model.ts";
+import { resolveService } from "./services.ts";
+import {
+  type Checked,
+  checkConnectTimeout,
+  checkHost,
+  checkPort,
+  checkSourceAddress,
+  checkUdpTimeout,
+  compileAccessRule,
+} from "./validate.ts";
+
+const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
+const RULE_FIELDS = 4;
+const KNOWN_OPTIONS = ["timeout", "src", "connect_timeout"];
+
+/** One whitespace-separated word of a line; a `[...]` group is one token even with spaces inside. */
+interface Token {
+  text: string;
+  bracketed: boolean;
+}
+
+interface PortField {
+  port: number;
+  transport: Transport;
+  /** False when the port had no `/tcp` or `/udp`: rinetd then means TCP. */
+  suffixed: boolean;
+}
+
+interface RuleOptions {
+  timeout: number;
+  connectTimeout: number;
+  sourceAddress: string | undefined;
+}
+
+/** Parser state carried from line to line. */
+interface ConfState {
+  config: Config;
+  issues: IssueCollector;
+  /** allow/deny are global until the first forwarding line, even one with errors. */
+  seenForwardingLine: boolean;
+  /** Where per-rule allow/deny go; undefined after a forwarding line with errors. */
+  currentRule: ForwardRule | undefined;
+}
+
+export function parseConf(text: string, file: string): ParseResult {
+  const state: ConfState = {
+    config: emptyConfig(file, "conf"),
+    issues: new IssueCollector(file),
+    seenForwardingLine: false,
+    currentRule: undefined,
+  };
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) parseLine(state, lines[i] ?? "", i + 1);
+  return { config: state.config, errors: state.issues.errors, warnings: state.issues.warnings };
+}
+
+function parseLine(state: ConfState, rawLine: string, line: number): void {
+  const hash = rawLine.indexOf("#");
+  const content = hash === -1 ? rawLine : rawLine.slice(0, hash);
+  const tokens = tokenize(content);
+  if (typeof tokens === "string") {
+    state.issues.error(line, tokens);
+    return;
+  }
+  const first = tokens[0];
+  if (first === undefined) return;
+
+  const args = tokens.slice(1).map((token) => token.text);
+  switch (first.text.toLowerCase()) {
+    case "allow":
+      return parseAccessLine(state, "allow", args, line);
+    case "deny":
+      return parseAccessLine(state, "deny", args, line);
+    case "logfile":
+      return parsePathLine(state, "logfile", args, line, (path) => (state.config.logFile = path));
+    case "pidlogfile":
+      return parsePathLine(state, "pidlogfile", args, line, (path) => (state.config.pidFile = path));
+    case "logcommon":
+      if (args.length > 0) state.issues.error(line, `logcommon takes no argument, found ${args.length}`);
+      else state.config.logFormat = "common";
+      return;
+  }
+  if (!looksLikeForwardingRule(tokens)) {
+    state.issues.error(line, `unknown directive '${first.text}'`);
+    return;
+  }
+  parseForwardingLine(state, tokens, line);
+}
+
+/** Split on spaces and tabs; `[` opens a group that runs to its matching `]`. */
+function tokenize(content: string): Token[] | string {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < content.length) {
+    if (/\s/.test(content[i] ?? "")) {
+      i++;
+      continue;
+    }
+    if (content[i] === "[") {
+      const close = matchingBracket(content, i);
+      if (close === -1) return `unclosed '[' in '${content.slice(i).trim()}'`;
+      tokens.push({ text: content.slice(i, close + 1), bracketed: true });
+      i = close + 1;
+      continue;
+    }
+    const start = i;
+    while (i < content.length && !/[\s[]/.test(content[i] ?? "")) i++;
+    tokens.push({ text: content.slice(start, i), bracketed: false });
+  }
+  return tokens;
+}
+
+/** Index of the `]` closing the `[` at `open`, counting nested pairs (`[src=[::1]]`); -1 when unclosed. */
+function matchingBracket(content: string, open: number): number {
+  let depth = 0;
+  for (let i = open; i < content.length; i++) {
+    if (content[i] === "[") depth++;
+    else if (content[i] === "]" && --depth === 0) return i;
+  }
+  return -1;
+}
+
+/**
+ * Whether a line that is no keyword was meant as a forwarding rule, so a
+ * wrong field count is reported as such rather than as an unknown directive:
+ * it starts with an IP address, or its second word is a port.
+ */
+function looksLikeForwardingRule(tokens: Token[]): boolean {
+  const { fields, options } = splitFieldsAndOptions(tokens);
+  if (fields.length === RULE_FIELDS || options.length > 0) return true;
+  const [first, second] = fields;
+  if (first === undefined || first.bracketed || first.text.includes(":") || /^[\d.]+$/.test(first.text)) return true;
+  return fields.length >= 3 && second !== undefined && /^\d+(\/\w*)?$|\/(tcp|udp)$/i.test(second.text);
+}
+
+/** Option groups are the bracketed tokens after the four fields, or any bracketed token with `=` in it. */
+function splitFieldsAndOptions(tokens: Token[]): { fields: Token[]; options: Token[] } {
+  const start = tokens.findIndex(
+    (token, index) => token.bracketed && (index >= RULE_FIELDS || token.text.includes("=")),
+  );
+  if (start === -1) return { fields: tokens, options: [] };
+  return { fields: tokens.slice(0, start), options: tokens.slice(start) };
+}
+
+function parseAccessLine(state: ConfState, kind: "allow" | "deny", args: string[], line: number): void {
+  const [pattern] = args;
+  if (args.length !== 1 || pattern === undefined) {
+    state.issues.error(line, `${kind} takes one pattern (${kind} PATTERN), found ${args.length}`);
+    return;
+  }
+  const checked = compileAccessRule(kind, pattern, { file: state.config.file, line });
+  if (!checked.ok) {
+    state.issues.error(line, checked.reason);
+    return;
+  }
+  const list = state.seenForwardingLine ? state.currentRule?.access : state.config.globalAccess;
+  if (list !== undefined) pushAccessRule(list, checked.value);
+}
+
+function pushAccessRule(list: { allow: AccessRule[]; deny: AccessRule[] }, rule: AccessRule): void {
+  if (rule.kind === "allow") list.allow.push(rule);
+  else list.deny.push(rule);
+}
+
+function parsePathLine(
+  state: ConfState,
+  keyword: string,
+  args: string[],
+  line: number,
+  set: (path: string) => void,
+): void {
+  const [path] = args;
+  if (args.length !== 1 || path === undefined) {
+    state.issues.error(line, `${keyword} takes one path (${keyword} PATH), found ${args.length} arguments`);
+    return;
+  }
+  set(path);
+}
+
+function parseForwardingLine(state: ConfState, tokens: Token[], line: number): void {
+  state.seenForwardingLine = true;
+  state.currentRule = undefined;
+  const { fields, options } = splitFieldsAndOptions(tokens);
+  if (fields.length !== RULE_FIELDS) {
+    state.issues.error(line, `wrong number of fields: found ${fields.length}, expected ${RULE_FIELDS} (${RULE_FORM})`);
+    return;
+  }
+  const [bindHost = "", bindPort = "", connectHost = "", connectPort = ""] = fields.map((field) => field.text);
+
+  // Check every field before giving up, so one pass reports all of a line's mistakes.
+  const reasons: string[] = [];
+  const take = <T>(checked: Checked<T>): T | undefined => {
+    if (checked.ok) return checked.value;
+    reasons.push(checked.reason);
+    return undefined;
+  };
+  const bind = take(checkHost(bindHost, "bind address"));
+  const bindSide = take(parsePortField(bindPort, "bind port"));
+  const connect = take(checkHost(connectHost, "connect address"));
+  const connectSide = take(parsePortField(connectPort, "connect port"));
+  const ruleOptions = parseOptions(options, reasons);
+  for (const reason of reasons) state.issues.error(line, reason);
+  if (bind === undefined || bindSide === undefined || connect === undefined || connectSide === undefined) return;
+  if (reasons.length > 0) return;
+
+  if (bindSide.transport === "udp" && !connectSide.suffixed) {
+    state.issues.warn(
+      line,
+      `this rule forwards UDP to TCP, as rinetd does when the connect port has no suffix; write '${connectPort}/udp' to forward UDP to UDP`,
+    );
+  }
+  const rule: ForwardRule = {
+    index: state.config.rules.length,
+    at: { file: state.config.file, line },
+    mode: modeOf(bindSide.transport, connectSide.transport),
+    bind: { host: bind, port: bindSide.port, transport: bindSide.transport },
+    connect: { host: connect, port: connectSide.port, transport: connectSide.transport },
+    ...ruleOptions,
+    access: emptyAccessList(),
+  };
+  state.config.rules.push(rule);
+  state.currentRule = rule;
+}
+
+/** `80`, `80/udp`, `http`, `domain/udp`: an unsuffixed port is TCP, as in rinetd. */
+function parsePortField(text: string, role: string): Checked<PortField> {
+  const slash = text.lastIndexOf("/");
+  const name = slash === -1 ? text : text.slice(0, slash);
+  const protocol = slash === -1 ? undefined : text.slice(slash + 1).toLowerCase();
+  if (protocol !== undefined && protocol !== "tcp" && protocol !== "udp") {
+    return { ok: false, reason: `${role} '${text}': unknown protocol '${protocol}' (write /tcp or /udp)` };
+  }
+  const transport: Transport = protocol ?? "tcp";
+  const suffixed = protocol !== undefined;
+  if (/^\d+$/.test(name)) {
+    const checked = checkPort(Number(name), role);
+    return checked.ok ? { ok: true, value: { port: checked.value, transport, suffixed } } : checked;
+  }
+  const port = name === "" ? undefined : resolveService(name, transport);
+  if (port === undefined) {
+    return { ok: false, reason: `${role} '${text}' is neither a port number nor a known ${transport} service name` };
+  }
+  return { ok: true, value: { port, transport, suffixed } };
+}
+
+/** Option groups `[timeout=30,src=10.0.0.1]`, possibly several; problems are added to `reasons`. */
+function parseOptions(groups: Token[], reasons: string[]): RuleOptions {
+  const options: RuleOptions = {
+    timeout: DEFAULT_UDP_TIMEOUT_SECONDS,
+    connectTimeout: DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    sourceAddress: undefined,
+  };
+  const seen = new Set<string>();
+  for (const group of groups) {
+    if (!group.bracketed) {
+      reasons.push(`unexpected '${group.text}' after the options (options are written [name=value,...])`);
+      continue;
+    }
+    const inner = group.text.slice(1, -1);
+    if (inner.trim() === "") {
+      reasons.push(`empty option group '${group.text}'`);
+      continue;
+    }
+    for (const item of inner.split(",")) {
+      const reason = applyOption(options, item.trim(), seen);
+      if (reason !== undefined) reasons.push(reason);
+    }
+  }
+  return options;
+}
+
+/** Set one `name=value` on `options`; a reason when it is not a valid option. */
+function applyOption(options: RuleOptions, item: string, seen: Set<string>): string | undefined {
+  if (item === "") return "empty option (stray ',' in the option list)";
+  const equals = item.indexOf("=");
+  const name = (equals === -1 ? item : item.slice(0, equals)).trim().toLowerCase();
+  const value = equals === -1 ? "" : item.slice(equals + 1).trim();
+  if (!KNOWN_OPTIONS.includes(name)) return `unknown option '${name}' (known: ${KNOWN_OPTIONS.join(", ")})`;
+  if (equals === -1 || value === "") return `option '${name}' needs a value (${name}=...)`;
+  if (seen.has(name)) return `option '${name}' is given twice`;
+  seen.add(name);
+
+  switch (name) {
+    case "timeout": {
+      const checked = checkUdpTimeout(/^\d+$/.test(value) ? Number(value) : Number.NaN, value);
+      if (!checked.ok) return checked.reason;
+      options.timeout = checked.value;
+      return undefined;
+    }
+    case "connect_timeout": {
+      const checked = checkConnectTimeout(/^(\d+\.?\d*|\.\d+)$/.test(value) ? Number(value) : Number.NaN, value);
+      if (!checked.ok) return checked.reason;
+      options.connectTimeout = checked.value;
+      return undefined;
+    }
+    case "src": {
+      const checked = checkSourceAddress(value);
+      if (!checked.ok) return checked.reason;
+      options.sourceAddress = checked.value;
+      return undefined;
+    }
+  }
+  return undefined;
+}

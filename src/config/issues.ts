@@ -1,0 +1,29 @@
+/**
+ * @module Collecting config problems. Parsers never stop at the first mistake:
+ * they record every error and warning with its line, and the loader prints
+ * them together.
+ */
+
+import type { Config, ConfigIssue } from "../types.ts";
+
+/** What a parser gives: a config built from everything that was valid, plus every problem found. */
+export interface ParseResult {
+  config: Config;
+  errors: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
+export class IssueCollector {
+  readonly errors: ConfigIssue[] = [];
+  readonly warnings: ConfigIssue[] = [];
+
+  constructor(readonly file: string) {}
+
+  error(line: number, reason: string): void {
+    this.errors.push({ file: this.file, line, reason });
+  }
+
+  warn(line: number, reason: string): void {
+    this.warnings.push({ file: this.file, line, reason });
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * @module Loading a config file: read it, pick the parser by extension
+ * (`.toml` is oxidinetd's TOML, anything else rinetd's `.conf`), then run the
+ * checks that span rules. A config is returned only when there is no error.
+ */
+
+import { readFile } from "node:fs/promises";
+import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
+import { parseConf } from "./conf.ts";
+import type { ParseResult } from "./issues.ts";
+import { parseToml } from "./toml.ts";
+import { findDuplicateBinds } from "./validate.ts";
+
+export async function loadConfig(path: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    return {
+      config: undefined,
+      errors: [{ file: path, line: 0, reason: `cannot read config: ${describeReadError(error)}` }],
+      warnings: [],
+    };
+  }
+  return loadConfigText(text, path);
+}
+
+/** Parse and check config text as if read from `file` (whose extension picks the format). */
+export function loadConfigText(text: string, file: string): LoadResult {
+  // Editors on Windows may save a byte-order mark; it is not part of the first line.
+  const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  const parsed: ParseResult = formatOf(file) === "toml" ? parseToml(source, file) : parseConf(source, file);
+  const errors = byLine([...parsed.errors, ...findDuplicateBinds(parsed.config.rules)]);
+  return {
+    config: errors.length === 0 ? parsed.config : undefined,
+    errors,
+    warnings: byLine(parsed.warnings),
+  };
+}
+
+export function formatOf(path: string): ConfigFormat {
+  return path.toLowerCase().endsWith(".toml") ? "toml" : "conf";
+}
+
+/** Stable: problems on one line keep the order they were found in. */
+function byLine(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.map((issue, order) => ({ issue, order }))
+    .sort((a, b) => a.issue.line - b.issue.line || a.order - b.order)
+    .map(({ issue }) => issue);
+}
+
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EISDIR: "is a directory",
+  ENOTDIR: "a parent of the path is not a directory",
+  ELOOP: "too many symbolic links",
+};
+
+function describeReadError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = "code" in error && typeof error.code === "string" ? error.code : undefined;
+    return (code !== undefined ? READ_ERRORS[code] : undefined) ?? error.message;
+  }
+  return String(error);
+}

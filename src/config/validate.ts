@@ -1,0 +1,114 @@
+/**
+ * @module Checks shared by every config format, so the same mistake gets the
+ * same reason whether it was written in rinetd's `.conf` or in TOML: port
+ * range, address syntax, option values, access patterns, and the whole-config
+ * check for two rules on one bind address.
+ */
+
+import { compilePattern } from "../access.ts";
+import { formatHostPort, isIpLiteral, normalizeIp } from "../ip.ts";
+import type { AccessRule, ConfigIssue, ForwardRule, SourceLocation } from "../types.ts";
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+function ok<T>(value: T): Checked<T> {
+  return { ok: true, value };
+}
+
+function invalid<T>(reason: string): Checked<T> {
+  return { ok: false, reason };
+}
+
+const MAX_PORT = 65535;
+const MAX_HOST_NAME_LENGTH = 253;
+const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/** `role` names the field in the reason: "bind port", "connect port". */
+export function checkPort(value: number, role: string): Checked<number> {
+  if (!Number.isInteger(value)) return invalid(`${role} ${value} is not a whole number`);
+  if (value < 1 || value > MAX_PORT) return invalid(`${role} ${value} is out of range (1..${MAX_PORT})`);
+  return ok(value);
+}
+
+/**
+ * An IP literal or a host name (syntax only: names are resolved when the rule
+ * starts, not at load). IPv6 may be written in brackets, `[::1]`; the value is
+ * returned without them. Zone ids (`fe80::1%eth0`) are refused.
+ */
+export function checkHost(text: string, role: string): Checked<string> {
+  if (text === "") return invalid(`${role} is empty`);
+  const bracketed = text.startsWith("[") && text.endsWith("]");
+  const bare = bracketed ? text.slice(1, -1) : text;
+  if (bare.includes("%")) return invalid(`${role} '${text}': zone ids (%interface) are not supported`);
+  if (isIpLiteral(bare)) {
+    if (bracketed && !bare.includes(":")) return invalid(`${role} '${text}': brackets are only for IPv6 addresses`);
+    return ok(bare);
+  }
+  if (bracketed || bare.includes(":")) return invalid(`${role} '${text}' is not a valid IPv6 address`);
+  if (isHostName(bare)) return ok(bare);
+  if (/^[\d.]+$/.test(bare)) return invalid(`${role} '${text}' is not a valid IPv4 address`);
+  return invalid(`${role} '${text}' is not a valid IP address or host name`);
+}
+
+/** RFC 1123 syntax (underscores tolerated, as resolvers do); an all-digit last label would be a malformed IPv4 address. */
+function isHostName(text: string): boolean {
+  const name = text.endsWith(".") ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > MAX_HOST_NAME_LENGTH) return false;
+  const labels = name.split(".");
+  if (!labels.every((label) => HOST_LABEL.test(label))) return false;
+  return !/^\d+$/.test(labels[labels.length - 1] ?? "");
+}
+
+/** rinetd's `[src=ADDR]`: the local address to connect from must be an IP literal. */
+export function checkSourceAddress(text: string): Checked<string> {
+  const bare = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  if (!isIpLiteral(bare)) return invalid(`source address '${text}' must be an IP address`);
+  return ok(bare);
+}
+
+/** `written` is how the value appeared in the file, for the reason (a .conf value may not be a number at all). */
+export function checkUdpTimeout(value: number, written: string = String(value)): Checked<number> {
+  if (!Number.isInteger(value) || value < 1) {
+    return invalid(`timeout must be a positive whole number of seconds, got '${written}'`);
+  }
+  return ok(value);
+}
+
+export function checkConnectTimeout(value: number, written: string = String(value)): Checked<number> {
+  if (!Number.isFinite(value) || value <= 0) {
+    return invalid(`connect_timeout must be a positive number of seconds, got '${written}'`);
+  }
+  return ok(value);
+}
+
+export function compileAccessRule(kind: "allow" | "deny", text: string, at: SourceLocation): Checked<AccessRule> {
+  const pattern = compilePattern(text);
+  if (typeof pattern === "string") return invalid(`bad ${kind} pattern '${text}': ${pattern}`);
+  return ok({ kind, pattern, at });
+}
+
+/**
+ * Two rules may not listen on the same address, port and transport. IP
+ * literals are compared by bytes (`::` is `0::0`), host names without case.
+ * The error goes on the later rule and names the earlier one's line.
+ */
+export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
+  const firstByBind = new Map<string, ForwardRule>();
+  const issues: ConfigIssue[] = [];
+  for (const rule of rules) {
+    const { host, port, transport } = rule.bind;
+    const hostKey = normalizeIp(host) ?? host.toLowerCase().replace(/\.$/, "");
+    const key = `${hostKey} ${port}/${transport}`;
+    const first = firstByBind.get(key);
+    if (first === undefined) {
+      firstByBind.set(key, rule);
+      continue;
+    }
+    issues.push({
+      file: rule.at.file,
+      line: rule.at.line,
+      reason: `duplicate bind: ${formatHostPort(host, port)}/${transport} is already bound by the rule on line ${first.at.line}`,
+    });
+  }
+  return issues;
+}

@@ -1,0 +1,265 @@
+/**
+ * @module The TCP forwarding state machine: one `Relay` per forwarded
+ * connection, holding its two legs (client and upstream). The socket handlers
+ * here are shared by every socket of every rule; all per-connection state
+ * lives on `socket.data` (a `Leg`), none in closures.
+ *
+ * Bun's `write()` is a single non-blocking send that returns how much the
+ * kernel took and drops the rest, so the unwritten tail is ours to keep. The
+ * chunk Bun hands to `data` is a fresh copy of exactly its length, so the
+ * relay keeps that very chunk plus an offset as its only buffer: nothing is
+ * allocated or copied per chunk. While a tail is held, the leg it came from is
+ * paused (reading stops at the kernel, so the sender is throttled by TCP
+ * itself); `drain` on the other side writes the tail and resumes it. Memory
+ * per connection is therefore bounded by one read chunk per direction.
+ */
+import type { Socket, SocketHandler } from "bun";
+
+export type Side = "client" | "upstream";
+
+/** How a relay ended, in the words the connection log uses. */
+export type RelayResult =
+  | "done"
+  | "refused"
+  | "timeout"
+  | "client reset"
+  | "backend reset"
+  | "error";
+
+/** What the owner of relays (one forwarding rule) is told. */
+export interface RelayOwner {
+  relayEnded(relay: Relay): void;
+}
+
+export class Leg {
+  socket: Socket<Leg> | undefined = undefined;
+  /** The leg this leg's bytes are written to. */
+  peer: Leg;
+  /** This leg's remote sent its FIN (or went away cleanly): nothing more will be read. */
+  eof = false;
+  /** We passed a FIN to this leg's remote (shutdown of our write side). */
+  shut = false;
+  closed = false;
+  /**
+   * Bytes read from this leg that the peer's kernel has not taken yet: the
+   * chunk exactly as Bun handed it, and how much of it is already written.
+   */
+  pending: Uint8Array | undefined = undefined;
+  pendingOffset = 0;
+  /** Bytes read from this leg's remote. */
+  bytesRead = 0;
+  /** Last error Bun reported on this socket, for the close that follows. */
+  error: Error | undefined = undefined;
+
+  constructor(
+    readonly relay: Relay,
+    readonly side: Side,
+  ) {
+    // Legs are created in pairs by the Relay, which links them.
+    this.peer = this;
+  }
+}
+
+export class Relay {
+  readonly client: Leg;
+  readonly upstream: Leg;
+  readonly startedAt = Date.now();
+  connectTimer: Timer | undefined = undefined;
+  result: RelayResult | undefined = undefined;
+  private reported = false;
+
+  constructor(
+    readonly owner: RelayOwner,
+    clientSocket: Socket<Leg>,
+    readonly clientAddress: string,
+  ) {
+    this.client = new Leg(this, "client");
+    this.upstream = new Leg(this, "upstream");
+    this.client.peer = this.upstream;
+    this.upstream.peer = this.client;
+    this.client.socket = clientSocket;
+    clientSocket.data = this.client;
+  }
+
+  /** Bytes received from the client. */
+  get bytesIn(): number {
+    return this.client.bytesRead;
+  }
+
+  /** Bytes received from the backend (and so sent towards the client). */
+  get bytesOut(): number {
+    return this.upstream.bytesRead;
+  }
+
+  get ended(): boolean {
+    return this.result !== undefined;
+  }
+
+  /** Called once both legs are closed, or once after an abort. */
+  report(): void {
+    if (this.reported) return;
+    this.reported = true;
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.result ??= "done";
+    this.owner.relayEnded(this);
+  }
+}
+
+/** Data read from `src`: pass it to the peer, or keep the tail and pause `src`. */
+function pump(src: Leg, chunk: Uint8Array): void {
+  src.bytesRead += chunk.length;
+  const out = src.peer.socket;
+  if (src.pending !== undefined || out === undefined) {
+    hold(src, chunk);
+    return;
+  }
+  const written = out.write(chunk);
+  if (written === chunk.length) return;
+  if (written < 0) {
+    // The peer socket is already shut or closed: these bytes cannot be delivered.
+    abort(src.relay, "error");
+    return;
+  }
+  src.pending = chunk;
+  src.pendingOffset = written;
+  src.socket?.pause();
+}
+
+/**
+ * Keep `chunk` until the peer can take it. The common case (nothing held yet)
+ * keeps Bun's chunk as is; only data arriving while a tail is already held
+ * (possible before the upstream connects) is merged, a rare path that copies.
+ */
+function hold(src: Leg, chunk: Uint8Array): void {
+  const held = src.pending;
+  if (held === undefined) {
+    src.pending = chunk;
+    src.pendingOffset = 0;
+  } else {
+    const rest = held.length - src.pendingOffset;
+    const merged = new Uint8Array(rest + chunk.length);
+    merged.set(held.subarray(src.pendingOffset), 0);
+    merged.set(chunk, rest);
+    src.pending = merged;
+    src.pendingOffset = 0;
+  }
+  src.socket?.pause();
+}
+
+/** The peer of `src` may be writable again: write what `src` holds, then resume `src`. */
+function flush(src: Leg): void {
+  const held = src.pending;
+  const out = src.peer.socket;
+  if (held === undefined || out === undefined) return;
+  const rest = held.length - src.pendingOffset;
+  const written = out.write(held, src.pendingOffset, rest);
+  if (written < 0) {
+    abort(src.relay, "error");
+    return;
+  }
+  if (written < rest) {
+    src.pendingOffset += written;
+    return;
+  }
+  src.pending = undefined;
+  src.pendingOffset = 0;
+  if (src.eof) passEof(src);
+  else if (!src.closed) src.socket?.resume();
+}
+
+/** `src`'s remote will send nothing more: once its data is written, pass the FIN on. */
+function sawEof(src: Leg): void {
+  if (src.eof) return;
+  src.eof = true;
+  if (src.pending === undefined) passEof(src);
+}
+
+/** Half-close: shut the peer's write side, leaving the other direction flowing. */
+function passEof(src: Leg): void {
+  const dst = src.peer;
+  if (dst.socket === undefined || dst.shut || dst.closed) return;
+  dst.shut = true;
+  dst.socket.shutdown();
+}
+
+function legClosed(leg: Leg, error: Error | undefined): void {
+  if (leg.closed) return;
+  leg.closed = true;
+  const relay = leg.relay;
+  const failure = error ?? leg.error;
+  if (failure !== undefined && !relay.ended) {
+    abort(relay, leg.side === "client" ? "client reset" : "backend reset");
+    return;
+  }
+  if (!relay.ended) {
+    // Bytes still owed to this leg can no longer be delivered.
+    if (leg.peer.pending !== undefined) {
+      abort(relay, "error");
+      return;
+    }
+    // After our own shutdown Bun reports the remote's FIN as a close, not an
+    // `end`: it is the end of this leg's data all the same.
+    sawEof(leg);
+  }
+  // Each leg closes by itself once FINs went both ways; the second one ends the relay.
+  if (leg.peer.closed) relay.report();
+}
+
+/** End the relay now: reset whatever leg is still open. */
+export function abort(relay: Relay, result: RelayResult): void {
+  if (relay.ended) return;
+  relay.result = result;
+  for (const leg of [relay.client, relay.upstream]) {
+    if (!leg.closed && leg.socket !== undefined) {
+      leg.closed = true;
+      leg.socket.terminate();
+    }
+  }
+  relay.report();
+}
+
+/**
+ * Handlers for a connected leg, shared by every socket; `open` (and
+ * `connectError` upstream) are added by the listener and connector.
+ */
+export const legHandlers = {
+  binaryType: "uint8array",
+  data(socket: Socket<Leg>, chunk: Uint8Array): void {
+    pump(socket.data, chunk);
+  },
+  drain(socket: Socket<Leg>): void {
+    // Bun also fires drain spuriously (after pause/resume): flush checks its own state.
+    flush(socket.data.peer);
+  },
+  end(socket: Socket<Leg>): void {
+    sawEof(socket.data);
+  },
+  error(socket: Socket<Leg>, error: Error): void {
+    const leg = socket.data as Leg | undefined;
+    if (leg !== undefined) leg.error = error;
+  },
+  close(socket: Socket<Leg>, error?: Error): void {
+    // A client refused at accept never got a leg.
+    const leg = socket.data as Leg | undefined;
+    if (leg !== undefined) legClosed(leg, error);
+  },
+} satisfies SocketHandler<Leg, "uint8array">;
+
+/** The upstream connected: start moving what the client held back. */
+export function upstreamOpened(leg: Leg, socket: Socket<Leg>): void {
+  const relay = leg.relay;
+  if (relay.ended) {
+    // The client is gone already (connect timeout, reset): drop this connection.
+    socket.terminate();
+    return;
+  }
+  if (relay.connectTimer !== undefined) {
+    clearTimeout(relay.connectTimer);
+    relay.connectTimer = undefined;
+  }
+  leg.socket = socket;
+  const client = relay.client;
+  if (client.pending !== undefined) flush(client);
+  else if (client.eof) passEof(client);
+  else client.socket?.resume();
+}

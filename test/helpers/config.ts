@@ -1,0 +1,66 @@
+/**
+ * Helpers for the config tests: write a config to a temporary directory and
+ * load it through the real loader, and flatten a config into plain values
+ * (compiled patterns become their text) for exact comparisons.
+ */
+
+import { afterAll } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../src/config/load.ts";
+import type { AccessList, Config, ConfigIssue, ForwardRule, LoadResult } from "../../src/types.ts";
+
+export type TextLoader = (name: string, text: string) => Promise<LoadResult & { path: string }>;
+
+/**
+ * A loader that writes `text` as `name` (its extension picks the format) in a
+ * temporary directory and loads it. Call it at the top of a test file: the
+ * directory is removed when that file's tests are done.
+ */
+export function textLoader(): TextLoader {
+  const directory = mkdtempSync(join(tmpdir(), "oi-config-test-"));
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+  return async (name, text) => {
+    const path = join(directory, name);
+    writeFileSync(path, text);
+    return { ...(await loadConfig(path)), path };
+  };
+}
+
+export interface PlainAccess {
+  allow: Array<[pattern: string, line: number]>;
+  deny: Array<[pattern: string, line: number]>;
+}
+
+export function plainAccess(list: AccessList): PlainAccess {
+  return {
+    allow: list.allow.map((rule) => [rule.pattern.text, rule.at.line]),
+    deny: list.deny.map((rule) => [rule.pattern.text, rule.at.line]),
+  };
+}
+
+export type PlainRule = Omit<ForwardRule, "access" | "at"> & { line: number; access: PlainAccess };
+
+export function plainRule(rule: ForwardRule): PlainRule {
+  const { access, at, ...rest } = rule;
+  return { ...rest, line: at.line, access: plainAccess(access) };
+}
+
+export function plainConfig(config: Config) {
+  return {
+    format: config.format,
+    globalAccess: plainAccess(config.globalAccess),
+    logFile: config.logFile,
+    pidFile: config.pidFile,
+    logFormat: config.logFormat,
+    rules: config.rules.map(plainRule),
+  };
+}
+
+/** [line, reason] pairs, the shape the error tests assert on. */
+export function linesAndReasons(issues: ConfigIssue[]): Array<[number, string]> {
+  return issues.map((issue) => [issue.line, issue.reason]);
+}
+
+export const NO_ACCESS: PlainAccess = { allow: [], deny: [] };

@@ -1,0 +1,109 @@
+/**
+ * A real `oi` process for end-to-end tests: started from this checkout with
+ * the test's config, watched through its output, stopped by its own PID.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+const CLI = join(import.meta.dir, "..", "..", "src", "cli.ts");
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "oi-test-"));
+}
+
+/** Write `text` to a fresh temporary file named `name` and return its path. */
+export function writeTempFile(name: string, text: string): string {
+  const path = join(tempDir(), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Collects a stream's text as it arrives, so tests can wait for a line. */
+class OutputWatcher {
+  text = "";
+  private waiters: Array<() => void> = [];
+  constructor(stream: ReadableStream<Uint8Array>) {
+    void this.read(stream);
+  }
+  private async read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      this.text += decoder.decode(chunk, { stream: true });
+      for (const wake of this.waiters.splice(0)) wake();
+    }
+  }
+  async waitFor(needle: string | RegExp, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const found = () => (typeof needle === "string" ? this.text.includes(needle) : needle.test(this.text));
+    while (!found()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${String(needle)} in output:\n${this.text}`);
+      await Promise.race([new Promise<void>((wake) => this.waiters.push(wake)), Bun.sleep(Math.min(left, 100))]);
+    }
+  }
+}
+
+export interface OiProcess {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  stdout: OutputWatcher;
+  stderr: OutputWatcher;
+  /** Resident set size in KiB, from /proc. */
+  rssKiB(): number;
+  stop(): Promise<number>;
+}
+
+/** Run the oi CLI with `args`; resolves when it has exited, with its code and output. */
+export async function runOi(args: string[], timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([process.execPath, CLI, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** Start `oi -c <config>` and wait until its rules are listening. */
+export async function startOi(configPath: string, extraArgs: string[] = []): Promise<OiProcess> {
+  const proc = Bun.spawn([process.execPath, CLI, "-c", configPath, ...extraArgs], {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
+  const stdout = new OutputWatcher(proc.stdout);
+  const stderr = new OutputWatcher(proc.stderr);
+  const oi: OiProcess = {
+    proc,
+    stdout,
+    stderr,
+    rssKiB() {
+      const status = readFileSync(`/proc/${proc.pid}/status`, "utf8");
+      const match = /VmRSS:\s+(\d+) kB/.exec(status);
+      if (!match) throw new Error("no VmRSS in /proc status");
+      return Number(match[1]);
+    },
+    async stop() {
+      if (proc.exitCode === null) proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      const code = await proc.exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  try {
+    await Promise.race([
+      stdout.waitFor("listening", 10000),
+      proc.exited.then((code) => {
+        throw new Error(`oi exited with ${code} before listening:\n${stdout.text}\n${stderr.text}`);
+      }),
+    ]);
+  } catch (error) {
+    await oi.stop();
+    throw error;
+  }
+  return oi;
+}
