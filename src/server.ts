@@ -18,6 +18,9 @@ export interface RunningServer {
 
 export function startServer(config: Config, events: ConnectionEvents): RunningServer {
   const forwarders: TcpForwarder[] = [];
+  // Accepted so rinetd configs load unchanged; saying so beats silently writing nothing.
+  if (config.logFile !== undefined) consola.warn(`${config.file}: logfile ${config.logFile} is not written yet by this version of oi (use -v for a console log)`);
+  if (config.pidFile !== undefined) consola.warn(`${config.file}: pid file ${config.pidFile} is not written yet by this version of oi`);
   for (const rule of config.rules) {
     if (rule.mode !== "tcp") {
       consola.warn(
