@@ -10,8 +10,8 @@ import { consola, LogLevels } from "consola";
 import pkg from "../package.json" with { type: "json" };
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { loadConfig } from "./config/load.ts";
-import { consoleConnectionEvents } from "./connection-log.ts";
-import { BindError, startServer } from "./server.ts";
+import { consoleSessionEvents } from "./connection-log.ts";
+import { BindError, Server } from "./server.ts";
 import type { Config, LoadResult } from "./types.ts";
 
 /** Looked for in this order when no `-c` is given; the second is rinetd's own default. */
@@ -55,19 +55,19 @@ const check = defineCommand({
 async function serve(path: string, verbose: boolean): Promise<void> {
   const config = await loadOrReport(path);
   if (config === undefined) process.exit(1);
-  let server;
+  const server = new Server(consoleSessionEvents(verbose));
   try {
-    server = startServer(config, consoleConnectionEvents(verbose));
+    await server.apply(config);
   } catch (error) {
     if (!(error instanceof BindError)) throw error;
     consola.error(error.message);
     process.exit(1);
   }
-  const served = server.forwarders.length;
-  consola.info(`oi ${pkg.version}: ${served} TCP rule${served === 1 ? "" : "s"} listening (${path})`);
+  const served = server.running.length;
+  consola.info(`oi ${pkg.version}: ${served} rule${served === 1 ? "" : "s"} listening (${path})`);
   const stop = (signal: string) => {
     consola.info(`${signal}: stopping`);
-    server.stop();
+    server.stopAccepting();
     process.exit(0);
   };
   process.on("SIGINT", () => stop("SIGINT"));

@@ -1,21 +1,23 @@
 /**
  * @module The console view of connections: with `--verbose`, one line per
- * finished or refused connection. Called at the edges of a connection only.
+ * finished or refused connection or UDP session.
  */
 import { consola } from "consola";
 import { formatEndpoint } from "./endpoint.ts";
-import type { ConnectionEvents } from "./tcp/forwarder.ts";
+import { formatHostPort } from "./ip.ts";
+import type { SessionEvents } from "./session.ts";
 
-export function consoleConnectionEvents(verbose: boolean): ConnectionEvents {
-  if (!verbose) return { denied() {}, ended() {} };
+export function consoleSessionEvents(verbose: boolean): SessionEvents {
+  if (!verbose) return { denied() {}, started() {}, ended() {} };
   return {
-    denied(rule, clientAddress) {
-      consola.info(`${clientAddress} -> ${formatEndpoint(rule.bind)} denied`);
+    denied(rule, address, port, reason) {
+      consola.info(`${formatHostPort(address, port)} -> ${formatEndpoint(rule.bind)} ${reason === "limit" ? "refused: connection limit" : "denied"}`);
     },
-    ended(rule, relay) {
-      const ms = Date.now() - relay.startedAt;
+    started() {},
+    ended(record) {
+      const { rule } = record;
       consola.info(
-        `${relay.clientAddress} -> ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} ${relay.result} in=${relay.bytesIn} out=${relay.bytesOut} ${ms}ms`,
+        `${formatHostPort(record.clientAddress, record.clientPort)} -> ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} ${record.result} in=${record.bytesIn} out=${record.bytesOut} ${record.endedAt - record.startedAt}ms`,
       );
     },
   };

@@ -1,49 +1,116 @@
 /**
- * @module Starts and stops the forwarders a config describes. Binding is all
- * or nothing: if one listener cannot bind, the ones already bound are closed
- * and the reason names the rule's file and line.
+ * @module The set of running forwarders, keyed by what they listen on.
+ * Applying a config starts, updates or stops forwarders so that the running
+ * set matches it: at start-up, and again on every reload. Binding is all or
+ * nothing: if one new listener cannot bind, the ones this step opened are
+ * closed, the running set is left as it was, and the error names the rule's
+ * file and line.
  */
 import { consola } from "consola";
+import { bindKey } from "./config/validate.ts";
 import { formatEndpoint } from "./endpoint.ts";
-import { type ConnectionEvents, TcpForwarder } from "./tcp/forwarder.ts";
-import type { Config } from "./types.ts";
+import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.ts";
+import type { SessionEvents } from "./session.ts";
+import { createTcpForwarder } from "./tcp/forwarder.ts";
+import type { Config, ForwardRule, RuleMode } from "./types.ts";
 
 export class BindError extends Error {}
 
-export interface RunningServer {
-  readonly forwarders: readonly TcpForwarder[];
-  /** Stop accepting on every rule; open connections carry on. */
-  stop(): void;
+/** Which module serves each kind of rule. */
+const FACTORIES: Partial<Record<RuleMode, ForwarderFactory>> = {
+  tcp: createTcpForwarder,
+};
+
+/** What changed when a config was applied, for the log. */
+export interface ApplySummary {
+  started: number;
+  kept: number;
+  stopped: number;
 }
 
-export function startServer(config: Config, events: ConnectionEvents): RunningServer {
-  const forwarders: TcpForwarder[] = [];
-  // Accepted so rinetd configs load unchanged; saying so beats silently writing nothing.
-  if (config.logFile !== undefined) consola.warn(`${config.file}: logfile ${config.logFile} is not written yet by this version of oi (use -v for a console log)`);
-  if (config.pidFile !== undefined) consola.warn(`${config.file}: pid file ${config.pidFile} is not written yet by this version of oi`);
-  for (const rule of config.rules) {
-    if (rule.mode !== "tcp") {
-      consola.warn(
-        `${rule.at.file}:${rule.at.line}: ${rule.mode} rule ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} is valid but not served yet: this version of oi forwards TCP only`,
-      );
-      continue;
-    }
-    const forwarder = new TcpForwarder(rule, config.globalAccess, events);
-    try {
-      forwarder.start();
-    } catch (error) {
-      for (const started of forwarders) started.stop();
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new BindError(
-        `${rule.at.file}:${rule.at.line}: cannot listen on ${formatEndpoint(rule.bind)}: ${reason}`,
-      );
-    }
-    forwarders.push(forwarder);
+export class Server {
+  private readonly forwarders = new Map<string, Forwarder>();
+
+  constructor(private readonly events: SessionEvents) {}
+
+  /** Forwarders running now, in no particular order. */
+  get running(): Forwarder[] {
+    return [...this.forwarders.values()];
   }
-  return {
-    forwarders,
-    stop() {
-      for (const forwarder of forwarders) forwarder.stop();
-    },
-  };
+
+  /** Connections and sessions open across every rule, including rules a reload removed. */
+  get active(): number {
+    let total = 0;
+    for (const forwarder of this.forwarders.values()) total += forwarder.active;
+    for (const forwarder of this.retired) total += forwarder.active;
+    return total;
+  }
+
+  /** Forwarders a reload stopped listening, kept until their open connections end. */
+  private retired = new Set<Forwarder>();
+
+  /**
+   * Make the running forwarders match `config`. New binds are opened first;
+   * only when all succeeded are kept rules updated and removed ones stopped.
+   */
+  async apply(config: Config): Promise<ApplySummary> {
+    const context: ForwarderContext = { globalAccess: config.globalAccess, events: this.events };
+    const wanted = new Map<string, ForwardRule>();
+    for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);
+
+    const opened = new Map<string, Forwarder>();
+    for (const [key, rule] of wanted) {
+      if (this.forwarders.has(key)) continue;
+      const factory = FACTORIES[rule.mode];
+      if (factory === undefined) {
+        consola.warn(
+          `${rule.at.file}:${rule.at.line}: ${rule.mode} rule ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} is valid but not served yet: this version of oi forwards TCP only`,
+        );
+        continue;
+      }
+      const forwarder = factory(rule, context);
+      try {
+        await forwarder.start();
+      } catch (error) {
+        for (const started of opened.values()) started.stopAccepting();
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new BindError(`${rule.at.file}:${rule.at.line}: cannot listen on ${formatEndpoint(rule.bind)}: ${reason}`);
+      }
+      opened.set(key, forwarder);
+    }
+
+    let kept = 0;
+    let stopped = 0;
+    for (const [key, forwarder] of this.forwarders) {
+      const rule = wanted.get(key);
+      if (rule !== undefined) {
+        forwarder.update(rule, config.globalAccess);
+        kept++;
+      } else {
+        forwarder.stopAccepting();
+        this.forwarders.delete(key);
+        if (forwarder.active > 0) this.retired.add(forwarder);
+        stopped++;
+      }
+    }
+    for (const [key, forwarder] of opened) this.forwarders.set(key, forwarder);
+    this.pruneRetired();
+    return { started: opened.size, kept, stopped };
+  }
+
+  /** Stop accepting on every rule; open connections carry on. */
+  stopAccepting(): void {
+    for (const forwarder of this.forwarders.values()) forwarder.stopAccepting();
+  }
+
+  /** Close every connection and session still open, on current and removed rules. */
+  closeAll(): void {
+    for (const forwarder of this.forwarders.values()) forwarder.closeAll();
+    for (const forwarder of this.retired) forwarder.closeAll();
+    this.pruneRetired();
+  }
+
+  private pruneRetired(): void {
+    for (const forwarder of this.retired) if (forwarder.active === 0) this.retired.delete(forwarder);
+  }
 }

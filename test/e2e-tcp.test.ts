@@ -307,6 +307,6 @@ describe("verbose", () => {
     const client = await connectPeer("127.0.0.1", port);
     await client.send("abc", true);
     await client.waitClosed();
-    await forwarder.stdout.waitFor(/127\.0\.0\.1 -> 127\.0\.0\.1:\d+\/tcp -> 127\.0\.0\.1:\d+\/tcp done in=3 out=5/, 5000);
+    await forwarder.stdout.waitFor(/127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+\/tcp -> 127\.0\.0\.1:\d+\/tcp done in=3 out=5/, 5000);
   });
 });

@@ -7,7 +7,7 @@
 
 import { compilePattern } from "../access.ts";
 import { formatHostPort, isIpLiteral, normalizeIp } from "../ip.ts";
-import type { AccessRule, ConfigIssue, ForwardRule, SourceLocation } from "../types.ts";
+import type { AccessRule, ConfigIssue, Endpoint, ForwardRule, SourceLocation } from "../types.ts";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -97,8 +97,7 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const rule of rules) {
     const { host, port, transport } = rule.bind;
-    const hostKey = normalizeIp(host) ?? host.toLowerCase().replace(/\.$/, "");
-    const key = `${hostKey} ${port}/${transport}`;
+    const key = bindKey(rule.bind);
     const first = firstByBind.get(key);
     if (first === undefined) {
       firstByBind.set(key, rule);
@@ -111,4 +110,10 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
     });
   }
   return issues;
+}
+
+/** Identity of a listening socket: equal keys cannot both be bound (and a reload keeps such a listener). */
+export function bindKey(endpoint: Endpoint): string {
+  const hostKey = normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
+  return `${hostKey} ${endpoint.port}/${endpoint.transport}`;
 }

@@ -5,14 +5,10 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
+import type { Forwarder, ForwarderContext } from "../forwarder.ts";
+import type { SessionEvents } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { abort, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
-
-/** What a forwarder tells the rest of `oi` about its connections. */
-export interface ConnectionEvents {
-  denied(rule: ForwardRule, clientAddress: string): void;
-  ended(rule: ForwardRule, relay: Relay): void;
-}
 
 /** Options Bun accepts for Bun.connect although its type definitions omit them. */
 interface ConnectSourceOptions {
@@ -35,18 +31,24 @@ function connectTimedOut(relay: Relay): void {
   abort(relay, "timeout");
 }
 
-export class TcpForwarder implements RelayOwner {
+export class TcpForwarder implements Forwarder, RelayOwner {
   private listener: TCPSocketListener<Leg> | undefined;
-  /** Connections currently open through this rule. */
-  active = 0;
+  private readonly relays = new Set<Relay>();
+  private globalAccess: AccessList;
+  private readonly events: SessionEvents;
 
   constructor(
-    readonly rule: ForwardRule,
-    private globalAccess: AccessList,
-    private readonly events: ConnectionEvents,
-  ) {}
+    public rule: ForwardRule,
+    context: ForwarderContext,
+  ) {
+    this.globalAccess = context.globalAccess;
+    this.events = context.events;
+  }
 
-  /** Bind the listening socket; throws (with Bun's reason) if the address is unusable. */
+  get active(): number {
+    return this.relays.size;
+  }
+
   start(): void {
     const forwarder = this;
     this.listener = Bun.listen<Leg>({
@@ -63,39 +65,59 @@ export class TcpForwarder implements RelayOwner {
     });
   }
 
-  /** Stop accepting; connections already open carry on. */
-  stop(): void {
+  update(rule: ForwardRule, globalAccess: AccessList): void {
+    this.rule = rule;
+    this.globalAccess = globalAccess;
+  }
+
+  stopAccepting(): void {
     this.listener?.stop(false);
     this.listener = undefined;
   }
 
+  closeAll(): void {
+    for (const relay of [...this.relays]) abort(relay, "error: shutting down");
+  }
+
+  /** The port actually bound (useful when the rule asked for an ephemeral one). */
   get port(): number | undefined {
     return this.listener?.port;
   }
 
   relayEnded(relay: Relay): void {
-    this.active--;
-    this.events.ended(this.rule, relay);
+    this.relays.delete(relay);
+    this.events.ended({
+      rule: relay.rule,
+      clientAddress: relay.clientAddress,
+      clientPort: relay.clientPort,
+      bytesIn: relay.bytesIn,
+      bytesOut: relay.bytesOut,
+      startedAt: relay.startedAt,
+      endedAt: Date.now(),
+      result: relay.result ?? "done",
+    });
   }
 
   private accept(socket: Socket<Leg>): void {
+    const rule = this.rule;
     const remote = socket.remoteAddress;
     const client = parseClientAddress(remote);
-    if (client === undefined || !isAllowed(client, this.globalAccess, this.rule.access)) {
+    if (client === undefined || !isAllowed(client, this.globalAccess, rule.access)) {
       // Closed before any upstream exists: a denied client never reaches the backend.
       socket.terminate();
-      this.events.denied(this.rule, remote);
+      this.events.denied(rule, remote, socket.remotePort, "denied");
       return;
     }
-    this.active++;
-    const relay = new Relay(this, socket, remote);
+    const relay = new Relay(this, rule, socket, remote, socket.remotePort);
+    this.relays.add(relay);
+    this.events.started(rule);
     // Hold the client's bytes in its kernel buffer until the backend answers.
     socket.pause();
     this.connect(relay);
   }
 
   private connect(relay: Relay): void {
-    const { connect, sourceAddress, connectTimeout } = this.rule;
+    const { connect, sourceAddress, connectTimeout } = relay.rule;
     const options: Bun.TCPSocketConnectOptions<Leg> & ConnectSourceOptions = {
       hostname: connect.host,
       port: connect.port,
@@ -111,3 +133,7 @@ export class TcpForwarder implements RelayOwner {
 }
 
 function ignoreRejection(): void {}
+
+export function createTcpForwarder(rule: ForwardRule, context: ForwarderContext): Forwarder {
+  return new TcpForwarder(rule, context);
+}

@@ -14,17 +14,10 @@
  * per connection is therefore bounded by one read chunk per direction.
  */
 import type { Socket, SocketHandler } from "bun";
+import type { SessionResult } from "../session.ts";
+import type { ForwardRule } from "../types.ts";
 
 export type Side = "client" | "upstream";
-
-/** How a relay ended, in the words the connection log uses. */
-export type RelayResult =
-  | "done"
-  | "refused"
-  | "timeout"
-  | "client reset"
-  | "backend reset"
-  | "error";
 
 /** What the owner of relays (one forwarding rule) is told. */
 export interface RelayOwner {
@@ -65,13 +58,16 @@ export class Relay {
   readonly upstream: Leg;
   readonly startedAt = Date.now();
   connectTimer: Timer | undefined = undefined;
-  result: RelayResult | undefined = undefined;
+  result: SessionResult | undefined = undefined;
   private reported = false;
 
   constructor(
     readonly owner: RelayOwner,
+    /** The rule as it was at accept: a reload does not change an open connection. */
+    readonly rule: ForwardRule,
     clientSocket: Socket<Leg>,
     readonly clientAddress: string,
+    readonly clientPort: number,
   ) {
     this.client = new Leg(this, "client");
     this.upstream = new Leg(this, "upstream");
@@ -117,7 +113,7 @@ function pump(src: Leg, chunk: Uint8Array): void {
   if (written === chunk.length) return;
   if (written < 0) {
     // The peer socket is already shut or closed: these bytes cannot be delivered.
-    abort(src.relay, "error");
+    abort(src.relay, "error: write failed");
     return;
   }
   src.pending = chunk;
@@ -154,7 +150,7 @@ function flush(src: Leg): void {
   const rest = held.length - src.pendingOffset;
   const written = out.write(held, src.pendingOffset, rest);
   if (written < 0) {
-    abort(src.relay, "error");
+    abort(src.relay, "error: write failed");
     return;
   }
   if (written < rest) {
@@ -188,13 +184,13 @@ function legClosed(leg: Leg, error: Error | undefined): void {
   const relay = leg.relay;
   const failure = error ?? leg.error;
   if (failure !== undefined && !relay.ended) {
-    abort(relay, leg.side === "client" ? "client reset" : "backend reset");
+    abort(relay, leg.side === "client" ? "error: client reset" : "error: backend reset");
     return;
   }
   if (!relay.ended) {
     // Bytes still owed to this leg can no longer be delivered.
     if (leg.peer.pending !== undefined) {
-      abort(relay, "error");
+      abort(relay, "error: closed with data undelivered");
       return;
     }
     // After our own shutdown Bun reports the remote's FIN as a close, not an
@@ -206,7 +202,7 @@ function legClosed(leg: Leg, error: Error | undefined): void {
 }
 
 /** End the relay now: reset whatever leg is still open. */
-export function abort(relay: Relay, result: RelayResult): void {
+export function abort(relay: Relay, result: SessionResult): void {
   if (relay.ended) return;
   relay.result = result;
   for (const leg of [relay.client, relay.upstream]) {

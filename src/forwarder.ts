@@ -1,0 +1,32 @@
+/**
+ * @module The run-time face of one forwarding rule, whatever its protocol.
+ * The server starts, updates and stops forwarders through this interface
+ * only; each protocol's module (tcp/, udp/) implements it.
+ */
+import type { SessionEvents } from "./session.ts";
+import type { AccessList, ForwardRule } from "./types.ts";
+
+export interface Forwarder {
+  /** The rule new connections and sessions follow (replaced by `update`). */
+  readonly rule: ForwardRule;
+  /** Connections or sessions open now. */
+  readonly active: number;
+  /** Bind the listening socket. Throws an Error whose message says why it could not. */
+  start(): Promise<void> | void;
+  /**
+   * A reload kept this rule's bind address: new connections follow `rule` and
+   * `globalAccess` from now on; open ones carry on as they were.
+   */
+  update(rule: ForwardRule, globalAccess: AccessList): void;
+  /** Stop accepting; open connections and sessions carry on. */
+  stopAccepting(): void;
+  /** Close everything still open (the end of a shutdown's grace period). */
+  closeAll(): void;
+}
+
+export interface ForwarderContext {
+  globalAccess: AccessList;
+  events: SessionEvents;
+}
+
+export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

@@ -1,0 +1,51 @@
+/**
+ * @module What every forwarder (TCP, UDP, cross-protocol) reports about the
+ * connections and sessions it carries. The console log, the log file and the
+ * metrics all read these records; forwarders report only at the edges of a
+ * session (accept, refusal, end), never per chunk.
+ */
+import type { ForwardRule } from "./types.ts";
+
+/**
+ * How a connection or UDP session ended, in the words of rinetd's log:
+ * `done`, `denied`, `refused` (backend refused or unreachable), `timeout`
+ * (connect or idle timeout), or `error: <what>`.
+ */
+export type SessionResult = "done" | "denied" | "refused" | "timeout" | `error: ${string}`;
+
+export interface SessionRecord {
+  rule: ForwardRule;
+  clientAddress: string;
+  clientPort: number;
+  /** Bytes received from the client. */
+  bytesIn: number;
+  /** Bytes received from the backend, sent towards the client. */
+  bytesOut: number;
+  /** Date.now() at accept (TCP) or at the session's first datagram (UDP). */
+  startedAt: number;
+  endedAt: number;
+  result: SessionResult;
+}
+
+export interface SessionEvents {
+  /** A client was refused by the access rules (or a limit) before any backend was contacted. */
+  denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: "denied" | "limit"): void;
+  /** A connection or session was accepted (it counts as active until `ended`). */
+  started(rule: ForwardRule): void;
+  ended(record: SessionRecord): void;
+}
+
+/** Several listeners of session events as one (console log, log file, metrics). */
+export function fanOut(listeners: SessionEvents[]): SessionEvents {
+  return {
+    denied(rule, address, port, reason) {
+      for (const listener of listeners) listener.denied(rule, address, port, reason);
+    },
+    started(rule) {
+      for (const listener of listeners) listener.started(rule);
+    },
+    ended(record) {
+      for (const listener of listeners) listener.ended(record);
+    },
+  };
+}
