@@ -11,8 +11,11 @@ export type RuleMode = "tcp" | "udp" | "udptotcp" | "tcptoudp";
 
 export type ConfigFormat = "conf" | "toml";
 
-/** rinetd's tab-separated format, or the web server "common log format". */
-export type LogFormat = "rinetd" | "common";
+/** rinetd's tab-separated format, the web server "common log format", or JSON lines. */
+export type LogFormat = "rinetd" | "common" | "json";
+
+/** How datagrams travel on the TCP leg of a cross-protocol rule. */
+export type Framing = "none" | "len16";
 
 /** Where a piece of configuration came from, for messages that point at it. */
 export interface SourceLocation {
@@ -69,7 +72,29 @@ export interface ForwardRule {
   connectTimeout: number;
   /** Local address the upstream socket binds to (rinetd's `[src=ADDR]`). */
   sourceAddress: string | undefined;
+  /** Concurrent connections (or UDP sessions) this rule carries at most; undefined: only the global bound. */
+  maxConnections: number | undefined;
+  /** TCP: seconds without a byte either way before a connection is closed; undefined: never. */
+  idleTimeout: number | undefined;
+  /** UDP: sessions (client address:port) tracked at most; the least recently used is evicted past it. */
+  maxSessions: number;
+  /** Cross-protocol rules: `len16` puts a 16-bit big-endian length before each datagram on the TCP leg. */
+  framing: Framing;
+  /** Largest datagram sent towards a UDP peer; longer TCP data is split (unframed rules). */
+  maxDatagram: number;
   access: AccessList;
+}
+
+/** The subset of a rule that per-rule options set, shared by every config format. */
+export type RuleOptions = Pick<
+  ForwardRule,
+  "timeout" | "connectTimeout" | "sourceAddress" | "maxConnections" | "idleTimeout" | "maxSessions" | "framing" | "maxDatagram"
+>;
+
+/** Where the Prometheus endpoint listens. */
+export interface MetricsAddress {
+  host: string;
+  port: number;
 }
 
 export interface Config {
@@ -80,6 +105,9 @@ export interface Config {
   logFile: string | undefined;
   pidFile: string | undefined;
   logFormat: LogFormat;
+  /** Concurrent connections across all rules; undefined: derived from the descriptor limit at start. */
+  maxConnections: number | undefined;
+  metrics: MetricsAddress | undefined;
 }
 
 /** A problem found while loading a config: printed as `file:line: reason`. */
@@ -102,3 +130,7 @@ export interface LoadResult {
 
 export const DEFAULT_UDP_TIMEOUT_SECONDS = 72;
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 10;
+/** Per rule, as rinetd-uv's max-udp-connections. */
+export const DEFAULT_MAX_UDP_SESSIONS = 5000;
+/** The largest UDP payload over IPv4. */
+export const MAX_UDP_PAYLOAD = 65507;

@@ -4,7 +4,7 @@ import { loadConfig } from "../src/config/load.ts";
 import { fallbackServices, parseServices } from "../src/config/services.ts";
 import type { RuleMode } from "../src/types.ts";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_UDP_TIMEOUT_SECONDS } from "../src/types.ts";
-import { NO_ACCESS, linesAndReasons, plainConfig, plainRule, textLoader } from "./helpers/config.ts";
+import { NO_ACCESS, linesAndReasons, plainConfig, plainRule, textLoader, OTHER_OPTION_DEFAULTS } from "./helpers/config.ts";
 
 const FIXTURES = `${import.meta.dir}/fixtures`;
 const loadText = textLoader();
@@ -85,6 +85,7 @@ describe("valid .conf files", () => {
       rules: [
         {
           index: 0,
+          ...OTHER_OPTION_DEFAULTS,
           line: 11,
           mode: "tcp",
           bind: { host: "0.0.0.0", port: 80, transport: "tcp" },
@@ -95,6 +96,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 1,
+          ...OTHER_OPTION_DEFAULTS,
           line: 16,
           mode: "tcp",
           bind: { host: "206.125.69.81", port: 80, transport: "tcp" },
@@ -106,6 +108,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 2,
+          ...OTHER_OPTION_DEFAULTS,
           line: 19,
           mode: "udp",
           bind: { host: "0.0.0.0", port: 53, transport: "udp" },
@@ -117,6 +120,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 3,
+          ...OTHER_OPTION_DEFAULTS,
           line: 22,
           mode: "udptotcp",
           bind: { host: "0.0.0.0", port: 8000, transport: "udp" },
@@ -128,6 +132,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 4,
+          ...OTHER_OPTION_DEFAULTS,
           line: 25,
           mode: "tcptoudp",
           bind: { host: "127.0.0.1", port: 8081, transport: "tcp" },
@@ -138,6 +143,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 5,
+          ...OTHER_OPTION_DEFAULTS,
           line: 28,
           mode: "tcp",
           bind: { host: "::", port: 8080, transport: "tcp" },
@@ -149,6 +155,7 @@ describe("valid .conf files", () => {
         },
         {
           index: 6,
+          ...OTHER_OPTION_DEFAULTS,
           line: 29,
           mode: "tcp",
           bind: { host: "::1", port: 8443, transport: "tcp" },
@@ -320,7 +327,7 @@ describe(".conf errors, each with its line", () => {
 
   test("unknown option", async () => {
     expect(await errorsOf("0.0.0.0 80 10.0.0.1 80 [keepalive=off]\n")).toEqual([
-      [1, "unknown option 'keepalive' (known: timeout, src, connect_timeout)"],
+      [1, "unknown option 'keepalive' (known: timeout, src, connect_timeout, maxconn, idle, max_sessions, frame, max_datagram)"],
     ]);
   });
 
@@ -395,7 +402,7 @@ describe(".conf errors, each with its line", () => {
     expect(result.errors.map(formatIssue)).toEqual([
       `${result.path}:1: bad allow pattern 'host.example': host names are not permitted in allow/deny rules (rinetd)`,
       `${result.path}:2: connect port 99999 is out of range (1..65535)`,
-      `${result.path}:2: unknown option 'nope' (known: timeout, src, connect_timeout)`,
+      `${result.path}:2: unknown option 'nope' (known: timeout, src, connect_timeout, maxconn, idle, max_sessions, frame, max_datagram)`,
       `${result.path}:4: unknown directive 'frobnicate'`,
       `${result.path}:5: duplicate bind: 0.0.0.0:81/tcp is already bound by the rule on line 3`,
     ]);

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { loadConfig } from "../src/config/load.ts";
 import { indexTomlLines, locateTomlSyntaxError, tomlErrorMessage } from "../src/config/toml-lines.ts";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_UDP_TIMEOUT_SECONDS } from "../src/types.ts";
-import { NO_ACCESS, linesAndReasons, plainConfig, textLoader } from "./helpers/config.ts";
+import { NO_ACCESS, linesAndReasons, plainConfig, textLoader, OTHER_OPTION_DEFAULTS } from "./helpers/config.ts";
 
 const FIXTURES = `${import.meta.dir}/fixtures`;
 const loadText = textLoader();
@@ -38,6 +38,7 @@ describe("valid TOML files", () => {
       rules: [
         {
           index: 0,
+          ...OTHER_OPTION_DEFAULTS,
           line: 10,
           mode: "tcp",
           bind: { host: "0.0.0.0", port: 80, transport: "tcp" },
@@ -47,6 +48,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 1,
+          ...OTHER_OPTION_DEFAULTS,
           line: 17,
           mode: "udp",
           bind: { host: "0.0.0.0", port: 53, transport: "udp" },
@@ -57,6 +59,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 2,
+          ...OTHER_OPTION_DEFAULTS,
           line: 25,
           mode: "udptotcp",
           bind: { host: "127.0.0.1", port: 8080, transport: "udp" },
@@ -66,6 +69,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 3,
+          ...OTHER_OPTION_DEFAULTS,
           line: 32,
           mode: "tcptoudp",
           bind: { host: "127.0.0.1", port: 8081, transport: "tcp" },
@@ -105,6 +109,7 @@ describe("valid TOML files", () => {
       rules: [
         {
           index: 0,
+          ...OTHER_OPTION_DEFAULTS,
           line: 19,
           mode: "tcp",
           bind: { host: "0.0.0.0", port: 80, transport: "tcp" },
@@ -114,6 +119,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 1,
+          ...OTHER_OPTION_DEFAULTS,
           line: 33,
           mode: "tcp",
           bind: { host: "206.125.69.81", port: 443, transport: "tcp" },
@@ -125,6 +131,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 2,
+          ...OTHER_OPTION_DEFAULTS,
           line: 42,
           mode: "udp",
           bind: { host: "0.0.0.0", port: 53, transport: "udp" },
@@ -135,6 +142,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 3,
+          ...OTHER_OPTION_DEFAULTS,
           line: 50,
           mode: "udptotcp",
           bind: { host: "0.0.0.0", port: 8000, transport: "udp" },
@@ -145,6 +153,7 @@ describe("valid TOML files", () => {
         },
         {
           index: 4,
+          ...OTHER_OPTION_DEFAULTS,
           line: 58,
           mode: "tcptoudp",
           bind: { host: "::", port: 8081, transport: "tcp" },
@@ -184,10 +193,10 @@ describe("TOML errors, each with its line", () => {
         `logfile = "/x"\n${ruleTable(80, 'bindport = 80\n[[forwarding_rules.rules]]\ntype = "allow"\npattern = "1.2.3.4"\ncomment = "x"\n')}[[global_rules]]\ntype = "deny"\npattern = "1.2.3.4"\nnote = 1\n`,
       ),
     ).toEqual([
-      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_file, pid_file, log_format)"],
+      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_file, pid_file, log_format, max_connections, metrics)"],
       [
         7,
-        "unknown key 'bindport' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, rules)",
+        "unknown key 'bindport' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, rules)",
       ],
       [11, "unknown key 'comment' in forwarding_rules[0].rules[0] (known: type, pattern)"],
       [15, "unknown key 'note' in global_rules[0] (known: type, pattern)"],
@@ -214,7 +223,7 @@ describe("TOML errors, each with its line", () => {
     ].join("\n");
     expect(await errorsOf(text)).toEqual([
       [1, "log_file must be a string, got an integer"],
-      [2, 'log_format must be one of "rinetd", "common", got "apache"'],
+      [2, 'log_format must be one of "rinetd", "common", "json", got "apache"'],
       [4, "forwarding_rules[0].bind_address must be a string, got an integer"],
       [5, "forwarding_rules[0].bind_port must be an integer, got a string"],
       [7, "forwarding_rules[0].connect_port must be an integer, got a float"],
@@ -293,7 +302,7 @@ describe("TOML errors, each with its line", () => {
     expect(await errorsOf(text)).toEqual([
       [1, "pid_file must be a string, got an integer"],
       [4, "bind port 0 is out of range (1..65535)"],
-      [7, "unknown key 'surprise' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, rules)"],
+      [7, "unknown key 'surprise' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, rules)"],
       [10, "bind port 99999 is out of range (1..65535)"],
     ]);
   });

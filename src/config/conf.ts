@@ -10,24 +10,15 @@
  * reported, each with its line.
  */
 
-import type { AccessRule, Config, ForwardRule, Transport } from "../types.ts";
-import { DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_UDP_TIMEOUT_SECONDS } from "../types.ts";
+import type { AccessRule, Config, ForwardRule, RuleOptions, Transport } from "../types.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { emptyAccessList, emptyConfig, modeOf } from "./model.ts";
+import { CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, RULE_OPTIONS } from "./options.ts";
 import { resolveService } from "./services.ts";
-import {
-  type Checked,
-  checkConnectTimeout,
-  checkHost,
-  checkPort,
-  checkSourceAddress,
-  checkUdpTimeout,
-  compileAccessRule,
-} from "./validate.ts";
+import { type Checked, checkHost, checkMaxConnections, checkMetricsAddress, checkPort, compileAccessRule } from "./validate.ts";
 
 const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
 const RULE_FIELDS = 4;
-const KNOWN_OPTIONS = ["timeout", "src", "connect_timeout"];
 
 /** One whitespace-separated word of a line; a `[...]` group is one token even with spaces inside. */
 interface Token {
@@ -40,12 +31,6 @@ interface PortField {
   transport: Transport;
   /** False when the port had no `/tcp` or `/udp`: rinetd then means TCP. */
   suffixed: boolean;
-}
-
-interface RuleOptions {
-  timeout: number;
-  connectTimeout: number;
-  sourceAddress: string | undefined;
 }
 
 /** Parser state carried from line to line. */
@@ -92,9 +77,23 @@ function parseLine(state: ConfState, rawLine: string, line: number): void {
     case "pidlogfile":
       return parsePathLine(state, "pidlogfile", args, line, (path) => (state.config.pidFile = path));
     case "logcommon":
-      if (args.length > 0) state.issues.error(line, `logcommon takes no argument, found ${args.length}`);
-      else state.config.logFormat = "common";
-      return;
+      return parseFlagLine(state, "logcommon", args, line, () => (state.config.logFormat = "common"));
+    case "logjson":
+      return parseFlagLine(state, "logjson", args, line, () => (state.config.logFormat = "json"));
+    case "maxconn":
+      return parseValueLine(state, "maxconn", "N", args, line, (text) => {
+        const checked = checkMaxConnections(/^\d+$/.test(text) ? Number(text) : Number.NaN, text);
+        if (!checked.ok) return checked.reason;
+        state.config.maxConnections = checked.value;
+        return undefined;
+      });
+    case "metrics":
+      return parseValueLine(state, "metrics", "HOST:PORT", args, line, (text) => {
+        const checked = checkMetricsAddress(text);
+        if (!checked.ok) return checked.reason;
+        state.config.metrics = checked.value;
+        return undefined;
+      });
   }
   if (!looksLikeForwardingRule(tokens)) {
     state.issues.error(line, `unknown directive '${first.text}'`);
@@ -176,6 +175,30 @@ function parseAccessLine(state: ConfState, kind: "allow" | "deny", args: string[
 function pushAccessRule(list: { allow: AccessRule[]; deny: AccessRule[] }, rule: AccessRule): void {
   if (rule.kind === "allow") list.allow.push(rule);
   else list.deny.push(rule);
+}
+
+/** A directive without arguments (`logcommon`). */
+function parseFlagLine(state: ConfState, keyword: string, args: string[], line: number, set: () => void): void {
+  if (args.length > 0) state.issues.error(line, `${keyword} takes no argument, found ${args.length}`);
+  else set();
+}
+
+/** A directive with one value (`maxconn 5000`); `set` gives a reason when the value is invalid. */
+function parseValueLine(
+  state: ConfState,
+  keyword: string,
+  form: string,
+  args: string[],
+  line: number,
+  set: (value: string) => string | undefined,
+): void {
+  const [value] = args;
+  if (args.length !== 1 || value === undefined) {
+    state.issues.error(line, `${keyword} takes one value (${keyword} ${form}), found ${args.length}`);
+    return;
+  }
+  const reason = set(value);
+  if (reason !== undefined) state.issues.error(line, reason);
 }
 
 function parsePathLine(
@@ -261,11 +284,7 @@ function parsePortField(text: string, role: string): Checked<PortField> {
 
 /** Option groups `[timeout=30,src=10.0.0.1]`, possibly several; problems are added to `reasons`. */
 function parseOptions(groups: Token[], reasons: string[]): RuleOptions {
-  const options: RuleOptions = {
-    timeout: DEFAULT_UDP_TIMEOUT_SECONDS,
-    connectTimeout: DEFAULT_CONNECT_TIMEOUT_SECONDS,
-    sourceAddress: undefined,
-  };
+  const options = defaultRuleOptions();
   const seen = new Set<string>();
   for (const group of groups) {
     if (!group.bracketed) {
@@ -291,30 +310,10 @@ function applyOption(options: RuleOptions, item: string, seen: Set<string>): str
   const equals = item.indexOf("=");
   const name = (equals === -1 ? item : item.slice(0, equals)).trim().toLowerCase();
   const value = equals === -1 ? "" : item.slice(equals + 1).trim();
-  if (!KNOWN_OPTIONS.includes(name)) return `unknown option '${name}' (known: ${KNOWN_OPTIONS.join(", ")})`;
+  const spec = RULE_OPTIONS.find((candidate) => candidate.conf === name);
+  if (spec === undefined) return `unknown option '${name}' (known: ${CONF_OPTION_NAMES.join(", ")})`;
   if (equals === -1 || value === "") return `option '${name}' needs a value (${name}=...)`;
   if (seen.has(name)) return `option '${name}' is given twice`;
   seen.add(name);
-
-  switch (name) {
-    case "timeout": {
-      const checked = checkUdpTimeout(/^\d+$/.test(value) ? Number(value) : Number.NaN, value);
-      if (!checked.ok) return checked.reason;
-      options.timeout = checked.value;
-      return undefined;
-    }
-    case "connect_timeout": {
-      const checked = checkConnectTimeout(/^(\d+\.?\d*|\.\d+)$/.test(value) ? Number(value) : Number.NaN, value);
-      if (!checked.ok) return checked.reason;
-      options.connectTimeout = checked.value;
-      return undefined;
-    }
-    case "src": {
-      const checked = checkSourceAddress(value);
-      if (!checked.ok) return checked.reason;
-      options.sourceAddress = checked.value;
-      return undefined;
-    }
-  }
-  return undefined;
+  return spec.apply(options, parseConfOptionValue(spec, value), value);
 }

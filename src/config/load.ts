@@ -9,7 +9,7 @@ import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { parseToml } from "./toml.ts";
-import { findDuplicateBinds } from "./validate.ts";
+import { findDuplicateBinds, findMisplacedOptions } from "./validate.ts";
 
 export async function loadConfig(path: string): Promise<LoadResult> {
   let text: string;
@@ -30,7 +30,8 @@ export function loadConfigText(text: string, file: string): LoadResult {
   // Editors on Windows may save a byte-order mark; it is not part of the first line.
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
   const parsed: ParseResult = formatOf(file) === "toml" ? parseToml(source, file) : parseConf(source, file);
-  const errors = byLine([...parsed.errors, ...findDuplicateBinds(parsed.config.rules)]);
+  const rules = parsed.config.rules;
+  const errors = byLine([...parsed.errors, ...findDuplicateBinds(rules), ...findMisplacedOptions(rules)]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,

@@ -19,6 +19,8 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     logFile: undefined,
     pidFile: undefined,
     logFormat: "rinetd",
+    maxConnections: undefined,
+    metrics: undefined,
   };
 }
 

@@ -12,38 +12,28 @@
  * Unknown keys and wrong types are errors, each on its own line.
  */
 
-import type { AccessList, Config, ForwardRule, LogFormat, RuleMode } from "../types.ts";
-import { DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_UDP_TIMEOUT_SECONDS } from "../types.ts";
+import type { AccessList, Config, ForwardRule, LogFormat, RuleMode, RuleOptions } from "../types.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { emptyAccessList, emptyConfig, transportsOf } from "./model.ts";
+import { defaultRuleOptions, RULE_OPTIONS, TOML_OPTION_KEYS } from "./options.ts";
 import { indexTomlLines, locateTomlSyntaxError, type TomlLineIndex } from "./toml-lines.ts";
-import {
-  type Checked,
-  checkConnectTimeout,
-  checkHost,
-  checkPort,
-  checkSourceAddress,
-  checkUdpTimeout,
-  compileAccessRule,
-} from "./validate.ts";
+import { type Checked, checkHost, checkMaxConnections, checkMetricsAddress, checkPort, compileAccessRule } from "./validate.ts";
 
 type Table = Record<string, unknown>;
 
-const TOP_LEVEL_KEYS = ["global_rules", "forwarding_rules", "log_file", "pid_file", "log_format"];
-const RULE_KEYS = [
-  "bind_address",
-  "bind_port",
-  "connect_address",
-  "connect_port",
-  "protocol",
-  "timeout",
-  "source_address",
-  "connect_timeout",
-  "rules",
+const TOP_LEVEL_KEYS = [
+  "global_rules",
+  "forwarding_rules",
+  "log_file",
+  "pid_file",
+  "log_format",
+  "max_connections",
+  "metrics",
 ];
+const RULE_KEYS = ["bind_address", "bind_port", "connect_address", "connect_port", "protocol", ...TOML_OPTION_KEYS, "rules"];
 const ACCESS_KEYS = ["type", "pattern"];
 const MODES: readonly RuleMode[] = ["tcp", "udp", "udptotcp", "tcptoudp"];
-const LOG_FORMATS: readonly LogFormat[] = ["rinetd", "common"];
+const LOG_FORMATS: readonly LogFormat[] = ["rinetd", "common", "json"];
 const BUN_ERROR_PREFIX = "TOML Parse error: ";
 
 /** Everything the checks need: where values are, and where problems go. */
@@ -77,6 +67,10 @@ function readRoot(context: TomlContext, root: Table, config: Config): void {
   config.logFile = reader.string("log_file");
   config.pidFile = reader.string("pid_file");
   config.logFormat = reader.oneOf("log_format", LOG_FORMATS) ?? "rinetd";
+  const maxConnections = reader.integer("max_connections");
+  if (maxConnections !== undefined) config.maxConnections = reader.check("max_connections", checkMaxConnections(maxConnections));
+  const metrics = reader.string("metrics");
+  if (metrics !== undefined) config.metrics = reader.check("metrics", checkMetricsAddress(metrics));
 
   for (const [path, table] of arrayOfTables(context, root, "", "global_rules")) {
     readAccessRule(context, table, path, config.globalAccess);
@@ -95,9 +89,7 @@ function readForwardRule(context: TomlContext, table: Table, path: string, index
   const connectHost = reader.required("connect_address", reader.string("connect_address"));
   const connectPort = reader.required("connect_port", reader.integer("connect_port"));
   const mode = reader.oneOf("protocol", MODES) ?? "tcp";
-  const timeoutValue = reader.integer("timeout");
-  const sourceValue = reader.string("source_address");
-  const connectTimeoutValue = reader.number("connect_timeout");
+  const options = readRuleOptions(reader);
 
   const bind = bindHost === undefined ? undefined : reader.check("bind_address", checkHost(bindHost, "bind address"));
   const bindPortChecked = bindPort === undefined ? undefined : reader.check("bind_port", checkPort(bindPort, "bind port"));
@@ -105,14 +97,6 @@ function readForwardRule(context: TomlContext, table: Table, path: string, index
     connectHost === undefined ? undefined : reader.check("connect_address", checkHost(connectHost, "connect address"));
   const connectPortChecked =
     connectPort === undefined ? undefined : reader.check("connect_port", checkPort(connectPort, "connect port"));
-  const timeout =
-    timeoutValue === undefined ? DEFAULT_UDP_TIMEOUT_SECONDS : reader.check("timeout", checkUdpTimeout(timeoutValue));
-  const sourceAddress =
-    sourceValue === undefined ? undefined : reader.check("source_address", checkSourceAddress(sourceValue));
-  const connectTimeout =
-    connectTimeoutValue === undefined
-      ? DEFAULT_CONNECT_TIMEOUT_SECONDS
-      : reader.check("connect_timeout", checkConnectTimeout(connectTimeoutValue));
 
   const access = emptyAccessList();
   for (const [rulePath, accessTable] of arrayOfTables(context, table, path, "rules")) {
@@ -123,9 +107,7 @@ function readForwardRule(context: TomlContext, table: Table, path: string, index
     bindPortChecked === undefined ||
     connect === undefined ||
     connectPortChecked === undefined ||
-    timeout === undefined ||
-    connectTimeout === undefined ||
-    (sourceValue !== undefined && sourceAddress === undefined)
+    options === undefined
   ) {
     return undefined;
   }
@@ -136,11 +118,29 @@ function readForwardRule(context: TomlContext, table: Table, path: string, index
     mode,
     bind: { host: bind, port: bindPortChecked, transport: bindTransport },
     connect: { host: connect, port: connectPortChecked, transport: connectTransport },
-    timeout,
-    connectTimeout,
-    sourceAddress,
+    ...options,
     access,
   };
+}
+
+/** Every per-rule option key present in `reader`'s table; undefined when any of them is invalid (each reported). */
+function readRuleOptions(reader: TableReader): RuleOptions | undefined {
+  const options = defaultRuleOptions();
+  let valid = true;
+  for (const spec of RULE_OPTIONS) {
+    const value =
+      spec.type === "string" ? reader.string(spec.toml) : spec.type === "integer" ? reader.integer(spec.toml) : reader.number(spec.toml);
+    if (value === undefined) {
+      if (reader.has(spec.toml)) valid = false;
+      continue;
+    }
+    const reason = spec.apply(options, value, String(value));
+    if (reason !== undefined) {
+      reader.report(spec.toml, reason);
+      valid = false;
+    }
+  }
+  return valid ? options : undefined;
 }
 
 /** One `{ type, pattern }` table of `global_rules` or of a rule's `rules`, added to `list` when valid. */
@@ -211,6 +211,15 @@ class TableReader {
     if (checked.ok) return checked.value;
     this.error(key, checked.reason);
     return undefined;
+  }
+
+  has(key: string): boolean {
+    return key in this.table;
+  }
+
+  /** Report `reason` on the line of `key`. */
+  report(key: string, reason: string): void {
+    this.error(key, reason);
   }
 
   private wrongType(key: string, expected: string, value: unknown): undefined {

@@ -7,7 +7,7 @@
 
 import { compilePattern } from "../access.ts";
 import { formatHostPort, isIpLiteral, normalizeIp } from "../ip.ts";
-import type { AccessRule, ConfigIssue, Endpoint, ForwardRule, SourceLocation } from "../types.ts";
+import type { AccessRule, ConfigIssue, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -81,6 +81,25 @@ export function checkConnectTimeout(value: number, written: string = String(valu
   return ok(value);
 }
 
+/** The global connection bound (`maxconn N`, TOML `max_connections`). */
+export function checkMaxConnections(value: number, written: string = String(value)): Checked<number> {
+  if (!Number.isInteger(value) || value < 1) {
+    return invalid(`maxconn must be a positive whole number, got '${written}'`);
+  }
+  return ok(value);
+}
+
+/** `HOST:PORT` or `[IPv6]:PORT` for the metrics endpoint; the host must be an IP address. */
+export function checkMetricsAddress(text: string): Checked<MetricsAddress> {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  if (match === null || host === undefined || !isIpLiteral(host)) {
+    return invalid(`metrics address '${text}' must be IP:PORT (IPv6 as [ADDRESS]:PORT)`);
+  }
+  const port = checkPort(Number(match[3]), "metrics port");
+  return port.ok ? ok({ host, port: port.value }) : port;
+}
+
 export function compileAccessRule(kind: "allow" | "deny", text: string, at: SourceLocation): Checked<AccessRule> {
   const pattern = compilePattern(text);
   if (typeof pattern === "string") return invalid(`bad ${kind} pattern '${text}': ${pattern}`);
@@ -116,4 +135,19 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
 export function bindKey(endpoint: Endpoint): string {
   const hostKey = normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
   return `${hostKey} ${endpoint.port}/${endpoint.transport}`;
+}
+
+/** Options that only make sense for some modes, used on another. */
+export function findMisplacedOptions(rules: ForwardRule[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const rule of rules) {
+    if (rule.framing !== "none" && rule.mode !== "udptotcp" && rule.mode !== "tcptoudp") {
+      issues.push({
+        file: rule.at.file,
+        line: rule.at.line,
+        reason: `frame=${rule.framing} applies only to udptotcp and tcptoudp rules, this one is ${rule.mode}`,
+      });
+    }
+  }
+  return issues;
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
 import type { AccessList, Config, ConfigIssue, ForwardRule, LoadResult } from "../../src/types.ts";
+import { DEFAULT_MAX_UDP_SESSIONS, MAX_UDP_PAYLOAD } from "../../src/types.ts";
 
 export type TextLoader = (name: string, text: string) => Promise<LoadResult & { path: string }>;
 
@@ -64,3 +65,12 @@ export function linesAndReasons(issues: ConfigIssue[]): Array<[number, string]> 
 }
 
 export const NO_ACCESS: PlainAccess = { allow: [], deny: [] };
+
+/** Defaults of the options the older fixtures never set (limits, UDP sessions, framing). */
+export const OTHER_OPTION_DEFAULTS = {
+  maxConnections: undefined,
+  idleTimeout: undefined,
+  maxSessions: DEFAULT_MAX_UDP_SESSIONS,
+  framing: "none" as const,
+  maxDatagram: MAX_UDP_PAYLOAD,
+};
