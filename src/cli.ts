@@ -8,14 +8,12 @@ import { existsSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
 import pkg from "../package.json" with { type: "json" };
-import { describeConfig, formatIssue } from "./config/describe.ts";
-import { loadConfig } from "./config/load.ts";
-import { consoleSessionEvents } from "./connection-log.ts";
-import { BindError, Server } from "./server.ts";
-import type { Config, LoadResult } from "./types.ts";
+import { describeConfig } from "./config/describe.ts";
+import { Daemon, loadReporting } from "./daemon.ts";
 
 /** Looked for in this order when no `-c` is given; the second is rinetd's own default. */
 const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd.conf"];
+const DEFAULT_GRACE_SECONDS = 10;
 
 const configArg = {
   type: "string",
@@ -29,52 +27,29 @@ function resolveConfigPath(given: string | undefined): string {
   return DEFAULT_CONFIG_PATHS.find((path) => existsSync(path)) ?? DEFAULT_CONFIG_PATHS[0]!;
 }
 
-/** Print warnings and errors; return the config only when it loaded cleanly. */
-async function loadOrReport(path: string): Promise<Config | undefined> {
-  const result: LoadResult = await loadConfig(path);
-  for (const warning of result.warnings) consola.warn(formatIssue(warning));
-  for (const error of result.errors) consola.error(formatIssue(error));
-  if (result.errors.length > 0 || result.config === undefined) {
-    const count = result.errors.length;
-    consola.error(`${path}: ${count} error${count === 1 ? "" : "s"}, nothing started`);
-    return undefined;
+function parseGrace(text: string | undefined): number {
+  if (text === undefined || text === "") return DEFAULT_GRACE_SECONDS;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    consola.error(`--grace must be a number of seconds (0 or more), got '${text}'`);
+    process.exit(1);
   }
-  return result.config;
+  return seconds;
 }
 
 const check = defineCommand({
   meta: { name: "check", description: "Validate a config without binding anything; print its rules or every error" },
   args: { config: configArg },
   async run({ args }) {
-    const config = await loadOrReport(resolveConfigPath(args.config));
-    if (config === undefined) process.exit(1);
+    const path = resolveConfigPath(args.config);
+    const config = await loadReporting(path);
+    if (config === undefined) {
+      consola.error(`${path}: invalid`);
+      process.exit(1);
+    }
     process.stdout.write(`${describeConfig(config)}\n`);
   },
 });
-
-async function serve(path: string, verbose: boolean): Promise<void> {
-  const config = await loadOrReport(path);
-  if (config === undefined) process.exit(1);
-  const server = new Server(consoleSessionEvents(verbose));
-  try {
-    await server.apply(config);
-  } catch (error) {
-    if (!(error instanceof BindError)) throw error;
-    consola.error(error.message);
-    process.exit(1);
-  }
-  const served = server.running.length;
-  consola.info(`oi ${pkg.version}: ${served} rule${served === 1 ? "" : "s"} listening (${path})`);
-  const stop = (signal: string) => {
-    consola.info(`${signal}: stopping`);
-    server.stopAccepting();
-    process.exit(0);
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  // rinetd reloads on SIGHUP; until oi does, it must at least not die of it (logrotate sends it).
-  process.on("SIGHUP", () => consola.warn("SIGHUP: configuration reload is not supported yet; still running"));
-}
 
 export const main = defineCommand({
   meta: { name: "oi", version: pkg.version, description: pkg.description },
@@ -85,13 +60,23 @@ export const main = defineCommand({
       alias: "f",
       description: "Accepted for rinetd compatibility; oi always runs in the foreground",
     },
-    verbose: { type: "boolean", alias: "v", description: "Log every connection" },
+    verbose: { type: "boolean", alias: "v", description: "Log every connection on the console" },
+    grace: {
+      type: "string",
+      description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
+      valueHint: "SECONDS",
+    },
   },
   subCommands: { check },
   async run({ args }) {
     // citty runs the parent after a subcommand: `oi check` has already done its work.
     if (args._.length > 0) return;
-    await serve(resolveConfigPath(args.config), args.verbose === true);
+    await Daemon.start({
+      configPath: resolveConfigPath(args.config),
+      verbose: args.verbose === true,
+      graceSeconds: parseGrace(args.grace),
+      version: pkg.version,
+    });
   },
 });
 

@@ -3,6 +3,7 @@
  * The server starts, updates and stops forwarders through this interface
  * only; each protocol's module (tcp/, udp/) implements it.
  */
+import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import type { AccessList, ForwardRule } from "./types.ts";
 
@@ -22,11 +23,19 @@ export interface Forwarder {
   stopAccepting(): void;
   /** Close everything still open (the end of a shutdown's grace period). */
   closeAll(): void;
+  /** Bytes [from clients, to clients] carried by connections still open (metrics add them to the finished ones). */
+  bytesInFlight(): [bytesIn: number, bytesOut: number];
 }
 
 export interface ForwarderContext {
   globalAccess: AccessList;
   events: SessionEvents;
+  /**
+   * Process-wide bounds: call `admit(descriptors)` before opening a session
+   * (2 descriptors for a TCP relay, 1 per UDP session socket...) and refuse the
+   * client when it says no; `release` the same number when the session ends.
+   */
+  admission: Admission;
 }
 
 export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

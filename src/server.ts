@@ -10,6 +10,7 @@ import { consola } from "consola";
 import { bindKey } from "./config/validate.ts";
 import { formatEndpoint } from "./endpoint.ts";
 import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.ts";
+import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { createTcpForwarder } from "./tcp/forwarder.ts";
 import type { Config, ForwardRule, RuleMode } from "./types.ts";
@@ -31,11 +32,20 @@ export interface ApplySummary {
 export class Server {
   private readonly forwarders = new Map<string, Forwarder>();
 
-  constructor(private readonly events: SessionEvents) {}
+  constructor(
+    private readonly events: SessionEvents,
+    private readonly admission: Admission,
+  ) {}
 
   /** Forwarders running now, in no particular order. */
   get running(): Forwarder[] {
     return [...this.forwarders.values()];
+  }
+
+  /** Forwarders a reload removed whose connections are still open. */
+  get draining(): Forwarder[] {
+    this.pruneRetired();
+    return [...this.retired];
   }
 
   /** Connections and sessions open across every rule, including rules a reload removed. */
@@ -54,7 +64,11 @@ export class Server {
    * only when all succeeded are kept rules updated and removed ones stopped.
    */
   async apply(config: Config): Promise<ApplySummary> {
-    const context: ForwarderContext = { globalAccess: config.globalAccess, events: this.events };
+    const context: ForwarderContext = {
+      globalAccess: config.globalAccess,
+      events: this.events,
+      admission: this.admission,
+    };
     const wanted = new Map<string, ForwardRule>();
     for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);
 

@@ -6,6 +6,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
+import type { Admission } from "../limits.ts";
 import type { SessionEvents } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { abort, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
@@ -31,11 +32,19 @@ function connectTimedOut(relay: Relay): void {
   abort(relay, "timeout");
 }
 
+/** A relayed connection holds two descriptors: the client's and the backend's. */
+const DESCRIPTORS_PER_RELAY = 2;
+/** Idle connections are looked for this often at most (and at a quarter of the idle timeout). */
+const IDLE_SWEEP_MAX_MS = 1000;
+const IDLE_SWEEP_MIN_MS = 50;
+
 export class TcpForwarder implements Forwarder, RelayOwner {
   private listener: TCPSocketListener<Leg> | undefined;
   private readonly relays = new Set<Relay>();
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
+  private readonly admission: Admission;
+  private idleSweep: Timer | undefined;
 
   constructor(
     public rule: ForwardRule,
@@ -43,6 +52,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   ) {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
+    this.admission = context.admission;
   }
 
   get active(): number {
@@ -63,11 +73,13 @@ export class TcpForwarder implements Forwarder, RelayOwner {
         },
       },
     });
+    this.armIdleSweep();
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
+    this.armIdleSweep();
   }
 
   stopAccepting(): void {
@@ -77,6 +89,47 @@ export class TcpForwarder implements Forwarder, RelayOwner {
 
   closeAll(): void {
     for (const relay of [...this.relays]) abort(relay, "error: shutting down");
+    if (this.idleSweep !== undefined) clearInterval(this.idleSweep);
+    this.idleSweep = undefined;
+  }
+
+  bytesInFlight(): [number, number] {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const relay of this.relays) {
+      bytesIn += relay.bytesIn;
+      bytesOut += relay.bytesOut;
+    }
+    return [bytesIn, bytesOut];
+  }
+
+  /**
+   * Idle connections are found by a sweep comparing byte counts, not by a
+   * timer reset on every chunk: the data path stays free of timer work.
+   */
+  private armIdleSweep(): void {
+    if (this.idleSweep !== undefined) clearInterval(this.idleSweep);
+    this.idleSweep = undefined;
+    const idle = this.rule.idleTimeout;
+    if (idle === undefined) return;
+    const every = Math.max(IDLE_SWEEP_MIN_MS, Math.min(IDLE_SWEEP_MAX_MS, (idle * 1000) / 4));
+    this.idleSweep = setInterval(() => this.closeIdle(), every);
+    this.idleSweep.unref();
+  }
+
+  private closeIdle(): void {
+    const now = Date.now();
+    for (const relay of this.relays) {
+      const idle = relay.rule.idleTimeout;
+      if (idle === undefined) continue;
+      const moved = relay.bytesIn + relay.bytesOut;
+      if (moved !== relay.bytesAtLastSweep) {
+        relay.bytesAtLastSweep = moved;
+        relay.lastActivity = now;
+      } else if (now - relay.lastActivity >= idle * 1000) {
+        abort(relay, "timeout");
+      }
+    }
   }
 
   /** The port actually bound (useful when the rule asked for an ephemeral one). */
@@ -86,6 +139,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
 
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
+    this.admission.release(DESCRIPTORS_PER_RELAY);
     this.events.ended({
       rule: relay.rule,
       clientAddress: relay.clientAddress,
@@ -106,6 +160,12 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       // Closed before any upstream exists: a denied client never reaches the backend.
       socket.terminate();
       this.events.denied(rule, remote, socket.remotePort, "denied");
+      return;
+    }
+    const ruleFull = rule.maxConnections !== undefined && this.relays.size >= rule.maxConnections;
+    if (ruleFull || !this.admission.admit(DESCRIPTORS_PER_RELAY)) {
+      socket.terminate();
+      this.events.denied(rule, remote, socket.remotePort, "limit");
       return;
     }
     const relay = new Relay(this, rule, socket, remote, socket.remotePort);

@@ -59,6 +59,9 @@ export class Relay {
   readonly startedAt = Date.now();
   connectTimer: Timer | undefined = undefined;
   result: SessionResult | undefined = undefined;
+  /** For the idle sweep: bytes moved when it last looked, and when they last changed. */
+  bytesAtLastSweep = 0;
+  lastActivity = Date.now();
   private reported = false;
 
   constructor(

@@ -67,9 +67,14 @@ export async function runOi(args: string[], timeoutMs = 15000): Promise<{ code: 
   return { code, stdout, stderr };
 }
 
-/** Start `oi -c <config>` and wait until its rules are listening. */
+/**
+ * Start `oi -c <config>` and wait until its rules are listening. Tests leave
+ * half-open connections behind, so the shutdown grace is short unless a test
+ * gives its own `--grace`.
+ */
 export async function startOi(configPath: string, extraArgs: string[] = []): Promise<OiProcess> {
-  const proc = Bun.spawn([process.execPath, CLI, "-c", configPath, ...extraArgs], {
+  const grace = extraArgs.includes("--grace") ? [] : ["--grace", "0.2"];
+  const proc = Bun.spawn([process.execPath, CLI, "-c", configPath, ...grace, ...extraArgs], {
     stdout: "pipe",
     stderr: "pipe",
     stdin: "ignore",

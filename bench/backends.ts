@@ -1,0 +1,100 @@
+/**
+ * @module The servers behind every forwarder, shared by all systems: iperf3
+ * (throughput, CPU cost), sockperf (latency), nginx on a private config
+ * (connections per second) and the holder (idle memory). Each runs with its
+ * own files in the bench's temp dir and is stopped by its PID.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BACKEND_PORTS, waitForPort, waitForText } from "./net.ts";
+import { spawnLogged, type Started } from "./procs.ts";
+import type { Service, Topology } from "./types.ts";
+
+export interface Backends {
+  /** Process serving each service (undefined when its tool is missing). */
+  procs: Partial<Record<Service, Started>>;
+  /** Connections the holder has whose first byte arrived. */
+  holdCount(): number;
+}
+
+const HOLDER = join(import.meta.dir, "agents", "holder.ts");
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function nginxConfig(dir: string, host: string, port: number): string {
+  return `daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fastcgi;
+  uwsgi_temp_path ${dir}/nginx-uwsgi;
+  scgi_temp_path ${dir}/nginx-scgi;
+  server {
+    listen ${host}:${port} backlog=4096;
+    location / { return 200 "ok\\n"; }
+  }
+}
+`;
+}
+
+export async function startBackends(
+  topology: Topology,
+  dir: string,
+  missing: Set<string>,
+  limitPrefix: string[],
+  log: (line: string) => void,
+): Promise<Backends> {
+  const host = topology.backendHost;
+  const prefix = [...topology.serverPrefix, ...limitPrefix];
+  const procs: Partial<Record<Service, Started>> = {};
+  const failures: string[] = [];
+
+  if (!missing.has("iperf3")) {
+    const logFile = join(dir, "iperf3-server.log");
+    const proc = spawnLogged("iperf3 -s", [...prefix, "iperf3", "-s", "-B", host, "-p", String(BACKEND_PORTS.iperf)], { log: logFile });
+    if (await waitForText(() => readText(logFile), /Server listening/, 10_000)) procs.iperf = proc;
+    else failures.push("iperf3 -s");
+  }
+  if (!missing.has("sockperf")) {
+    const logFile = join(dir, "sockperf-server.log");
+    const proc = spawnLogged("sockperf sr", [...prefix, "sockperf", "sr", "--tcp", "-i", host, "-p", String(BACKEND_PORTS.sockperf)], { log: logFile });
+    if (await waitForPort(host, BACKEND_PORTS.sockperf, 10_000)) procs.sockperf = proc;
+    else failures.push("sockperf sr");
+  }
+  if (!missing.has("nginx")) {
+    const config = join(dir, "nginx.conf");
+    writeFileSync(config, nginxConfig(dir, host, BACKEND_PORTS.http));
+    const cmd = [...prefix, "nginx", "-p", dir, "-e", join(dir, "nginx-error.log"), "-c", config];
+    const proc = spawnLogged("nginx", cmd, { log: join(dir, "nginx.log") });
+    if (await waitForPort(host, BACKEND_PORTS.http, 10_000)) procs.http = proc;
+    else failures.push(`nginx (see ${join(dir, "nginx-error.log")})`);
+  }
+  const holder = spawnLogged("holder", [...prefix, process.execPath, HOLDER, host, String(BACKEND_PORTS.hold)], {
+    log: join(dir, "holder.log"),
+    collect: true,
+  });
+  if (await waitForText(holder.output, /listening/, 10_000)) procs.hold = holder;
+  else failures.push("holder");
+
+  for (const failure of failures) log(`backend did not start: ${failure}`);
+  return {
+    procs,
+    holdCount(): number {
+      const matches = [...holder.output().matchAll(/count (\d+)/g)];
+      return Number(matches.at(-1)?.[1] ?? 0);
+    },
+  };
+}

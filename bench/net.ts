@@ -1,0 +1,46 @@
+/**
+ * @module Ports the bench uses and small socket helpers. Ports sit below the
+ * kernel's ephemeral range (32768+) so outgoing connections never take them.
+ */
+import type { Service, SystemName } from "./types.ts";
+
+export const BACKEND_PORTS: Record<Service, number> = { iperf: 23101, sockperf: 23102, http: 23103, hold: 23104 };
+
+const SYSTEM_BASE: Record<Exclude<SystemName, "direct">, number> = { oi: 23010, rinetd: 23020, socat: 23030, haproxy: 23040 };
+const SERVICE_OFFSET: Record<Service, number> = { iperf: 1, sockperf: 2, http: 3, hold: 4 };
+
+/** Port on which `system` forwards `service` (for `direct`: the backend's own port). */
+export function frontPort(system: SystemName, service: Service): number {
+  if (system === "direct") return BACKEND_PORTS[service];
+  return SYSTEM_BASE[system] + SERVICE_OFFSET[service];
+}
+
+/** True once something accepts a TCP connection on host:port. */
+export async function canConnect(host: string, port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: host, port, socket: { data(): void {}, error(): void {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await canConnect(host, port)) return true;
+    await Bun.sleep(100);
+  }
+  return false;
+}
+
+/** Wait until `text()` matches `pattern` or the time is up. */
+export async function waitForText(text: () => string, pattern: RegExp, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (pattern.test(text())) return true;
+    await Bun.sleep(50);
+  }
+  return false;
+}

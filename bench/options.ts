@@ -1,0 +1,92 @@
+/**
+ * @module Command line of the bench (`npm run bench -- [flags]`) and its help
+ * text; the settings of the full and the quick suite.
+ */
+import { ALL_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
+
+export const HELP = `oi bench: oi side by side with rinetd, socat, haproxy (TCP mode) and direct (no forwarder)
+
+usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LIST] [--no-install]
+
+  (no flag)        full suite on loopback: 5 interleaved runs per figure, iperf3 8 s,
+                   2000 idle connections (about 15 minutes on 2 cores)
+  --quick          short suite: 3 runs, iperf3 2 s, 500 idle connections (under 4 minutes)
+  --netns          measure over the seed's real-routing path instead of loopback: client and
+                   server network namespaces joined to the host by veth pairs (root only;
+                   created and removed by the bench)
+  --profile        oi alone: flamegraph SVG of an iperf3 run (perf record, JIT frames named
+                   from Bun's JIT dump) and the strace -c table, saved in bench/results/
+  --runs N         runs per figure (at least 3)
+  --systems LIST   comma-separated subset of ${ALL_SYSTEMS.join(",")}
+  --no-install     do not apt-get install missing tools even as root
+  -h, --help       this text
+
+Figures per system (medians of the runs; systems interleaved A B C A B C ...):
+  throughput_gbps.P1/P8     iperf3 -P 1 and -P 8 through the system, Gbit/s
+  latency_us.p50/p99        sockperf ping-pong, 32-byte messages, full round trip, µs
+  conn_per_s                ab without keep-alive, 50 concurrent, nginx behind the system
+  idle_kib_per_conn         memory (PSS) the system gains per idle connection
+  syscalls_per_gib          strace -c -f on the system during an iperf3 -P 1 run
+  context_switches_per_gib  perf stat during the iperf3 -P 1 run (also cpu_migrations_per_gib,
+                            and instructions/cycles where the machine has hardware counters)
+  cpu_s_per_gib             user + system CPU seconds (from /proc) per GiB forwarded
+For direct, the cost and memory figures are those of the backend itself (iperf3 -s, the holder).
+
+Output: bench/results/latest.json, latest.md, latest.svg (latest-netns.* with --netns),
+and a dated copy of the JSON in bench/results/history/. Raw files: bench/results/tmp/.
+Root installs what is missing (iperf3 sockperf rinetd socat haproxy nginx-light apache2-utils
+strace linux-perf); otherwise what needs a missing tool is skipped and named.`;
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[]): BenchOptions | "help" {
+  let quick = false;
+  let netns = false;
+  let profile = false;
+  let noInstall = false;
+  let runs: number | undefined;
+  let systems: SystemName[] = [...ALL_SYSTEMS];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string => {
+      const next = argv[++i];
+      if (next === undefined) throw new UsageError(`${arg} needs a value`);
+      return next;
+    };
+    switch (arg) {
+      case "-h":
+      case "--help":
+        return "help";
+      case "--quick":
+        quick = true;
+        break;
+      case "--netns":
+        netns = true;
+        break;
+      case "--profile":
+        profile = true;
+        break;
+      case "--no-install":
+        noInstall = true;
+        break;
+      case "--runs": {
+        runs = Number(value());
+        if (!Number.isInteger(runs) || runs < 3) throw new UsageError("--runs must be an integer of at least 3");
+        break;
+      }
+      case "--systems": {
+        const names = value().split(",").filter((name) => name !== "");
+        const unknown = names.filter((name) => !(ALL_SYSTEMS as readonly string[]).includes(name));
+        if (unknown.length > 0 || names.length === 0) throw new UsageError(`unknown system(s): ${unknown.join(", ")}; known: ${ALL_SYSTEMS.join(", ")}`);
+        systems = ALL_SYSTEMS.filter((name) => names.includes(name));
+        break;
+      }
+      default:
+        throw new UsageError(`unknown argument: ${arg} (see --help)`);
+    }
+  }
+  const base = quick
+    ? { runs: 3, iperfSeconds: 2, straceSeconds: 1, latencySeconds: 2, abRequests: 3000, abSeconds: 5, idleConnections: 500 }
+    : { runs: 5, iperfSeconds: 8, straceSeconds: 3, latencySeconds: 8, abRequests: 20000, abSeconds: 20, idleConnections: 2000 };
+  return { ...base, runs: runs ?? base.runs, quick, netns, profile, noInstall, systems };
+}

@@ -1,0 +1,176 @@
+/**
+ * @module Every process the bench starts goes through here, so each one can
+ * be stopped by its own PID: at the end of its measurement, on any error, and
+ * on Ctrl-C (SIGINT) or SIGTERM. Nothing is ever stopped by name.
+ */
+import { closeSync, openSync } from "node:fs";
+import type { Subprocess } from "bun";
+
+type Child = Subprocess<"ignore" | "pipe", "pipe" | number, "pipe" | number>;
+
+export interface Started {
+  readonly pid: number;
+  readonly proc: Child;
+  readonly name: string;
+  /** Text collected from stdout while `collect` is set (see `spawnLogged`). */
+  output(): string;
+  /** Resolves with the exit code (or signal number + 128). */
+  readonly exited: Promise<number>;
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+const running = new Set<Started>();
+const cleanups: Array<() => Promise<void> | void> = [];
+let shuttingDown = false;
+
+/** Register work to run when the bench ends (namespaces, temp files); last registered runs first. */
+export function onCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
+}
+
+export interface SpawnOptions {
+  /** File that receives stderr (and stdout unless `collect` is true). */
+  log: string;
+  /** Capture stdout as text instead of writing it to the log. */
+  collect?: boolean;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+/** Start a long-running process; it stays registered until it exits or is stopped. */
+export function spawnLogged(name: string, cmd: string[], options: SpawnOptions): Started {
+  const logFd = openSync(options.log, "a");
+  const proc: Child = Bun.spawn(cmd, {
+    stdin: "ignore",
+    stdout: options.collect === true ? "pipe" : logFd,
+    stderr: logFd,
+    env: { ...process.env, ...(options.env ?? {}) },
+    cwd: options.cwd,
+  });
+  closeSync(logFd);
+  let text = "";
+  if (options.collect === true && proc.stdout instanceof ReadableStream) {
+    const decoder = new TextDecoder();
+    const stream = proc.stdout;
+    void (async () => {
+      for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+    })();
+  }
+  const exited = proc.exited.then((code) => {
+    running.delete(started);
+    return code;
+  });
+  const started: Started = {
+    pid: proc.pid,
+    proc,
+    name,
+    output: () => text,
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM", graceMs = 3000): Promise<void> {
+      await stopProcess(started, signal, graceMs);
+    },
+  };
+  running.add(started);
+  return started;
+}
+
+async function stopProcess(child: Started, signal: NodeJS.Signals, graceMs: number): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
+    running.delete(child);
+    return;
+  }
+  try {
+    process.kill(child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+  const done = await Promise.race([child.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
+  if (!done) {
+    try {
+      process.kill(child.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await Promise.race([child.exited, Bun.sleep(2000)]);
+  }
+  running.delete(child);
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * Run a bounded command to completion and collect its output. After
+ * `timeoutMs` it is sent SIGINT (tools print their summary on it), then
+ * SIGKILL two seconds later.
+ */
+export async function runBounded(
+  cmd: string[],
+  timeoutMs: number,
+  env?: Record<string, string>,
+): Promise<RunResult> {
+  const proc = Bun.spawn(cmd, {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...(env ?? {}) },
+  });
+  const started: Started = {
+    pid: proc.pid,
+    proc,
+    name: cmd[0] ?? "?",
+    output: () => "",
+    exited: proc.exited,
+    stop: (signal: NodeJS.Signals = "SIGTERM", graceMs = 2000) => stopProcess(started, signal, graceMs),
+  };
+  running.add(started);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void stopProcess(started, "SIGINT", 2000);
+  }, timeoutMs);
+  try {
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    return { code, stdout, stderr, timedOut };
+  } finally {
+    clearTimeout(timer);
+    running.delete(started);
+  }
+}
+
+/** Stop everything still running (newest first), then run the cleanups. Safe to call twice. */
+export async function stopAll(): Promise<void> {
+  const children = [...running].reverse();
+  await Promise.all(children.map((child) => stopProcess(child, "SIGTERM", 3000)));
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      await fn();
+    } catch (error) {
+      console.error(`cleanup failed: ${String(error)}`);
+    }
+  }
+}
+
+/** On Ctrl-C or SIGTERM: stop every child by PID, clean up, exit 130/143. */
+export function installSignalHandlers(): void {
+  const handle = (signal: NodeJS.Signals, code: number) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    console.error(`\n${signal}: stopping ${running.size} process(es) by PID and cleaning up`);
+    void stopAll().finally(() => process.exit(code));
+  };
+  process.on("SIGINT", () => handle("SIGINT", 130));
+  process.on("SIGTERM", () => handle("SIGTERM", 143));
+}
+
+export function interrupted(): boolean {
+  return shuttingDown;
+}

@@ -1,0 +1,248 @@
+/**
+ * @module `oi` as a long-running service: load the config, start the
+ * forwarders, the log file, the pid file and the metrics endpoint, then react
+ * to signals. SIGHUP reloads the config (a bad one is reported and the
+ * running one stays) and reopens the log file; SIGTERM and SIGINT stop
+ * accepting, let open connections finish for a grace period, close what
+ * remains and exit 0; a second one exits at once.
+ */
+import type { Server as HttpServer } from "bun";
+import { consola } from "consola";
+import { formatIssue } from "./config/describe.ts";
+import { loadConfig } from "./config/load.ts";
+import { consoleSessionEvents } from "./connection-log.ts";
+import { Admission } from "./limits.ts";
+import { LogFile } from "./log/log-file.ts";
+import { Metrics, serveMetrics } from "./metrics.ts";
+import { PidFile } from "./pid-file.ts";
+import { BindError, Server } from "./server.ts";
+import { fanOut, type SessionEvents } from "./session.ts";
+import type { Config, MetricsAddress } from "./types.ts";
+
+export interface DaemonOptions {
+  configPath: string;
+  verbose: boolean;
+  /** Seconds open connections get to finish after SIGTERM/SIGINT. */
+  graceSeconds: number;
+  version: string;
+}
+
+/** How often a shutdown looks whether the last connection has ended. */
+const DRAIN_POLL_MS = 100;
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Print a config's warnings and errors; the config when it loaded cleanly. */
+export async function loadReporting(path: string): Promise<Config | undefined> {
+  const result = await loadConfig(path);
+  for (const warning of result.warnings) consola.warn(formatIssue(warning));
+  for (const error of result.errors) consola.error(formatIssue(error));
+  return result.errors.length === 0 ? result.config : undefined;
+}
+
+/** Session events go to whichever log file is current (none, or the one a reload opened). */
+class LogFileSlot implements SessionEvents {
+  file: LogFile | undefined;
+  denied(...args: Parameters<SessionEvents["denied"]>): void {
+    this.file?.denied(...args);
+  }
+  started(): void {}
+  ended(record: Parameters<SessionEvents["ended"]>[0]): void {
+    this.file?.ended(record);
+  }
+}
+
+function sameAddress(a: MetricsAddress | undefined, b: MetricsAddress | undefined): boolean {
+  return a?.host === b?.host && a?.port === b?.port;
+}
+
+export class Daemon {
+  private config: Config;
+  private readonly server: Server;
+  private readonly admission: Admission;
+  private readonly metrics: Metrics;
+  private readonly logSlot = new LogFileSlot();
+  private pidFile: PidFile | undefined;
+  private metricsServer: HttpServer<undefined> | undefined;
+  private stopping = false;
+
+  private constructor(
+    config: Config,
+    private readonly options: DaemonOptions,
+  ) {
+    this.config = config;
+    this.admission = new Admission(config.maxConnections);
+    this.metrics = new Metrics(options.version, () => [...this.server.running, ...this.server.draining]);
+    this.server = new Server(fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]), this.admission);
+  }
+
+  /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const config = await loadReporting(options.configPath);
+    if (config === undefined) {
+      consola.error(`${options.configPath}: not started`);
+      process.exit(1);
+    }
+    const daemon = new Daemon(config, options);
+    try {
+      daemon.openLogFile(config);
+      daemon.writePidFile(config);
+      await daemon.server.apply(config);
+      daemon.startMetrics(config.metrics);
+    } catch (error) {
+      consola.error(errorText(error));
+      daemon.releaseFiles();
+      process.exit(1);
+    }
+    daemon.handleSignals();
+    const count = daemon.server.running.length;
+    consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening (${options.configPath}), pid ${process.pid}`);
+    return daemon;
+  }
+
+  /** SIGHUP: re-read the config and apply it; on any failure the running config stays in force. */
+  async reload(): Promise<void> {
+    if (this.stopping) return;
+    consola.info(`SIGHUP: reloading ${this.options.configPath}`);
+    // logrotate sends SIGHUP after moving the file away: write to a fresh one.
+    this.reopenLogFile();
+    const config = await loadReporting(this.options.configPath);
+    if (config === undefined) {
+      consola.error("reload failed: the running configuration stays in force");
+      return;
+    }
+    let summary;
+    try {
+      summary = await this.server.apply(config);
+    } catch (error) {
+      if (!(error instanceof BindError)) throw error;
+      consola.error(`${error.message}; reload failed: the running configuration stays in force`);
+      return;
+    }
+    this.admission.maxConnections = config.maxConnections;
+    this.switchLogFile(config);
+    this.switchPidFile(config);
+    this.switchMetrics(config);
+    this.config = config;
+    consola.info(
+      `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.admission.open} connection(s) open`,
+    );
+  }
+
+  /** SIGTERM/SIGINT: drain for the grace period, then close the rest and exit 0. */
+  async shutdown(signal: string): Promise<void> {
+    if (this.stopping) {
+      consola.warn(`${signal} again: exiting now`);
+      this.exitNow();
+    }
+    this.stopping = true;
+    this.server.stopAccepting();
+    this.metricsServer?.stop(true);
+    const open = this.server.active;
+    consola.info(
+      `${signal}: stopped accepting; ${open} connection(s) open${open > 0 ? `, waiting up to ${this.options.graceSeconds}s` : ""}`,
+    );
+    const deadline = Date.now() + this.options.graceSeconds * 1000;
+    while (this.server.active > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
+    const left = this.server.active;
+    if (left > 0) consola.warn(`grace period over: closing ${left} connection(s)`);
+    this.exitNow();
+  }
+
+  private exitNow(): never {
+    this.server.closeAll();
+    this.releaseFiles();
+    process.exit(0);
+  }
+
+  private handleSignals(): void {
+    process.on("SIGHUP", () => {
+      this.reload().catch((error: unknown) => consola.error(`reload failed: ${errorText(error)}`));
+    });
+    process.on("SIGTERM", () => void this.shutdown("SIGTERM"));
+    process.on("SIGINT", () => void this.shutdown("SIGINT"));
+  }
+
+  private releaseFiles(): void {
+    this.logSlot.file?.close();
+    this.logSlot.file = undefined;
+    this.pidFile?.remove();
+    this.pidFile = undefined;
+  }
+
+  private openLogFile(config: Config): void {
+    if (config.logFile === undefined) return;
+    try {
+      this.logSlot.file = new LogFile(config.logFile, config.logFormat);
+    } catch (error) {
+      throw new Error(`${config.file}: cannot open log file ${config.logFile}: ${errorText(error)}`);
+    }
+  }
+
+  private reopenLogFile(): void {
+    const file = this.logSlot.file;
+    if (file === undefined) return;
+    try {
+      file.reopen();
+    } catch (error) {
+      consola.error(`cannot reopen log file ${file.path}: ${errorText(error)}`);
+    }
+  }
+
+  private switchLogFile(config: Config): void {
+    const current = this.logSlot.file;
+    if (current !== undefined && current.path === config.logFile) {
+      current.setFormat(config.logFormat);
+      return;
+    }
+    try {
+      const next = config.logFile === undefined ? undefined : new LogFile(config.logFile, config.logFormat);
+      current?.close();
+      this.logSlot.file = next;
+    } catch (error) {
+      consola.error(`cannot open log file ${config.logFile}: ${errorText(error)}; still logging to ${current?.path ?? "nowhere"}`);
+    }
+  }
+
+  private writePidFile(config: Config): void {
+    if (config.pidFile === undefined) return;
+    try {
+      this.pidFile = new PidFile(config.pidFile);
+    } catch (error) {
+      throw new Error(`${config.file}: cannot write pid file ${config.pidFile}: ${errorText(error)}`);
+    }
+  }
+
+  private switchPidFile(config: Config): void {
+    if (this.pidFile?.path === config.pidFile) return;
+    this.pidFile?.remove();
+    this.pidFile = undefined;
+    try {
+      this.writePidFile(config);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
+  }
+
+  private startMetrics(address: MetricsAddress | undefined): void {
+    if (address === undefined) return;
+    try {
+      this.metricsServer = serveMetrics(address, this.metrics);
+    } catch (error) {
+      throw new Error(`${this.config.file}: cannot serve metrics on ${address.host}:${address.port}: ${errorText(error)}`);
+    }
+  }
+
+  private switchMetrics(config: Config): void {
+    if (sameAddress(this.metricsServer === undefined ? undefined : this.config.metrics, config.metrics)) return;
+    this.metricsServer?.stop(true);
+    this.metricsServer = undefined;
+    try {
+      this.startMetrics(config.metrics);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
+  }
+}
