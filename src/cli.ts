@@ -80,8 +80,11 @@ export const main = defineCommand({
   },
 });
 
-if (import.meta.main) {
+/** Run the command line on this process's arguments. */
+export function runCli(): void {
   // consola goes quiet when NODE_ENV=test or CI is set; a daemon's log must not depend on that.
   consola.level = LogLevels.info;
-  await runMain(main);
+  void runMain(main);
 }
+
+if (import.meta.main) runCli();

@@ -1,48 +1,12 @@
 /**
  * End to end: a real `oi` process between real loopback clients and backends.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { startBlackhole } from "./helpers/blackhole.ts";
-import { type OiProcess, startOi, writeTempFile } from "./helpers/oi-process.ts";
-import {
-  type Backend,
-  connectPeer,
-  freePort,
-  type Peer,
-  randomBytes,
-  sha256,
-  startBackend,
-  withTimeout,
-} from "./helpers/peers.ts";
+import { backend, oi, onCleanup, until } from "./helpers/harness.ts";
+import { connectPeer, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 
 const MiB = 1024 * 1024;
-
-/** Everything a test starts, stopped after it whatever happened. */
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function backend(onConnection?: (peer: Peer) => void, host?: string): Backend {
-  const started = startBackend(onConnection, host);
-  cleanups.push(() => started.stop());
-  return started;
-}
-
-async function oi(config: string, args: string[] = []): Promise<OiProcess> {
-  const process = await startOi(writeTempFile("oi.conf", config), args);
-  cleanups.push(() => process.stop());
-  return process;
-}
-
-/** Poll `condition` until it holds, or fail after `ms`. */
-async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
 
 describe("byte integrity", () => {
   test("32 MiB each way at once arrive intact and in order (SHA-256 both directions)", async () => {
@@ -214,7 +178,7 @@ describe("unreachable backends", () => {
 
   test("a backend that never answers the handshake is given up after connect_timeout", async () => {
     const hole = await startBlackhole();
-    cleanups.push(() => hole.close());
+    onCleanup(() => hole.close());
     const port = freePort();
     await oi(`127.0.0.1 ${port} 127.0.0.1 ${hole.port} [connect_timeout=1]\n`);
 

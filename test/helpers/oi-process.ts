@@ -51,7 +51,21 @@ export interface OiProcess {
   stderr: OutputWatcher;
   /** Resident set size in KiB, from /proc. */
   rssKiB(): number;
+  /** User + system CPU time in clock ticks, from /proc. */
+  cpuTicks(): number;
+  signal(name: NodeJS.Signals): void;
   stop(): Promise<number>;
+}
+
+/** User + system CPU time of a process in clock ticks, from /proc/PID/stat. */
+export function cpuTicksOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** A command prefix that runs what follows with at most `limit` open files. */
+export function withFileLimit(limit: number): string[] {
+  return ["sh", "-c", `ulimit -n ${limit} && exec "$0" "$@"`];
 }
 
 /** Run the oi CLI with `args`; resolves when it has exited, with its code and output. */
@@ -72,9 +86,9 @@ export async function runOi(args: string[], timeoutMs = 15000): Promise<{ code: 
  * half-open connections behind, so the shutdown grace is short unless a test
  * gives its own `--grace`.
  */
-export async function startOi(configPath: string, extraArgs: string[] = []): Promise<OiProcess> {
+export async function startOi(configPath: string, extraArgs: string[] = [], prefix: string[] = []): Promise<OiProcess> {
   const grace = extraArgs.includes("--grace") ? [] : ["--grace", "0.2"];
-  const proc = Bun.spawn([process.execPath, CLI, "-c", configPath, ...grace, ...extraArgs], {
+  const proc = Bun.spawn([...prefix, process.execPath, CLI, "-c", configPath, ...grace, ...extraArgs], {
     stdout: "pipe",
     stderr: "pipe",
     stdin: "ignore",
@@ -90,6 +104,12 @@ export async function startOi(configPath: string, extraArgs: string[] = []): Pro
       const match = /VmRSS:\s+(\d+) kB/.exec(status);
       if (!match) throw new Error("no VmRSS in /proc status");
       return Number(match[1]);
+    },
+    cpuTicks() {
+      return cpuTicksOf(proc.pid);
+    },
+    signal(name) {
+      proc.kill(name);
     },
     async stop() {
       if (proc.exitCode === null) proc.kill("SIGTERM");

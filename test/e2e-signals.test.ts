@@ -1,0 +1,217 @@
+/**
+ * What signals do to a running oi: the pid file's life, SIGHUP reloads (add,
+ * remove, keep, bad config), and SIGTERM/SIGINT's graceful shutdown, also as
+ * PID 1 of its own PID namespace.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { backend, oi, onCleanup } from "./helpers/harness.ts";
+import { type OiProcess, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+
+async function refuses(port: number): Promise<boolean> {
+  try {
+    const peer = await connectPeer("127.0.0.1", port);
+    peer.socket?.terminate();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** A backend that greets every connection with `name` and half-closes. */
+function greeter(name: string) {
+  return backend((peer) => void peer.send(name, true));
+}
+
+/** Start oi on a config file the test will rewrite before a SIGHUP. */
+async function oiOnFile(configPath: string): Promise<OiProcess> {
+  const process = await startOi(configPath);
+  onCleanup(() => process.stop());
+  return process;
+}
+
+async function greeting(port: number): Promise<string> {
+  const client = await connectPeer("127.0.0.1", port);
+  client.keep = [];
+  await client.waitEnd(5000);
+  client.socket?.end();
+  return client.text();
+}
+
+describe("pid file", () => {
+  test("holds the pid while oi runs and is removed at exit", async () => {
+    const pidPath = join(tempDir(), "oi.pid");
+    const process = await oi(`pidlogfile ${pidPath}\n127.0.0.1 ${freePort()} 127.0.0.1 9\n`);
+    expect(readFileSync(pidPath, "utf8").trim()).toBe(String(process.proc.pid));
+    expect(await process.stop()).toBe(0);
+    expect(existsSync(pidPath)).toBe(false);
+  });
+});
+
+describe("SIGHUP reload", () => {
+  test("adds, removes and keeps rules; open connections carry on; kept ports never close", async () => {
+    const [one, two] = [greeter("one"), greeter("two")];
+    const held = backend();
+    const [keptPort, removedPort, addedPort] = [freePort(), freePort(), freePort()];
+    const configPath = writeTempFile("reload.conf", `127.0.0.1 ${keptPort} 127.0.0.1 ${one.port}\n127.0.0.1 ${removedPort} 127.0.0.1 ${held.port}\n`);
+    const process = await oiOnFile(configPath);
+    {
+      expect(await greeting(keptPort)).toBe("one");
+
+      // A connection on the rule about to be removed, open across the reload.
+      const survivor = await connectPeer("127.0.0.1", removedPort);
+      const survivorFar = await held.nextConnection();
+
+      // Keep connecting to the kept port throughout the reload: none may be refused.
+      let refusedDuringReload = 0;
+      let hammering = true;
+      const hammer = (async () => {
+        while (hammering) {
+          if (await refuses(keptPort)) refusedDuringReload++;
+          await Bun.sleep(2);
+        }
+      })();
+
+      writeFileSync(configPath, `127.0.0.1 ${keptPort} 127.0.0.1 ${two.port}\n127.0.0.1 ${addedPort} 127.0.0.1 ${one.port}\n`);
+      process.signal("SIGHUP");
+      await process.stdout.waitFor("reloaded: 1 rule(s) started, 1 kept, 1 stopped", 5000);
+      await Bun.sleep(100);
+      hammering = false;
+      await hammer;
+      expect(refusedDuringReload).toBe(0);
+
+      expect(await greeting(keptPort)).toBe("two");
+      expect(await greeting(addedPort)).toBe("one");
+      expect(await refuses(removedPort)).toBe(true);
+
+      // The old connection still moves bytes both ways.
+      const up = randomBytes(256 * 1024);
+      const down = randomBytes(256 * 1024);
+      await Promise.all([survivor.send(up, true), survivorFar.send(down, true)]);
+      await survivor.waitClosed();
+      await survivorFar.waitClosed();
+      expect(survivorFar.digest()).toBe(sha256(up));
+      expect(survivor.digest()).toBe(sha256(down));
+    }
+  });
+
+  test("a config that fails to load is reported and the running one stays", async () => {
+    const server = greeter("still");
+    const port = freePort();
+    const configPath = writeTempFile("bad-reload.conf", `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const process = await oiOnFile(configPath);
+    {
+      writeFileSync(configPath, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\nnonsense here\n`);
+      process.signal("SIGHUP");
+      await process.stderr.waitFor(`${configPath}:2: `, 5000);
+      await process.stderr.waitFor("the running configuration stays in force", 5000);
+      expect(await greeting(port)).toBe("still");
+    }
+  });
+
+  test("a reload whose new listener cannot bind changes nothing", async () => {
+    const server = greeter("kept");
+    const blocker = backend();
+    const port = freePort();
+    const configPath = writeTempFile("busy-reload.conf", `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const process = await oiOnFile(configPath);
+    {
+      writeFileSync(configPath, `127.0.0.1 ${port} 127.0.0.1 ${blocker.port}\n127.0.0.1 ${blocker.port} 127.0.0.1 9\n`);
+      process.signal("SIGHUP");
+      await process.stderr.waitFor(`cannot listen on 127.0.0.1:${blocker.port}`, 5000);
+      // The kept rule was not switched to the new backend either.
+      expect(await greeting(port)).toBe("kept");
+    }
+  });
+});
+
+describe("SIGTERM / SIGINT", () => {
+  test("a transfer in flight finishes within the grace period, then oi exits 0", async () => {
+    const payload = randomBytes(16 * 1024 * 1024);
+    // The backend reads slowly at first, so the transfer is still running when the signal comes.
+    const server = backend((peer) => {
+      peer.socket?.pause();
+      setTimeout(() => peer.socket?.resume(), 500);
+    });
+    const port = freePort();
+    const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "10"]);
+    const client = await connectPeer("127.0.0.1", port);
+    const sending = client.send(payload, true);
+    const far = await server.nextConnection();
+    await Bun.sleep(100);
+    process.signal("SIGTERM");
+    await process.stdout.waitFor("stopped accepting", 3000);
+    expect(await refuses(port)).toBe(true);
+    await withTimeout(sending, 10000, "the upload");
+    await far.waitEnd(10000);
+    expect(far.digest()).toBe(sha256(payload));
+    far.socket?.end();
+    expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+  });
+
+  test("after the grace period the rest is closed and oi exits 0", async () => {
+    const server = backend();
+    const port = freePort();
+    const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "0.5"]);
+    const idle: Peer = await connectPeer("127.0.0.1", port);
+    await server.nextConnection();
+    const started = Date.now();
+    process.signal("SIGINT");
+    expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(450);
+    expect(took).toBeLessThan(3000);
+    await idle.waitClosed(3000);
+  });
+
+  test("a second signal exits at once", async () => {
+    const server = backend();
+    const port = freePort();
+    const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "30"]);
+    await connectPeer("127.0.0.1", port);
+    await server.nextConnection();
+    process.signal("SIGTERM");
+    await process.stdout.waitFor("waiting up to 30s", 3000);
+    const started = Date.now();
+    process.signal("SIGTERM");
+    expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  test("as PID 1 of its own PID namespace (a container's entrypoint), SIGTERM stops it with exit code 0", async () => {
+    const probe = Bun.spawnSync(["unshare", "--pid", "--fork", "--mount-proc", "true"]);
+    if (probe.exitCode !== 0) {
+      console.warn("skipped: unshare --pid is not permitted here (needs root or user namespaces)");
+      return;
+    }
+    const server = greeter("pid one");
+    const port = freePort();
+    const configPath = writeTempFile("pid1.conf", `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const cli = join(import.meta.dir, "..", "src", "cli.ts");
+    // `sh -c 'echo $$; exec ...'` prints the pid oi will have inside the namespace: 1.
+    const proc = Bun.spawn(
+      ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", `echo "inner pid $$"; exec "$0" "$@"`, process.execPath, cli, "-c", configPath, "--grace", "1"],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      const reader = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("listening")) {
+        const { value, done } = await withTimeout(reader.read(), 10000, "oi to listen");
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text).toContain("inner pid 1");
+      expect(await greeting(port)).toBe("pid one");
+      // Signal oi itself (PID 1 inside; its pid out here is unshare's child). unshare exits with oi's status.
+      const children = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/);
+      expect(children).toHaveLength(1);
+      globalThis.process.kill(Number(children[0]), "SIGTERM");
+      expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+});

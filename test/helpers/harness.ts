@@ -1,0 +1,40 @@
+/**
+ * Per-test resources for end-to-end suites: everything a test starts is
+ * registered here and stopped after it, whatever happened.
+ */
+import { afterEach } from "bun:test";
+import { type OiProcess, startOi, writeTempFile } from "./oi-process.ts";
+import { type Backend, type Peer, startBackend } from "./peers.ts";
+
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Run `cleanup` after the current test. */
+export function onCleanup(cleanup: () => unknown): void {
+  cleanups.push(cleanup);
+}
+
+export function backend(onConnection?: (peer: Peer) => void, host?: string): Backend {
+  const started = startBackend(onConnection, host);
+  onCleanup(() => started.stop());
+  return started;
+}
+
+/** Start oi on `config` (written to a temporary `name`); stopped after the test. */
+export async function oi(config: string, args: string[] = [], name = "oi.conf"): Promise<OiProcess> {
+  const process = await startOi(writeTempFile(name, config), args);
+  onCleanup(() => process.stop());
+  return process;
+}
+
+/** Poll `condition` until it holds, or fail after `ms`. */
+export async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}

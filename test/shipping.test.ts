@@ -1,0 +1,85 @@
+/**
+ * What users install: the single compiled binary (forwarding for real, with
+ * no Bun and no node_modules beside it) and the npm package (packed, then
+ * installed into an empty folder, its `oi` command run from there).
+ */
+import { describe, expect, test } from "bun:test";
+import { copyFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { backend, onCleanup } from "./helpers/harness.ts";
+import { tempDir } from "./helpers/oi-process.ts";
+import { connectPeer, freePort, withTimeout } from "./helpers/peers.ts";
+import pkg from "../package.json" with { type: "json" };
+
+const ROOT = join(import.meta.dir, "..");
+
+function run(command: string[], cwd: string): { code: number; output: string } {
+  const result = Bun.spawnSync(command, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, NODE_ENV: "" } });
+  return { code: result.exitCode, output: result.stdout.toString() + result.stderr.toString() };
+}
+
+describe("single binary", () => {
+  test("`bun build --compile` makes one file that forwards on its own", async () => {
+    const dir = tempDir();
+    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    // The same flags as `npm run build`, into a temporary folder.
+    const flags = pkg.scripts.build.replace(/^bun build /, "").replace(/--outfile \S+/, "").trim().split(/\s+/);
+    const built = run([process.execPath, "build", ...flags, "--outfile", join(dir, "oi")], ROOT);
+    expect(built.code).toBe(0);
+
+    // Run it from a folder with nothing else in it, with PATH emptied of Bun.
+    const alone = tempDir();
+    onCleanup(() => rmSync(alone, { recursive: true, force: true }));
+    copyFileSync(join(dir, "oi"), join(alone, "oi"));
+    rmSync(dir, { recursive: true, force: true });
+    const server = backend((peer) => void peer.send("from the binary", true));
+    const port = freePort();
+    writeFileSync(join(alone, "oi.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1"], {
+      cwd: alone,
+      env: { PATH: "/usr/bin:/bin" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    onCleanup(() => proc.kill("SIGKILL"));
+    const stdout = proc.stdout.getReader();
+    let text = "";
+    while (!text.includes("listening")) {
+      const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
+      if (done) throw new Error(`binary exited: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    await client.waitEnd();
+    expect(client.text()).toBe("from the binary");
+    proc.kill("SIGTERM");
+    expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+  });
+});
+
+describe("npm package", () => {
+  test("the packed tarball installs into an empty folder and its `oi` runs", () => {
+    const dir = tempDir();
+    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    const packed = run(["npm", "pack", "--silent", "--pack-destination", dir], ROOT);
+    expect(packed.code).toBe(0);
+    const tarball = join(dir, packed.output.trim().split("\n").pop() ?? "");
+
+    const project = join(dir, "project");
+    run(["mkdir", "-p", project], dir);
+    writeFileSync(join(project, "package.json"), '{ "name": "empty", "version": "1.0.0", "private": true }\n');
+    const installed = run(["npm", "install", "--no-audit", "--no-fund", tarball], project);
+    expect(installed.code).toBe(0);
+
+    const version = run([join(project, "node_modules", ".bin", "oi"), "--version"], project);
+    expect(version.output.trim()).toBe(pkg.version);
+    expect(version.code).toBe(0);
+    const checked = run(
+      [join(project, "node_modules", ".bin", "oi"), "check", "-c", join(project, "node_modules", pkg.name, "examples", "oi.conf")],
+      project,
+    );
+    expect(checked.code).toBe(0);
+    expect(checked.output).toContain("127.0.0.1:8080 -> 127.0.0.1:8000");
+  });
+});
