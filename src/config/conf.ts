@@ -10,6 +10,8 @@
  * reported, each with its line.
  */
 
+import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import type { AccessRule, Config, ForwardRule, RuleOptions, Transport } from "../types.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { emptyAccessList, emptyConfig, modeOf } from "./model.ts";
@@ -18,6 +20,8 @@ import { resolveService } from "./services.ts";
 import { type Checked, checkHost, checkMaxConnections, checkMetricsAddress, checkPort, compileAccessRule } from "./validate.ts";
 
 const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
+/** As rinetd-uv: deeper nesting is taken for a mistake. */
+const MAX_INCLUDE_DEPTH = 10;
 const RULE_FIELDS = 4;
 
 /** One whitespace-separated word of a line; a `[...]` group is one token even with spaces inside. */
@@ -41,6 +45,9 @@ interface ConfState {
   seenForwardingLine: boolean;
   /** Where per-rule allow/deny go; undefined after a forwarding line with errors. */
   currentRule: ForwardRule | undefined;
+  /** Files being read, outermost first (for include cycles), and every file read. */
+  includeChain: string[];
+  files: string[];
 }
 
 export function parseConf(text: string, file: string): ParseResult {
@@ -49,10 +56,17 @@ export function parseConf(text: string, file: string): ParseResult {
     issues: new IssueCollector(file),
     seenForwardingLine: false,
     currentRule: undefined,
+    includeChain: [realFile(file)],
+    files: [file],
   };
+  parseText(state, text);
+  return { config: state.config, errors: state.issues.errors, warnings: state.issues.warnings, files: state.files };
+}
+
+/** Lines of the file `state.issues.file`, in order; an `include` parses its files in place. */
+function parseText(state: ConfState, text: string): void {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) parseLine(state, lines[i] ?? "", i + 1);
-  return { config: state.config, errors: state.issues.errors, warnings: state.issues.warnings };
 }
 
 function parseLine(state: ConfState, rawLine: string, line: number): void {
@@ -76,6 +90,8 @@ function parseLine(state: ConfState, rawLine: string, line: number): void {
       return parsePathLine(state, "logfile", args, line, (path) => (state.config.logFile = path));
     case "pidlogfile":
       return parsePathLine(state, "pidlogfile", args, line, (path) => (state.config.pidFile = path));
+    case "include":
+      return parseIncludeLine(state, args, line);
     case "logcommon":
       return parseFlagLine(state, "logcommon", args, line, () => (state.config.logFormat = "common"));
     case "logjson":
@@ -163,7 +179,7 @@ function parseAccessLine(state: ConfState, kind: "allow" | "deny", args: string[
     state.issues.error(line, `${kind} takes one pattern (${kind} PATTERN), found ${args.length}`);
     return;
   }
-  const checked = compileAccessRule(kind, pattern, { file: state.config.file, line });
+  const checked = compileAccessRule(kind, pattern, { file: state.issues.file, line });
   if (!checked.ok) {
     state.issues.error(line, checked.reason);
     return;
@@ -199,6 +215,104 @@ function parseValueLine(
   }
   const reason = set(value);
   if (reason !== undefined) state.issues.error(line, reason);
+}
+
+/**
+ * `include PATH`: a file, a directory (its `*.conf` files in name order), or
+ * a pattern with `*`/`?` in its last part (`conf.d/*.conf`). Relative paths
+ * start at the including file's directory. The included lines are read as if
+ * they stood in place of the directive (so allow/deny after an included rule
+ * belong to it). A cycle is an error naming the chain of files.
+ */
+function parseIncludeLine(state: ConfState, args: string[], line: number): void {
+  const [pattern] = args;
+  if (args.length !== 1 || pattern === undefined) {
+    state.issues.error(line, `include takes one path (include FILE|DIRECTORY|PATTERN), found ${args.length}`);
+    return;
+  }
+  const expanded = expandInclude(resolve(dirname(state.issues.file), pattern));
+  if (typeof expanded === "string") {
+    state.issues.error(line, `include ${pattern}: ${expanded}`);
+    return;
+  }
+  if (expanded.length === 0) state.issues.warn(line, `include ${pattern} matched no files`);
+  for (const file of expanded) includeFile(state, file, line);
+}
+
+function includeFile(state: ConfState, file: string, line: number): void {
+  const real = realFile(file);
+  const cycleStart = state.includeChain.indexOf(real);
+  if (cycleStart !== -1) {
+    const chain = [...state.includeChain.slice(cycleStart), real].join(" -> ");
+    state.issues.error(line, `include cycle: ${chain}`);
+    return;
+  }
+  if (state.includeChain.length > MAX_INCLUDE_DEPTH) {
+    state.issues.error(line, `include ${file}: more than ${MAX_INCLUDE_DEPTH} levels of nested includes`);
+    return;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    state.issues.error(line, `include ${file}: cannot read: ${error instanceof Error ? error.message : String(error)}`);
+    return;
+  }
+  const including = state.issues.file;
+  state.issues.file = file;
+  state.includeChain.push(real);
+  state.files.push(file);
+  parseText(state, text);
+  state.includeChain.pop();
+  state.issues.file = including;
+}
+
+/** The files an include names, in reading order, or why it names none. */
+function expandInclude(path: string): string[] | string {
+  const name = basename(path);
+  if (name.includes("*") || name.includes("?")) {
+    const directory = dirname(path);
+    const matcher = globMatcher(name);
+    const entries = listDirectory(directory);
+    if (typeof entries === "string") return entries;
+    return entries.filter((entry) => matcher.test(entry)).map((entry) => join(directory, entry));
+  }
+  let stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    return "no such file or directory";
+  }
+  if (!stats.isDirectory()) return [path];
+  const entries = listDirectory(path);
+  if (typeof entries === "string") return entries;
+  return entries.filter((entry) => entry.endsWith(".conf")).map((entry) => join(path, entry));
+}
+
+/** Regular files of a directory, sorted by name; a reason when it cannot be listed. */
+function listDirectory(directory: string): string[] | string {
+  try {
+    return readdirSync(directory, { withFileTypes: true })
+      .filter((entry) => entry.isFile() || entry.isSymbolicLink())
+      .map((entry) => entry.name)
+      .sort();
+  } catch (error) {
+    return `cannot list ${directory}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
+function globMatcher(pattern: string): RegExp {
+  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${source}$`);
+}
+
+/** Identity of a file for cycle detection: symlinks and `..` resolved where possible. */
+function realFile(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
 }
 
 function parsePathLine(
@@ -250,7 +364,7 @@ function parseForwardingLine(state: ConfState, tokens: Token[], line: number): v
   }
   const rule: ForwardRule = {
     index: state.config.rules.length,
-    at: { file: state.config.file, line },
+    at: { file: state.issues.file, line },
     mode: modeOf(bindSide.transport, connectSide.transport),
     bind: { host: bind, port: bindSide.port, transport: bindSide.transport },
     connect: { host: connect, port: connectSide.port, transport: connectSide.transport },

@@ -11,13 +11,16 @@ export interface ParseResult {
   config: Config;
   errors: ConfigIssue[];
   warnings: ConfigIssue[];
+  /** Every file read, in reading order (the config, then what it includes). */
+  files: string[];
 }
 
 export class IssueCollector {
   readonly errors: ConfigIssue[] = [];
   readonly warnings: ConfigIssue[] = [];
 
-  constructor(readonly file: string) {}
+  /** The file being read now: an `include` switches it while the included file is parsed. */
+  constructor(public file: string) {}
 
   error(line: number, reason: string): void {
     this.errors.push({ file: this.file, line, reason });

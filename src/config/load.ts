@@ -31,11 +31,11 @@ export function loadConfigText(text: string, file: string): LoadResult {
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
   const parsed: ParseResult = formatOf(file) === "toml" ? parseToml(source, file) : parseConf(source, file);
   const rules = parsed.config.rules;
-  const errors = byLine([...parsed.errors, ...findDuplicateBinds(rules), ...findMisplacedOptions(rules)]);
+  const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules), ...findMisplacedOptions(rules)]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,
-    warnings: byLine(parsed.warnings),
+    warnings: inReadingOrder(parsed.files, parsed.warnings),
   };
 }
 
@@ -43,10 +43,15 @@ export function formatOf(path: string): ConfigFormat {
   return path.toLowerCase().endsWith(".toml") ? "toml" : "conf";
 }
 
-/** Stable: problems on one line keep the order they were found in. */
-function byLine(issues: ConfigIssue[]): ConfigIssue[] {
-  return issues.map((issue, order) => ({ issue, order }))
-    .sort((a, b) => a.issue.line - b.issue.line || a.order - b.order)
+/** By file (in the order files were read), then line; problems on one line keep the order they were found in. */
+function inReadingOrder(files: string[], issues: ConfigIssue[]): ConfigIssue[] {
+  const rank = (file: string) => {
+    const index = files.indexOf(file);
+    return index === -1 ? files.length : index;
+  };
+  return issues
+    .map((issue, order) => ({ issue, order }))
+    .sort((a, b) => rank(a.issue.file) - rank(b.issue.file) || a.issue.line - b.issue.line || a.order - b.order)
     .map(({ issue }) => issue);
 }
 

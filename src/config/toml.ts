@@ -53,12 +53,12 @@ export function parseToml(text: string, file: string): ParseResult {
     const message = error instanceof Error ? error.message : String(error);
     const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
     issues.error(locateTomlSyntaxError(text, message), `TOML syntax error: ${reason}`);
-    return { config, errors: issues.errors, warnings: issues.warnings };
+    return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
   }
 
   const context: TomlContext = { file, lines: indexTomlLines(text), issues };
   if (isTable(root)) readRoot(context, root, config);
-  return { config, errors: issues.errors, warnings: issues.warnings };
+  return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
 }
 
 function readRoot(context: TomlContext, root: Table, config: Config): void {

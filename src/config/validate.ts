@@ -125,7 +125,9 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
     issues.push({
       file: rule.at.file,
       line: rule.at.line,
-      reason: `duplicate bind: ${formatHostPort(host, port)}/${transport} is already bound by the rule on line ${first.at.line}`,
+      reason: `duplicate bind: ${formatHostPort(host, port)}/${transport} is already bound by the rule ${
+        first.at.file === rule.at.file ? `on line ${first.at.line}` : `at ${first.at.file}:${first.at.line}`
+      }`,
     });
   }
   return issues;
