@@ -52,7 +52,9 @@ export class Metrics implements SessionEvents {
     const counters = this.countersOf(record.rule);
     counters.bytesIn += record.bytesIn;
     counters.bytesOut += record.bytesOut;
-    if (record.result !== "done") {
+    // A UDP session normally ends by going idle: that is not an error.
+    const normal = record.result === "done" || (record.result === "timeout" && record.rule.bind.transport === "udp");
+    if (!normal) {
       const reason = record.result.startsWith("error: ") ? record.result.slice(7) : record.result;
       counters.errors.set(reason, (counters.errors.get(reason) ?? 0) + 1);
     }

@@ -13,13 +13,17 @@ import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { createTcpForwarder } from "./tcp/forwarder.ts";
+import { createTcpToUdpForwarder, createUdpForwarder } from "./udp/forwarders.ts";
 import type { Config, ForwardRule, RuleMode } from "./types.ts";
 
 export class BindError extends Error {}
 
 /** Which module serves each kind of rule. */
-const FACTORIES: Partial<Record<RuleMode, ForwarderFactory>> = {
+const FACTORIES: Record<RuleMode, ForwarderFactory> = {
   tcp: createTcpForwarder,
+  udp: createUdpForwarder,
+  udptotcp: createUdpForwarder,
+  tcptoudp: createTcpToUdpForwarder,
 };
 
 /** What changed when a config was applied, for the log. */
@@ -72,21 +76,26 @@ export class Server {
     const wanted = new Map<string, ForwardRule>();
     for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);
 
+    // A bind kept across a change of kind (tcp <-> tcptoudp) needs another forwarder:
+    // stop the old listener first, so the new one can take the port (a short gap).
+    const replaced = new Map<string, Forwarder>();
+    for (const [key, forwarder] of this.forwarders) {
+      const rule = wanted.get(key);
+      if (rule !== undefined && FACTORIES[rule.mode] !== FACTORIES[forwarder.rule.mode]) {
+        this.retire(key, forwarder);
+        replaced.set(key, forwarder);
+      }
+    }
+
     const opened = new Map<string, Forwarder>();
     for (const [key, rule] of wanted) {
       if (this.forwarders.has(key)) continue;
-      const factory = FACTORIES[rule.mode];
-      if (factory === undefined) {
-        consola.warn(
-          `${rule.at.file}:${rule.at.line}: ${rule.mode} rule ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} is valid but not served yet: this version of oi forwards TCP only`,
-        );
-        continue;
-      }
-      const forwarder = factory(rule, context);
+      const forwarder = FACTORIES[rule.mode](rule, context);
       try {
         await forwarder.start();
       } catch (error) {
         for (const started of opened.values()) started.stopAccepting();
+        await this.restore(replaced);
         const reason = error instanceof Error ? error.message : String(error);
         throw new BindError(`${rule.at.file}:${rule.at.line}: cannot listen on ${formatEndpoint(rule.bind)}: ${reason}`);
       }
@@ -101,15 +110,33 @@ export class Server {
         forwarder.update(rule, config.globalAccess);
         kept++;
       } else {
-        forwarder.stopAccepting();
-        this.forwarders.delete(key);
-        if (forwarder.active > 0) this.retired.add(forwarder);
+        this.retire(key, forwarder);
         stopped++;
       }
     }
     for (const [key, forwarder] of opened) this.forwarders.set(key, forwarder);
     this.pruneRetired();
-    return { started: opened.size, kept, stopped };
+    return { started: opened.size - replaced.size, kept: kept + replaced.size, stopped };
+  }
+
+  /** Undo the replacements of a failed apply: the old forwarders listen again. */
+  private async restore(replaced: Map<string, Forwarder>): Promise<void> {
+    for (const [key, forwarder] of replaced) {
+      this.retired.delete(forwarder);
+      this.forwarders.set(key, forwarder);
+      try {
+        await forwarder.start();
+      } catch (error) {
+        consola.error(`${forwarder.rule.at.file}:${forwarder.rule.at.line}: could not listen again after a failed reload: ${String(error)}`);
+      }
+    }
+  }
+
+  /** Stop listening; the forwarder's open connections finish on their own. */
+  private retire(key: string, forwarder: Forwarder): void {
+    forwarder.stopAccepting();
+    this.forwarders.delete(key);
+    if (forwarder.active > 0) this.retired.add(forwarder);
   }
 
   /** Stop accepting on every rule; open connections carry on. */

@@ -103,21 +103,45 @@ describe("oi -c FILE", () => {
     expect(await oi.stop()).toBe(0);
   });
 
-  test("UDP rules are accepted and reported as not served yet; TCP rules still run", async () => {
+  test("a config with a UDP rule and a TCP rule serves both", async () => {
     const server = startBackend((peer) => void peer.send("tcp works", true));
-    const port = freePort();
+    const echo = await Bun.udpSocket({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, data, port, address) {
+          socket.send(data, port, address);
+        },
+      },
+    });
+    const [udpPort, tcpPort] = [freePort(), freePort()];
     const oi = await startOi(
-      writeTempFile("mixed.conf", `127.0.0.1 ${freePort()}/udp 127.0.0.1 53/udp\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`),
+      writeTempFile("mixed.conf", `127.0.0.1 ${udpPort}/udp 127.0.0.1 ${echo.port}/udp\n127.0.0.1 ${tcpPort} 127.0.0.1 ${server.port}\n`),
     );
     try {
-      await oi.stderr.waitFor("not served yet", 2000);
-      const client = await connectPeer("127.0.0.1", port);
+      expect(oi.stdout.text).toContain("2 rules listening");
+      const client = await connectPeer("127.0.0.1", tcpPort);
       client.keep = [];
       await client.waitEnd();
       expect(client.text()).toBe("tcp works");
+
+      let reply = "";
+      const udpClient = await Bun.udpSocket({
+        socket: {
+          data(_socket, data) {
+            reply = Buffer.from(data).toString();
+          },
+        },
+      });
+      udpClient.send("udp works", udpPort, "127.0.0.1");
+      const deadline = Date.now() + 3000;
+      while (reply === "" && Date.now() < deadline) await Bun.sleep(10);
+      udpClient.close();
+      expect(reply).toBe("udp works");
     } finally {
       await oi.stop();
       server.stop();
+      echo.close();
     }
   });
 });

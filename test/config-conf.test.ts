@@ -253,8 +253,10 @@ describe("valid .conf files", () => {
         "log file: /var/log/oi.log",
         "log format: rinetd",
         "pid file: none",
+        "max connections: descriptor limit",
+        "metrics: off",
         `${result.path}:2  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  deny 10.0.0.5`,
-        `${result.path}:4  udp  [::]:53 -> [::1]:53  timeout=9s  src=::2`,
+        `${result.path}:4  udp  [::]:53 -> [::1]:53  timeout=9s  src=::2  max_sessions=5000  max_datagram=65507`,
       ].join("\n"),
     );
   });

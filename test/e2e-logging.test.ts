@@ -5,9 +5,11 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { backend, oi, until } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, oi, until } from "./helpers/harness.ts";
 import { tempDir } from "./helpers/oi-process.ts";
-import { connectPeer, freePort } from "./helpers/peers.ts";
+import { connectExpectingClose, connectPeer, freePort } from "./helpers/peers.ts";
+
+cleanUpAfterEachTest();
 
 function lines(path: string): string[] {
   if (!existsSync(path)) return [];
@@ -19,10 +21,8 @@ async function makeTraffic(goodPort: number, deadPort: number): Promise<void> {
   const good = await connectPeer("127.0.0.1", goodPort);
   await good.send("abc", true);
   await good.waitClosed();
-  const denied = await connectPeer("127.0.0.1", goodPort, "127.0.0.9");
-  await denied.waitClosed();
-  const refused = await connectPeer("127.0.0.1", deadPort);
-  await refused.waitClosed();
+  await connectExpectingClose("127.0.0.1", goodPort, "127.0.0.9");
+  await connectExpectingClose("127.0.0.1", deadPort);
 }
 
 async function setUp(format: "" | "logcommon\n" | "logjson\n") {

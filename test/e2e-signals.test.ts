@@ -6,9 +6,11 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, oi, onCleanup } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
 import { type OiProcess, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+
+cleanUpAfterEachTest();
 
 async function refuses(port: number): Promise<boolean> {
   try {

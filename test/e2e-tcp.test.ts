@@ -3,8 +3,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { startBlackhole } from "./helpers/blackhole.ts";
-import { backend, oi, onCleanup, until } from "./helpers/harness.ts";
-import { connectPeer, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
+import { connectExpectingClose, connectPeer, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+
+cleanUpAfterEachTest();
 
 const MiB = 1024 * 1024;
 
@@ -165,10 +167,8 @@ describe("unreachable backends", () => {
 
     for (let attempt = 0; attempt < 3; attempt++) {
       const started = Date.now();
-      const client = await connectPeer("127.0.0.1", deadRule);
-      await client.waitClosed(3000);
+      expect(await connectExpectingClose("127.0.0.1", deadRule, undefined, 3000)).toBe(0);
       expect(Date.now() - started).toBeLessThan(2000);
-      expect(client.received).toBe(0);
     }
     const client = await connectPeer("127.0.0.1", goodRule);
     client.keep = [];
@@ -197,10 +197,7 @@ describe("access control", () => {
     const port = freePort();
     await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\nallow 127.0.0.2\n`);
 
-    const denied = await connectPeer("127.0.0.1", port, "127.0.0.3");
-    denied.keep = [];
-    await denied.waitClosed(3000);
-    expect(denied.text()).toBe("");
+    expect(await connectExpectingClose("127.0.0.1", port, "127.0.0.3", 3000)).toBe(0);
 
     const allowed = await connectPeer("127.0.0.1", port, "127.0.0.2");
     allowed.keep = [];
@@ -217,9 +214,7 @@ describe("access control", () => {
       `deny 127.0.0.4\n127.0.0.1 ${first} 127.0.0.1 ${server.port}\n127.0.0.1 ${second} 127.0.0.1 ${server.port}\n`,
     );
     for (const port of [first, second]) {
-      const denied = await connectPeer("127.0.0.1", port, "127.0.0.4");
-      await denied.waitClosed(3000);
-      expect(denied.received).toBe(0);
+      expect(await connectExpectingClose("127.0.0.1", port, "127.0.0.4", 3000)).toBe(0);
     }
     const allowed = await connectPeer("127.0.0.1", second, "127.0.0.5");
     allowed.keep = [];

@@ -6,10 +6,12 @@
 import { describe, expect, test } from "bun:test";
 import { copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, onCleanup } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, onCleanup } from "./helpers/harness.ts";
 import { tempDir } from "./helpers/oi-process.ts";
 import { connectPeer, freePort, withTimeout } from "./helpers/peers.ts";
 import pkg from "../package.json" with { type: "json" };
+
+cleanUpAfterEachTest();
 
 const ROOT = join(import.meta.dir, "..");
 

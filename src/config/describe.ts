@@ -17,6 +17,8 @@ export function describeConfig(config: Config): string {
     `log file: ${config.logFile ?? "none"}`,
     `log format: ${config.logFormat}`,
     `pid file: ${config.pidFile ?? "none"}`,
+    `max connections: ${config.maxConnections ?? "descriptor limit"}`,
+    `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
     ...config.rules.map(describeRule),
   ].join("\n");
 }
@@ -32,6 +34,11 @@ export function describeRule(rule: ForwardRule): string {
   if (rule.bind.transport === "udp" || rule.connect.transport === "udp") parts.push(`timeout=${rule.timeout}s`);
   if (rule.connect.transport === "tcp") parts.push(`connect_timeout=${rule.connectTimeout}s`);
   if (rule.sourceAddress !== undefined) parts.push(`src=${rule.sourceAddress}`);
+  if (rule.maxConnections !== undefined) parts.push(`maxconn=${rule.maxConnections}`);
+  if (rule.idleTimeout !== undefined) parts.push(`idle=${rule.idleTimeout}s`);
+  if (rule.bind.transport === "udp") parts.push(`max_sessions=${rule.maxSessions}`);
+  if (rule.framing !== "none") parts.push(`frame=${rule.framing}`);
+  if (rule.bind.transport === "udp" || rule.connect.transport === "udp") parts.push(`max_datagram=${rule.maxDatagram}`);
   const access = describeAccess(rule.access);
   if (access !== "") parts.push(access);
   return parts.join(SEPARATOR);

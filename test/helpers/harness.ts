@@ -8,11 +8,19 @@ import { type Backend, type Peer, startBackend } from "./peers.ts";
 
 const cleanups: Array<() => unknown> = [];
 
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+/**
+ * Call at the top of each test file using these helpers. bun runs every test
+ * file in one process and evaluates a shared module once, so an `afterEach`
+ * registered by this module itself would apply to the first file importing
+ * it only, and the `oi` processes of the other files would outlive the run.
+ */
+export function cleanUpAfterEachTest(): void {
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+}
 
-/** Run `cleanup` after the current test. */
+/** Run `cleanup` after the current test (once the file called `cleanUpAfterEachTest`). */
 export function onCleanup(cleanup: () => unknown): void {
   cleanups.push(cleanup);
 }

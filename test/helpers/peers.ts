@@ -218,3 +218,21 @@ export async function connectPeer(host: string, port: number, localAddress?: str
   await Bun.connect<Peer>(options);
   return peer;
 }
+
+/**
+ * Connect to a port where oi is expected to close the connection at once
+ * (denied client, limit, refused backend). oi resets such a connection, and
+ * the reset can arrive before Bun reports the handshake done, in which case
+ * the connect itself fails: both count as "closed". Resolves once it is over,
+ * with the bytes received (always expected to be 0).
+ */
+export async function connectExpectingClose(host: string, port: number, localAddress?: string, timeoutMs = 5000): Promise<number> {
+  let peer: Peer;
+  try {
+    peer = await connectPeer(host, port, localAddress);
+  } catch {
+    return 0;
+  }
+  await peer.waitClosed(timeoutMs);
+  return peer.received;
+}
