@@ -16,8 +16,9 @@ export function consoleSessionEvents(verbose: boolean): SessionEvents {
     started() {},
     ended(record) {
       const { rule } = record;
+      const backend = record.backend === undefined ? "(no backend)" : formatEndpoint(record.backend.endpoint);
       consola.info(
-        `${formatHostPort(record.clientAddress, record.clientPort)} -> ${formatEndpoint(rule.bind)} -> ${formatEndpoint(rule.connect)} ${record.result} in=${record.bytesIn} out=${record.bytesOut} ${record.endedAt - record.startedAt}ms`,
+        `${formatHostPort(record.clientAddress, record.clientPort)} -> ${formatEndpoint(rule.bind)} -> ${backend} ${record.result} in=${record.bytesIn} out=${record.bytesOut} ${record.endedAt - record.startedAt}ms`,
       );
     },
   };

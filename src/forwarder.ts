@@ -3,6 +3,7 @@
  * The server starts, updates and stops forwarders through this interface
  * only; each protocol's module (tcp/, udp/) implements it.
  */
+import type { BackendRegistry } from "./backends.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import type { AccessList, ForwardRule } from "./types.ts";
@@ -36,6 +37,8 @@ export interface ForwarderContext {
    * client when it says no; `release` the same number when the session ends.
    */
   admission: Admission;
+  /** Backend state (balancer, DNS cache, probes) by rule name: `acquire` when starting, `release` when stopping. */
+  backends: BackendRegistry;
 }
 
 export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

@@ -10,6 +10,7 @@ import { consola } from "consola";
 import { bindKey } from "./config/validate.ts";
 import { formatEndpoint } from "./endpoint.ts";
 import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.ts";
+import { BackendRegistry } from "./backends.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { createTcpForwarder } from "./tcp/forwarder.ts";
@@ -35,6 +36,8 @@ export interface ApplySummary {
 
 export class Server {
   private readonly forwarders = new Map<string, Forwarder>();
+  /** Balancer, DNS and probe state per rule name, shared by the rule's forwarders. */
+  readonly backends = new BackendRegistry();
 
   constructor(
     private readonly events: SessionEvents,
@@ -72,6 +75,7 @@ export class Server {
       globalAccess: config.globalAccess,
       events: this.events,
       admission: this.admission,
+      backends: this.backends,
     };
     const wanted = new Map<string, ForwardRule>();
     for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);

@@ -4,7 +4,7 @@
  * metrics all read these records; forwarders report only at the edges of a
  * session (accept, refusal, end), never per chunk.
  */
-import type { ForwardRule } from "./types.ts";
+import type { Backend, ForwardRule } from "./types.ts";
 
 /**
  * How a connection or UDP session ended, in the words of rinetd's log:
@@ -15,6 +15,8 @@ export type SessionResult = "done" | "denied" | "refused" | "timeout" | `error: 
 
 export interface SessionRecord {
   rule: ForwardRule;
+  /** The backend the session was connected to; undefined when none was reached. */
+  backend: Backend | undefined;
   clientAddress: string;
   clientPort: number;
   /** Bytes received from the client. */

@@ -1,15 +1,20 @@
 /**
  * @module The normalized configuration model. Every config format (rinetd's
- * `.conf`, oxidinetd's TOML) is parsed into these shapes; the rest of `oi`
- * only ever sees a `Config`.
+ * `.conf`, oxidinetd's TOML, rinetd-uv's YAML) is parsed into these shapes;
+ * the rest of `oi` only ever sees a `Config`.
  */
 
-export type Transport = "tcp" | "udp";
+/** `unix` is a stream socket at a path (`host` holds the path; `@name` is Linux's abstract namespace). */
+export type Transport = "tcp" | "udp" | "unix";
 
-/** How a rule moves data: the bind side's transport, then the connect side's. */
+/**
+ * How a rule moves data, by the kind of each side: `tcp` for a stream on both
+ * sides (TCP or unix sockets), `udp` for datagrams on both, and the two
+ * cross-protocol modes.
+ */
 export type RuleMode = "tcp" | "udp" | "udptotcp" | "tcptoudp";
 
-export type ConfigFormat = "conf" | "toml";
+export type ConfigFormat = "conf" | "toml" | "yaml";
 
 /** rinetd's tab-separated format, the web server "common log format", or JSON lines. */
 export type LogFormat = "rinetd" | "common" | "json";
@@ -23,12 +28,43 @@ export interface SourceLocation {
   line: number;
 }
 
-/** One address:port on either side of a rule. `host` is an IP literal or a hostname. */
+/** One address:port on either side of a rule. `host` is an IP literal or a hostname (or a unix socket path, port 0). */
 export interface Endpoint {
   host: string;
   port: number;
   transport: Transport;
 }
+
+/** One backend of a rule; rinetd's rules have exactly one. */
+export interface Backend {
+  /** For metrics, logs and the status file: given, or `host:port`. */
+  name: string;
+  endpoint: Endpoint;
+  /** Share of new connections relative to the other backends (1..100). */
+  weight: number;
+  /** Local address to connect from; undefined: the rule's. */
+  sourceAddress: string | undefined;
+}
+
+export type Algorithm = "roundrobin" | "leastconn" | "random" | "iphash";
+
+/** How a rule with several backends spreads clients and watches backend health. */
+export interface BalanceOptions {
+  algorithm: Algorithm;
+  /** Consecutive failed connects (or probes) that take a backend out. */
+  healthThreshold: number;
+  /** Seconds a backend taken out by failed connects is skipped. */
+  recoveryTimeout: number;
+  /** Seconds a client sticks to its backend; 0: no affinity. */
+  affinityTtl: number;
+  affinityMaxEntries: number;
+  /** Seconds between active TCP connect probes of each backend; undefined: no probes. */
+  probeInterval: number | undefined;
+  /** Seconds a probe may take. */
+  probeTimeout: number;
+}
+
+export type ProxyProtocolVersion = "v1" | "v2";
 
 /**
  * A compiled allow/deny pattern. `text` is what the user wrote; the matcher
@@ -60,12 +96,19 @@ export interface AccessList {
 }
 
 export interface ForwardRule {
-  /** Position in the config, from 0; stable name for logs: `bind.host:bind.port`. */
+  /** Position in the config, from 0. */
   index: number;
+  /**
+   * For metrics and the status file: a YAML rule's `name`, else the bind
+   * endpoint. Binds of one YAML rule share the name and their backends' state.
+   */
+  name: string;
   at: SourceLocation;
   mode: RuleMode;
   bind: Endpoint;
-  connect: Endpoint;
+  /** At least one; all of one kind (stream or datagram). */
+  backends: Backend[];
+  balance: BalanceOptions;
   /** UDP session idle timeout in seconds (rinetd's `[timeout=N]`, default 72). */
   timeout: number;
   /** Seconds to wait for the backend's TCP handshake before giving up on a client. */
@@ -82,14 +125,46 @@ export interface ForwardRule {
   framing: Framing;
   /** Largest datagram sent towards a UDP peer; longer TCP data is split (unframed rules). */
   maxDatagram: number;
+  /** Send a PROXY protocol header with the client's address to the backend. */
+  proxyProtocol: ProxyProtocolVersion | undefined;
+  /** Read (and strip) a PROXY header from each client, and take the client's address from it. */
+  acceptProxy: boolean;
+  /** TCP keepalive: seconds of silence before the first probe; undefined: off. */
+  keepalive: number | undefined;
+  /** Permissions of a unix socket file this rule listens on; undefined: as the umask gives. */
+  socketMode: number | undefined;
+  /** Seconds a backend host name's addresses are kept at most (also bounded by their DNS TTL); 0: every connection. */
+  dnsRefresh: number;
+  /** Which addresses of a backend host name are used: IPv4 only, IPv6 only, or both. */
+  dnsFamily: "ipv4" | "ipv6" | "any";
+  /**
+   * When a backend name has several addresses: spread new connections over
+   * them in turn (rinetd-uv's dns-multi-ip-expand), rather than always
+   * starting with the first. Either way the others are tried when one fails.
+   */
+  dnsSpread: boolean;
   access: AccessList;
 }
 
 /** The subset of a rule that per-rule options set, shared by every config format. */
 export type RuleOptions = Pick<
   ForwardRule,
-  "timeout" | "connectTimeout" | "sourceAddress" | "maxConnections" | "idleTimeout" | "maxSessions" | "framing" | "maxDatagram"
->;
+  | "timeout"
+  | "connectTimeout"
+  | "sourceAddress"
+  | "maxConnections"
+  | "idleTimeout"
+  | "maxSessions"
+  | "framing"
+  | "maxDatagram"
+  | "proxyProtocol"
+  | "acceptProxy"
+  | "keepalive"
+  | "socketMode"
+  | "dnsRefresh"
+  | "dnsFamily"
+  | "dnsSpread"
+> & { balance: BalanceOptions };
 
 /** Where the Prometheus endpoint listens. */
 export interface MetricsAddress {
@@ -108,6 +183,16 @@ export interface Config {
   /** Concurrent connections across all rules; undefined: derived from the descriptor limit at start. */
   maxConnections: number | undefined;
   metrics: MetricsAddress | undefined;
+  /** A JSON or text file rewritten every `interval` seconds with the counters (rinetd-uv's status file). */
+  status: StatusFileOptions | undefined;
+  /** Seconds between one-line summaries in the console log; 0: none. */
+  statsLogInterval: number;
+}
+
+export interface StatusFileOptions {
+  path: string;
+  interval: number;
+  format: "json" | "text";
 }
 
 /** A problem found while loading a config: printed as `file:line: reason`. */
@@ -134,3 +219,4 @@ export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 10;
 export const DEFAULT_MAX_UDP_SESSIONS = 5000;
 /** The largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
+export const DEFAULT_DNS_REFRESH_SECONDS = 600;

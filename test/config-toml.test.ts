@@ -173,7 +173,7 @@ describe("valid TOML files", () => {
     );
     expect(result.errors).toEqual([]);
     const config = result.config === undefined ? undefined : plainConfig(result.config);
-    expect(config?.rules.map((rule) => [rule.line, rule.bind.host, rule.connect.host, rule.access])).toEqual([
+    expect(config?.rules.map((rule) => [rule.line, rule.bind.host, rule.connect?.host, rule.access])).toEqual([
       [1, "::1", "h", { allow: [["::1", 1]], deny: [] }],
     ]);
   });
@@ -193,10 +193,10 @@ describe("TOML errors, each with its line", () => {
         `logfile = "/x"\n${ruleTable(80, 'bindport = 80\n[[forwarding_rules.rules]]\ntype = "allow"\npattern = "1.2.3.4"\ncomment = "x"\n')}[[global_rules]]\ntype = "deny"\npattern = "1.2.3.4"\nnote = 1\n`,
       ),
     ).toEqual([
-      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_file, pid_file, log_format, max_connections, metrics)"],
+      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, metrics, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval)"],
       [
         7,
-        "unknown key 'bindport' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, rules)",
+        "unknown key 'bindport' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, socket_mode, dns_refresh, load_balancing, rules)",
       ],
       [11, "unknown key 'comment' in forwarding_rules[0].rules[0] (known: type, pattern)"],
       [15, "unknown key 'note' in global_rules[0] (known: type, pattern)"],
@@ -262,7 +262,7 @@ describe("TOML errors, each with its line", () => {
     expect(await errorsOf(text)).toEqual([
       [3, "bind port 70000 is out of range (1..65535)"],
       [6, "timeout must be a positive whole number of seconds, got '0'"],
-      [7, "connect_timeout must be a positive number of seconds, got '-1'"],
+      [7, "connect_timeout must be a number of seconds (0 for the system's own timeout), got '-1'"],
       [8, "source address 'example.com' must be an IP address"],
       [10, "bind address '1.2.3' is not a valid IPv4 address"],
       [12, "connect address 'fe80::1%eth0': zone ids (%interface) are not supported"],
@@ -279,7 +279,7 @@ describe("TOML errors, each with its line", () => {
       "bind port 70000 is out of range (1..65535)",
       "connect port 0 is out of range (1..65535)",
       "timeout must be a positive whole number of seconds, got '0'",
-      "connect_timeout must be a positive number of seconds, got '-1'",
+      "connect_timeout must be a number of seconds (0 for the system's own timeout), got '-1'",
       "source address 'example.com' must be an IP address",
       "bind address '1.2.3' is not a valid IPv4 address",
       "bad allow pattern 'example.com': host names are not permitted in allow/deny rules (rinetd)",
@@ -302,7 +302,7 @@ describe("TOML errors, each with its line", () => {
     expect(await errorsOf(text)).toEqual([
       [1, "pid_file must be a string, got an integer"],
       [4, "bind port 0 is out of range (1..65535)"],
-      [7, "unknown key 'surprise' in forwarding_rules[0] (known: bind_address, bind_port, connect_address, connect_port, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, rules)"],
+      [7, "unknown key 'surprise' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, socket_mode, dns_refresh, load_balancing, rules)"],
       [10, "bind port 99999 is out of range (1..65535)"],
     ]);
   });

@@ -25,6 +25,8 @@ import type { Socket } from "bun";
 export interface ProbeAddress {
   host: string;
   port: number;
+  /** A unix socket path to connect to instead of host and port (as Bun takes it: abstract names start with NUL). */
+  unix?: string;
   /** Local address to connect from (the rule's `src`), if any. */
   localAddress?: string;
 }
@@ -181,7 +183,8 @@ export class HealthProber {
     if (address.localAddress !== undefined) options.localAddress = address.localAddress;
     try {
       // Failures arrive through connectError; the promise's rejection carries nothing more.
-      Bun.connect(options).catch(ignoreRejection);
+      if (address.unix !== undefined) Bun.connect({ unix: address.unix, data: probe, socket: probeHandlers }).catch(ignoreRejection);
+      else Bun.connect(options).catch(ignoreRejection);
     } catch {
       // An address Bun will not even try (malformed): on to the next one.
       this.connectNext(probe);

@@ -10,31 +10,24 @@
  * reported, each with its line.
  */
 
-import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
-import type { AccessRule, Config, ForwardRule, RuleOptions, Transport } from "../types.ts";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { AccessRule, Config, ForwardRule } from "../types.ts";
+import { expandInclude, realFile } from "./conf-include.ts";
+import { expectedFieldCounts, parseRuleFields, RULE_FORM } from "./conf-rule.ts";
+import { checkGlobals, confGlobal, type GlobalSpec, type GlobalValue } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
-import { emptyAccessList, emptyConfig, modeOf } from "./model.ts";
-import { CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, RULE_OPTIONS } from "./options.ts";
-import { resolveService } from "./services.ts";
-import { type Checked, checkHost, checkMaxConnections, checkMetricsAddress, checkPort, compileAccessRule } from "./validate.ts";
+import { defaultRuleName, emptyAccessList, emptyConfig, modeOf } from "./model.ts";
+import { defaultRuleDefaults, inheritDefaults, type RuleDefaults } from "./options.ts";
+import { compileAccessRule } from "./validate.ts";
 
-const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
 /** As rinetd-uv: deeper nesting is taken for a mistake. */
 const MAX_INCLUDE_DEPTH = 10;
-const RULE_FIELDS = 4;
 
 /** One whitespace-separated word of a line; a `[...]` group is one token even with spaces inside. */
 interface Token {
   text: string;
   bracketed: boolean;
-}
-
-interface PortField {
-  port: number;
-  transport: Transport;
-  /** False when the port had no `/tcp` or `/udp`: rinetd then means TCP. */
-  suffixed: boolean;
 }
 
 /** Parser state carried from line to line. */
@@ -48,6 +41,10 @@ interface ConfState {
   /** Files being read, outermost first (for include cycles), and every file read. */
   includeChain: string[];
   files: string[];
+  /** Defaults global directives give to rules, applied once every line is read. */
+  defaults: RuleDefaults;
+  /** Per rule, the inheritable options it set itself. */
+  explicit: Map<ForwardRule, Set<keyof RuleDefaults>>;
 }
 
 export function parseConf(text: string, file: string): ParseResult {
@@ -58,8 +55,14 @@ export function parseConf(text: string, file: string): ParseResult {
     currentRule: undefined,
     includeChain: [realFile(file)],
     files: [file],
+    defaults: defaultRuleDefaults(),
+    explicit: new Map(),
   };
   parseText(state, text);
+  // Global directives apply to every rule that does not say otherwise, wherever they stand.
+  for (const rule of state.config.rules) inheritDefaults(rule, state.defaults, state.explicit.get(rule) ?? new Set());
+  const globalProblem = checkGlobals(state.config);
+  if (globalProblem !== undefined) state.issues.error(0, globalProblem);
   return { config: state.config, errors: state.issues.errors, warnings: state.issues.warnings, files: state.files };
 }
 
@@ -81,36 +84,16 @@ function parseLine(state: ConfState, rawLine: string, line: number): void {
   if (first === undefined) return;
 
   const args = tokens.slice(1).map((token) => token.text);
-  switch (first.text.toLowerCase()) {
+  const keyword = first.text.toLowerCase();
+  switch (keyword) {
     case "allow":
-      return parseAccessLine(state, "allow", args, line);
     case "deny":
-      return parseAccessLine(state, "deny", args, line);
-    case "logfile":
-      return parsePathLine(state, "logfile", args, line, (path) => (state.config.logFile = path));
-    case "pidlogfile":
-      return parsePathLine(state, "pidlogfile", args, line, (path) => (state.config.pidFile = path));
+      return parseAccessLine(state, keyword, args, line);
     case "include":
       return parseIncludeLine(state, args, line);
-    case "logcommon":
-      return parseFlagLine(state, "logcommon", args, line, () => (state.config.logFormat = "common"));
-    case "logjson":
-      return parseFlagLine(state, "logjson", args, line, () => (state.config.logFormat = "json"));
-    case "maxconn":
-      return parseValueLine(state, "maxconn", "N", args, line, (text) => {
-        const checked = checkMaxConnections(/^\d+$/.test(text) ? Number(text) : Number.NaN, text);
-        if (!checked.ok) return checked.reason;
-        state.config.maxConnections = checked.value;
-        return undefined;
-      });
-    case "metrics":
-      return parseValueLine(state, "metrics", "HOST:PORT", args, line, (text) => {
-        const checked = checkMetricsAddress(text);
-        if (!checked.ok) return checked.reason;
-        state.config.metrics = checked.value;
-        return undefined;
-      });
   }
+  const global = confGlobal(keyword);
+  if (global !== undefined) return parseGlobalLine(state, keyword, global, args, line);
   if (!looksLikeForwardingRule(tokens)) {
     state.issues.error(line, `unknown directive '${first.text}'`);
     return;
@@ -158,17 +141,17 @@ function matchingBracket(content: string, open: number): number {
  */
 function looksLikeForwardingRule(tokens: Token[]): boolean {
   const { fields, options } = splitFieldsAndOptions(tokens);
-  if (fields.length === RULE_FIELDS || options.length > 0) return true;
+  if (fields.length === 4 || options.length > 0) return true;
   const [first, second] = fields;
   if (first === undefined || first.bracketed || first.text.includes(":") || /^[\d.]+$/.test(first.text)) return true;
   return fields.length >= 3 && second !== undefined && /^\d+(\/\w*)?$|\/(tcp|udp)$/i.test(second.text);
 }
 
-/** Option groups are the bracketed tokens after the four fields, or any bracketed token with `=` in it. */
+/** Option groups are the bracketed tokens after the address fields, or any bracketed token with `=` in it. */
 function splitFieldsAndOptions(tokens: Token[]): { fields: Token[]; options: Token[] } {
-  const start = tokens.findIndex(
-    (token, index) => token.bracketed && (index >= RULE_FIELDS || token.text.includes("=")),
-  );
+  // A bracketed IPv6 address ([::1]) is a field; a group after the fields, or one with `=`, is options.
+  const fieldCount = expectedFieldCounts(tokens.filter((token) => !token.bracketed || !token.text.includes("=")).map((token) => token.text)).max;
+  const start = tokens.findIndex((token, index) => token.bracketed && (index >= fieldCount || token.text.includes("=")));
   if (start === -1) return { fields: tokens, options: [] };
   return { fields: tokens.slice(0, start), options: tokens.slice(start) };
 }
@@ -193,28 +176,86 @@ function pushAccessRule(list: { allow: AccessRule[]; deny: AccessRule[] }, rule:
   else list.deny.push(rule);
 }
 
-/** A directive without arguments (`logcommon`). */
-function parseFlagLine(state: ConfState, keyword: string, args: string[], line: number, set: () => void): void {
-  if (args.length > 0) state.issues.error(line, `${keyword} takes no argument, found ${args.length}`);
-  else set();
-}
-
-/** A directive with one value (`maxconn 5000`); `set` gives a reason when the value is invalid. */
-function parseValueLine(
-  state: ConfState,
-  keyword: string,
-  form: string,
-  args: string[],
-  line: number,
-  set: (value: string) => string | undefined,
-): void {
-  const [value] = args;
-  if (args.length !== 1 || value === undefined) {
-    state.issues.error(line, `${keyword} takes one value (${keyword} ${form}), found ${args.length}`);
+/**
+ * A global directive: `logcommon` (no argument), `logfile PATH`, `maxconn N`,
+ * `dns-multi-ip-expand on`... Settings without effect in oi are warned about.
+ */
+function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, args: string[], line: number): void {
+  if (spec.type === "flag") {
+    if (args.length > 0) state.issues.error(line, `${keyword} takes no argument, found ${args.length}`);
+    else report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, true));
     return;
   }
-  const reason = set(value);
+  const [text] = args;
+  if (args.length !== 1 || text === undefined) {
+    const form = spec.type === "path" ? "PATH" : spec.type === "switch" ? "on|off" : "VALUE";
+    const what = spec.type === "path" ? "path" : "value";
+    state.issues.error(line, `${keyword} takes one ${what} (${keyword} ${form}), found ${args.length} argument${args.length === 1 ? "" : "s"}`);
+    return;
+  }
+  report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text)));
+  if (spec.noEffect !== undefined) state.issues.warn(line, spec.noEffect);
+}
+
+function report(state: ConfState, line: number, reason: string | undefined): void {
   if (reason !== undefined) state.issues.error(line, reason);
+}
+
+/** The text of a global directive as the value type its setting expects; the setting's check names a bad one. */
+function confGlobalValue(spec: GlobalSpec, text: string): GlobalValue {
+  switch (spec.type) {
+    case "integer":
+      return /^\d+$/.test(text) ? Number(text) : text;
+    case "number":
+      return /^(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : text;
+    case "switch": {
+      const lower = text.toLowerCase();
+      if (["on", "true", "yes"].includes(lower)) return true;
+      if (["off", "false", "no"].includes(lower)) return false;
+      return text;
+    }
+    default:
+      return text;
+  }
+}
+
+function parseForwardingLine(state: ConfState, tokens: Token[], line: number): void {
+  state.seenForwardingLine = true;
+  state.currentRule = undefined;
+  const { fields, options } = splitFieldsAndOptions(tokens);
+  const texts = fields.map((field) => field.text);
+  const { min, max } = expectedFieldCounts(texts);
+  if (texts.length < min || texts.length > max) {
+    const expected = min === max ? `${min}` : `${min} or ${max}`;
+    const form = min === 4 || max === 4 ? RULE_FORM : "unix:PATH takes no port field";
+    state.issues.error(line, `wrong number of fields: found ${texts.length}, expected ${expected} (${form})`);
+    return;
+  }
+  const reasons: string[] = [];
+  const parsed = parseRuleFields(texts, options.map((option) => option.text), reasons);
+  for (const reason of reasons) state.issues.error(line, reason);
+  if (parsed === undefined || reasons.length > 0) return;
+
+  if (parsed.udpToTcpByDefault) {
+    state.issues.warn(
+      line,
+      `this rule forwards UDP to TCP, as rinetd does when the connect port has no suffix; write '${texts[3] ?? "PORT"}/udp' to forward UDP to UDP`,
+    );
+  }
+  const rule: ForwardRule = {
+    ...parsed.options,
+    index: state.config.rules.length,
+    name: "",
+    at: { file: state.issues.file, line },
+    mode: modeOf(parsed.bind.transport, parsed.backends[0]?.endpoint.transport ?? "tcp"),
+    bind: parsed.bind,
+    backends: parsed.backends,
+    access: emptyAccessList(),
+  };
+  rule.name = defaultRuleName(rule);
+  state.config.rules.push(rule);
+  state.explicit.set(rule, parsed.explicit);
+  state.currentRule = rule;
 }
 
 /**
@@ -265,169 +306,4 @@ function includeFile(state: ConfState, file: string, line: number): void {
   parseText(state, text);
   state.includeChain.pop();
   state.issues.file = including;
-}
-
-/** The files an include names, in reading order, or why it names none. */
-function expandInclude(path: string): string[] | string {
-  const name = basename(path);
-  if (name.includes("*") || name.includes("?")) {
-    const directory = dirname(path);
-    const matcher = globMatcher(name);
-    const entries = listDirectory(directory);
-    if (typeof entries === "string") return entries;
-    return entries.filter((entry) => matcher.test(entry)).map((entry) => join(directory, entry));
-  }
-  let stats;
-  try {
-    stats = statSync(path);
-  } catch {
-    return "no such file or directory";
-  }
-  if (!stats.isDirectory()) return [path];
-  const entries = listDirectory(path);
-  if (typeof entries === "string") return entries;
-  return entries.filter((entry) => entry.endsWith(".conf")).map((entry) => join(path, entry));
-}
-
-/** Regular files of a directory, sorted by name; a reason when it cannot be listed. */
-function listDirectory(directory: string): string[] | string {
-  try {
-    return readdirSync(directory, { withFileTypes: true })
-      .filter((entry) => entry.isFile() || entry.isSymbolicLink())
-      .map((entry) => entry.name)
-      .sort();
-  } catch (error) {
-    return `cannot list ${directory}: ${error instanceof Error ? error.message : String(error)}`;
-  }
-}
-
-function globMatcher(pattern: string): RegExp {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp(`^${source}$`);
-}
-
-/** Identity of a file for cycle detection: symlinks and `..` resolved where possible. */
-function realFile(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return resolve(path);
-  }
-}
-
-function parsePathLine(
-  state: ConfState,
-  keyword: string,
-  args: string[],
-  line: number,
-  set: (path: string) => void,
-): void {
-  const [path] = args;
-  if (args.length !== 1 || path === undefined) {
-    state.issues.error(line, `${keyword} takes one path (${keyword} PATH), found ${args.length} arguments`);
-    return;
-  }
-  set(path);
-}
-
-function parseForwardingLine(state: ConfState, tokens: Token[], line: number): void {
-  state.seenForwardingLine = true;
-  state.currentRule = undefined;
-  const { fields, options } = splitFieldsAndOptions(tokens);
-  if (fields.length !== RULE_FIELDS) {
-    state.issues.error(line, `wrong number of fields: found ${fields.length}, expected ${RULE_FIELDS} (${RULE_FORM})`);
-    return;
-  }
-  const [bindHost = "", bindPort = "", connectHost = "", connectPort = ""] = fields.map((field) => field.text);
-
-  // Check every field before giving up, so one pass reports all of a line's mistakes.
-  const reasons: string[] = [];
-  const take = <T>(checked: Checked<T>): T | undefined => {
-    if (checked.ok) return checked.value;
-    reasons.push(checked.reason);
-    return undefined;
-  };
-  const bind = take(checkHost(bindHost, "bind address"));
-  const bindSide = take(parsePortField(bindPort, "bind port"));
-  const connect = take(checkHost(connectHost, "connect address"));
-  const connectSide = take(parsePortField(connectPort, "connect port"));
-  const ruleOptions = parseOptions(options, reasons);
-  for (const reason of reasons) state.issues.error(line, reason);
-  if (bind === undefined || bindSide === undefined || connect === undefined || connectSide === undefined) return;
-  if (reasons.length > 0) return;
-
-  if (bindSide.transport === "udp" && !connectSide.suffixed) {
-    state.issues.warn(
-      line,
-      `this rule forwards UDP to TCP, as rinetd does when the connect port has no suffix; write '${connectPort}/udp' to forward UDP to UDP`,
-    );
-  }
-  const rule: ForwardRule = {
-    index: state.config.rules.length,
-    at: { file: state.issues.file, line },
-    mode: modeOf(bindSide.transport, connectSide.transport),
-    bind: { host: bind, port: bindSide.port, transport: bindSide.transport },
-    connect: { host: connect, port: connectSide.port, transport: connectSide.transport },
-    ...ruleOptions,
-    access: emptyAccessList(),
-  };
-  state.config.rules.push(rule);
-  state.currentRule = rule;
-}
-
-/** `80`, `80/udp`, `http`, `domain/udp`: an unsuffixed port is TCP, as in rinetd. */
-function parsePortField(text: string, role: string): Checked<PortField> {
-  const slash = text.lastIndexOf("/");
-  const name = slash === -1 ? text : text.slice(0, slash);
-  const protocol = slash === -1 ? undefined : text.slice(slash + 1).toLowerCase();
-  if (protocol !== undefined && protocol !== "tcp" && protocol !== "udp") {
-    return { ok: false, reason: `${role} '${text}': unknown protocol '${protocol}' (write /tcp or /udp)` };
-  }
-  const transport: Transport = protocol ?? "tcp";
-  const suffixed = protocol !== undefined;
-  if (/^\d+$/.test(name)) {
-    const checked = checkPort(Number(name), role);
-    return checked.ok ? { ok: true, value: { port: checked.value, transport, suffixed } } : checked;
-  }
-  const port = name === "" ? undefined : resolveService(name, transport);
-  if (port === undefined) {
-    return { ok: false, reason: `${role} '${text}' is neither a port number nor a known ${transport} service name` };
-  }
-  return { ok: true, value: { port, transport, suffixed } };
-}
-
-/** Option groups `[timeout=30,src=10.0.0.1]`, possibly several; problems are added to `reasons`. */
-function parseOptions(groups: Token[], reasons: string[]): RuleOptions {
-  const options = defaultRuleOptions();
-  const seen = new Set<string>();
-  for (const group of groups) {
-    if (!group.bracketed) {
-      reasons.push(`unexpected '${group.text}' after the options (options are written [name=value,...])`);
-      continue;
-    }
-    const inner = group.text.slice(1, -1);
-    if (inner.trim() === "") {
-      reasons.push(`empty option group '${group.text}'`);
-      continue;
-    }
-    for (const item of inner.split(",")) {
-      const reason = applyOption(options, item.trim(), seen);
-      if (reason !== undefined) reasons.push(reason);
-    }
-  }
-  return options;
-}
-
-/** Set one `name=value` on `options`; a reason when it is not a valid option. */
-function applyOption(options: RuleOptions, item: string, seen: Set<string>): string | undefined {
-  if (item === "") return "empty option (stray ',' in the option list)";
-  const equals = item.indexOf("=");
-  const name = (equals === -1 ? item : item.slice(0, equals)).trim().toLowerCase();
-  const value = equals === -1 ? "" : item.slice(equals + 1).trim();
-  const spec = RULE_OPTIONS.find((candidate) => candidate.conf === name);
-  if (spec === undefined) return `unknown option '${name}' (known: ${CONF_OPTION_NAMES.join(", ")})`;
-  if (equals === -1 || value === "") return `option '${name}' needs a value (${name}=...)`;
-  if (seen.has(name)) return `option '${name}' is given twice`;
-  seen.add(name);
-  return spec.apply(options, parseConfOptionValue(spec, value), value);
 }

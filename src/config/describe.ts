@@ -3,14 +3,17 @@
  * normalized rules, one line each, and config problems as `FILE:LINE: reason`.
  */
 
+import { formatEndpoint, formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
-import type { AccessList, Config, ConfigIssue, ForwardRule } from "../types.ts";
+import type { AccessList, Backend, Config, ConfigIssue, ForwardRule } from "../types.ts";
+import { BALANCE_DEFAULTS } from "./options.ts";
 
-const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML" } as const;
+const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
 
 export function describeConfig(config: Config): string {
   const ruleCount = `${config.rules.length} forwarding rule${config.rules.length === 1 ? "" : "s"}`;
+  const status = config.status;
   return [
     `${config.file}: ${FORMAT_NAMES[config.format]} format, ${ruleCount}`,
     `global access: ${describeAccess(config.globalAccess) || "everyone"}`,
@@ -19,29 +22,60 @@ export function describeConfig(config: Config): string {
     `pid file: ${config.pidFile ?? "none"}`,
     `max connections: ${config.maxConnections ?? "descriptor limit"}`,
     `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
+    ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
+    ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
     ...config.rules.map(describeRule),
   ].join("\n");
 }
 
+function describeBackend(backend: Backend, several: boolean): string {
+  const target = formatTarget(backend.endpoint);
+  const weight = several && backend.weight !== 1 ? `*${backend.weight}` : "";
+  const named = backend.name !== target ? `(${backend.name})` : "";
+  const source = backend.sourceAddress === undefined ? "" : `[src=${backend.sourceAddress}]`;
+  return `${target}${weight}${named}${source}`;
+}
+
 /** e.g. `oi.conf:12  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  allow 10.0.0.*`. */
 export function describeRule(rule: ForwardRule): string {
+  const several = rule.backends.length > 1;
+  const bind = rule.bind.transport === "unix" ? formatEndpoint(rule.bind) : formatHostPort(rule.bind.host, rule.bind.port);
   const parts = [
     `${rule.at.file}:${rule.at.line}`,
     rule.mode,
-    `${formatHostPort(rule.bind.host, rule.bind.port)} -> ${formatHostPort(rule.connect.host, rule.connect.port)}`,
+    `${bind} -> ${rule.backends.map((backend) => describeBackend(backend, several)).join(",")}`,
   ];
-  // Only the settings that act on this mode: the UDP idle timeout, the TCP connect timeout.
-  if (rule.bind.transport === "udp" || rule.connect.transport === "udp") parts.push(`timeout=${rule.timeout}s`);
-  if (rule.connect.transport === "tcp") parts.push(`connect_timeout=${rule.connectTimeout}s`);
+  if (rule.name !== formatEndpoint(rule.bind)) parts.push(`name=${rule.name}`);
+  const datagrams = rule.bind.transport === "udp" || rule.backends.some((backend) => backend.endpoint.transport === "udp");
+  const streamBackends = rule.backends.some((backend) => backend.endpoint.transport !== "udp");
+  // Only the settings that act on this kind of rule.
+  if (datagrams) parts.push(`timeout=${rule.timeout}s`);
+  if (streamBackends) parts.push(`connect_timeout=${rule.connectTimeout}s`);
   if (rule.sourceAddress !== undefined) parts.push(`src=${rule.sourceAddress}`);
   if (rule.maxConnections !== undefined) parts.push(`maxconn=${rule.maxConnections}`);
   if (rule.idleTimeout !== undefined) parts.push(`idle=${rule.idleTimeout}s`);
   if (rule.bind.transport === "udp") parts.push(`max_sessions=${rule.maxSessions}`);
   if (rule.framing !== "none") parts.push(`frame=${rule.framing}`);
-  if (rule.bind.transport === "udp" || rule.connect.transport === "udp") parts.push(`max_datagram=${rule.maxDatagram}`);
+  if (datagrams) parts.push(`max_datagram=${rule.maxDatagram}`);
+  if (rule.proxyProtocol !== undefined) parts.push(`proxy=${rule.proxyProtocol}`);
+  if (rule.acceptProxy) parts.push("accept_proxy");
+  if (rule.keepalive !== undefined) parts.push(`keepalive=${rule.keepalive}s`);
+  if (rule.socketMode !== undefined) parts.push(`mode=0${rule.socketMode.toString(8)}`);
+  if (several) parts.push(...describeBalance(rule));
   const access = describeAccess(rule.access);
   if (access !== "") parts.push(access);
   return parts.join(SEPARATOR);
+}
+
+/** The balancing settings that differ from the defaults (the algorithm always). */
+function describeBalance(rule: ForwardRule): string[] {
+  const balance = rule.balance;
+  const parts = [`lb=${balance.algorithm}`];
+  if (balance.healthThreshold !== BALANCE_DEFAULTS.healthThreshold) parts.push(`health_threshold=${balance.healthThreshold}`);
+  if (balance.recoveryTimeout !== BALANCE_DEFAULTS.recoveryTimeout) parts.push(`recovery_timeout=${balance.recoveryTimeout}s`);
+  if (balance.affinityTtl > 0) parts.push(`affinity_ttl=${balance.affinityTtl}s`, `affinity_max_entries=${balance.affinityMaxEntries}`);
+  if (balance.probeInterval !== undefined) parts.push(`probe=${balance.probeInterval}s`, `probe_timeout=${balance.probeTimeout}s`);
+  return parts;
 }
 
 /** `allow A  allow B  deny C`, or "" for an empty list. */

@@ -4,7 +4,8 @@
  * transports.
  */
 
-import type { AccessList, Config, ConfigFormat, RuleMode, Transport } from "../types.ts";
+import { formatEndpoint, formatTarget } from "../endpoint.ts";
+import type { AccessList, Backend, Config, ConfigFormat, Endpoint, ForwardRule, RuleMode, Transport } from "../types.ts";
 
 export function emptyAccessList(): AccessList {
   return { allow: [], deny: [] };
@@ -21,13 +22,17 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     logFormat: "rinetd",
     maxConnections: undefined,
     metrics: undefined,
+    status: undefined,
+    statsLogInterval: 0,
   };
 }
 
-/** The mode named by the bind side's transport, then the connect side's. */
+/** The mode named by the bind side's transport, then the connect side's (a unix socket is a stream, like TCP). */
 export function modeOf(bind: Transport, connect: Transport): RuleMode {
-  if (bind === connect) return bind;
-  return bind === "udp" ? "udptotcp" : "tcptoudp";
+  const from = bind === "udp" ? "udp" : "tcp";
+  const to = connect === "udp" ? "udp" : "tcp";
+  if (from === to) return from;
+  return from === "udp" ? "udptotcp" : "tcptoudp";
 }
 
 /** [bind transport, connect transport] for a mode, as oxidinetd's `protocol` sets them. */
@@ -42,4 +47,14 @@ export function transportsOf(mode: RuleMode): [Transport, Transport] {
     case "tcptoudp":
       return ["tcp", "udp"];
   }
+}
+
+/** A rule's name when the config gives none: its bind endpoint, as metrics and the status file show it. */
+export function defaultRuleName(rule: Pick<ForwardRule, "bind">): string {
+  return formatEndpoint(rule.bind);
+}
+
+/** A backend; its name when none is given is where it points (`10.0.0.1:80`, `unix:/run/app.sock`). */
+export function backendOf(endpoint: Endpoint, name: string | undefined, weight: number, sourceAddress: string | undefined): Backend {
+  return { name: name ?? formatTarget(endpoint), endpoint, weight, sourceAddress };
 }

@@ -1,29 +1,58 @@
 /**
- * @module Per-rule options, described once for every config format: the name
- * in a `.conf` option group (`[timeout=30]`), the TOML key, the value type and
- * the check. Parsers look options up here; adding an option is one entry.
+ * @module Per-rule options, described once for every config format: the
+ * names in a `.conf` option group (`[timeout=30]`, with rinetd-uv's spellings
+ * as aliases), the key in a TOML or YAML rule (or in its `load_balancing`
+ * table), the value type and the check. Parsers look options up here; adding
+ * an option is one entry.
  */
-import type { Framing, RuleOptions } from "../types.ts";
+import type { Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleOptions } from "../types.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
+  DEFAULT_DNS_REFRESH_SECONDS,
   DEFAULT_MAX_UDP_SESSIONS,
   DEFAULT_UDP_TIMEOUT_SECONDS,
   MAX_UDP_PAYLOAD,
 } from "../types.ts";
 import { type Checked, checkConnectTimeout, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
 
-/** How a value is written: TOML type expected, and the .conf text accepted. */
-export type OptionValueType = "integer" | "number" | "string";
+/**
+ * How a value is written. TOML/YAML type expected, and the .conf text accepted:
+ * `switch` is on/off/true/false (a bare `[accept_proxy]` is on), and
+ * `switch-or-seconds` is a switch or a number of seconds.
+ */
+export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds";
+
+export type OptionValue = string | number | boolean;
 
 export interface OptionSpec {
-  /** Name inside a .conf option group. */
-  conf: string;
-  /** Key in a TOML forwarding rule. */
+  /** Names inside a .conf option group: the first is oi's, the others rinetd-uv's spellings. */
+  conf: readonly string[];
+  /** Key in a TOML/YAML forwarding rule. */
   toml: string;
+  /** Set when the key lives in the rule's `load_balancing` table rather than the rule itself. */
+  table?: "load_balancing";
   type: OptionValueType;
   /** Check a value (already of `type`) and store it on `options`; a reason when it is invalid. */
-  apply(options: RuleOptions, value: string | number, written: string): string | undefined;
+  apply(options: RuleOptions, value: OptionValue, written: string): string | undefined;
+  /** Set when a global setting gives this option's default (rules that set it keep their own). */
+  inherits?: keyof RuleDefaults;
 }
+
+/** Rule options whose default a global setting may change (rinetd-uv's global options). */
+export type RuleDefaults = Pick<RuleOptions, "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive">;
+
+/** Seconds of silence before the first keepalive probe when it is just switched on (rinetd-uv's). */
+export const DEFAULT_KEEPALIVE_SECONDS = 60;
+
+export const BALANCE_DEFAULTS: Readonly<BalanceOptions> = {
+  algorithm: "roundrobin",
+  healthThreshold: 3,
+  recoveryTimeout: 30,
+  affinityTtl: 0,
+  affinityMaxEntries: 10_000,
+  probeInterval: undefined,
+  probeTimeout: 2,
+};
 
 export function defaultRuleOptions(): RuleOptions {
   return {
@@ -35,6 +64,14 @@ export function defaultRuleOptions(): RuleOptions {
     maxSessions: DEFAULT_MAX_UDP_SESSIONS,
     framing: "none",
     maxDatagram: MAX_UDP_PAYLOAD,
+    proxyProtocol: undefined,
+    acceptProxy: false,
+    keepalive: undefined,
+    socketMode: undefined,
+    dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
+    dnsFamily: "any",
+    dnsSpread: false,
+    balance: { ...BALANCE_DEFAULTS },
   };
 }
 
@@ -45,9 +82,9 @@ function store<T>(checked: Checked<T>, set: (value: T) => void): string | undefi
   return undefined;
 }
 
-function checkCount(name: string, value: number, written: string, max: number): Checked<number> {
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    return { ok: false, reason: `${name} must be a whole number from 1 to ${max}, got '${written}'` };
+function checkCount(name: string, value: number, written: string, min: number, max: number): Checked<number> {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    return { ok: false, reason: `${name} must be a whole number from ${min} to ${max}, got '${written}'` };
   }
   return { ok: true, value };
 }
@@ -59,75 +96,183 @@ function checkSeconds(name: string, value: number, written: string): Checked<num
   return { ok: true, value };
 }
 
+function oneOf<T extends string>(name: string, choices: readonly T[], value: OptionValue, set: (choice: T) => void): string | undefined {
+  const choice = choices.find((candidate) => candidate === value);
+  if (choice === undefined) return `${name} must be one of ${choices.join(", ")}, got '${String(value)}'`;
+  set(choice);
+  return undefined;
+}
+
+/** An integer option: `[name=N]`, TOML `key = N`, checked within min..max. */
+function count(conf: string[], toml: string, min: number, max: number, set: (options: RuleOptions, value: number) => void, table?: "load_balancing"): OptionSpec {
+  return {
+    conf,
+    toml,
+    ...(table === undefined ? {} : { table }),
+    type: "integer",
+    apply: (options, value, written) => store(checkCount(conf[0]!, Number(value), written, min, max), (v) => set(options, v)),
+  };
+}
+
 const FRAMINGS: readonly Framing[] = ["none", "len16"];
+const PROXY_VERSIONS: readonly ProxyProtocolVersion[] = ["v1", "v2"];
+const ALGORITHMS: readonly Algorithm[] = ["roundrobin", "leastconn", "random", "iphash"];
+/** The most backends a rule may have (the balancer tracks tried backends in a 32-bit mask). */
+export const MAX_BACKENDS = 32;
 
 export const RULE_OPTIONS: readonly OptionSpec[] = [
   {
-    conf: "timeout",
+    conf: ["timeout"],
     toml: "timeout",
     type: "integer",
     apply: (options, value, written) => store(checkUdpTimeout(Number(value), written), (v) => (options.timeout = v)),
   },
   {
-    conf: "src",
+    conf: ["src"],
     toml: "source_address",
     type: "string",
     apply: (options, value) => store(checkSourceAddress(String(value)), (v) => (options.sourceAddress = v)),
   },
   {
-    conf: "connect_timeout",
+    conf: ["connect_timeout", "connect-timeout"],
     toml: "connect_timeout",
     type: "number",
     apply: (options, value, written) =>
       store(checkConnectTimeout(Number(value), written), (v) => (options.connectTimeout = v)),
+    inherits: "connectTimeout",
   },
+  count(["maxconn"], "max_connections", 1, 10_000_000, (options, v) => (options.maxConnections = v)),
   {
-    conf: "maxconn",
-    toml: "max_connections",
-    type: "integer",
-    apply: (options, value, written) =>
-      store(checkCount("maxconn", Number(value), written, 10_000_000), (v) => (options.maxConnections = v)),
-  },
-  {
-    conf: "idle",
+    conf: ["idle"],
     toml: "idle_timeout",
     type: "number",
     apply: (options, value, written) =>
       store(checkSeconds("idle", Number(value), written), (v) => (options.idleTimeout = v)),
   },
+  { ...count(["max_sessions"], "max_sessions", 1, 1_000_000, (options, v) => (options.maxSessions = v)), inherits: "maxSessions" },
   {
-    conf: "max_sessions",
-    toml: "max_sessions",
-    type: "integer",
-    apply: (options, value, written) =>
-      store(checkCount("max_sessions", Number(value), written, 1_000_000), (v) => (options.maxSessions = v)),
-  },
-  {
-    conf: "frame",
+    conf: ["frame"],
     toml: "framing",
     type: "string",
+    apply: (options, value) => oneOf("frame", FRAMINGS, value, (v) => (options.framing = v)),
+  },
+  count(["max_datagram"], "max_datagram", 1, MAX_UDP_PAYLOAD, (options, v) => (options.maxDatagram = v)),
+  {
+    conf: ["proxy"],
+    toml: "proxy_protocol",
+    type: "string",
+    apply: (options, value) => oneOf("proxy", PROXY_VERSIONS, value, (v) => (options.proxyProtocol = v)),
+  },
+  {
+    conf: ["accept_proxy"],
+    toml: "accept_proxy",
+    type: "switch",
     apply: (options, value) => {
-      const framing = FRAMINGS.find((candidate) => candidate === value);
-      if (framing === undefined) return `frame must be one of ${FRAMINGS.join(", ")}, got '${value}'`;
-      options.framing = framing;
+      if (typeof value !== "boolean") return `accept_proxy must be on or off, got '${String(value)}'`;
+      options.acceptProxy = value;
       return undefined;
     },
   },
   {
-    conf: "max_datagram",
-    toml: "max_datagram",
-    type: "integer",
+    conf: ["keepalive"],
+    toml: "keepalive",
+    type: "switch-or-seconds",
+    apply: (options, value, written) => {
+      if (value === false) options.keepalive = undefined;
+      else if (value === true) options.keepalive = DEFAULT_KEEPALIVE_SECONDS;
+      else return store(checkCount("keepalive", Number(value), written, 1, 86_400), (v) => (options.keepalive = v));
+      return undefined;
+    },
+    inherits: "keepalive",
+  },
+  {
+    conf: ["mode"],
+    toml: "socket_mode",
+    type: "string",
+    apply: (options, value) => {
+      const text = String(value);
+      if (!/^0?[0-7]{3}$/.test(text)) return `mode must be octal permissions like 0660, got '${text}'`;
+      options.socketMode = Number.parseInt(text, 8);
+      return undefined;
+    },
+  },
+  { ...count(["dns_refresh", "dns-refresh"], "dns_refresh", 0, 86_400, (options, v) => (options.dnsRefresh = v)), inherits: "dnsRefresh" },
+  {
+    conf: ["lb"],
+    toml: "algorithm",
+    table: "load_balancing",
+    type: "string",
+    apply: (options, value) => oneOf("lb", ALGORITHMS, value, (v) => (options.balance.algorithm = v)),
+  },
+  count(["health_threshold"], "health_threshold", 1, 100, (options, v) => (options.balance.healthThreshold = v), "load_balancing"),
+  count(["recovery_timeout"], "recovery_timeout", 1, 86_400, (options, v) => (options.balance.recoveryTimeout = v), "load_balancing"),
+  count(["affinity_ttl"], "affinity_ttl", 0, 2_592_000, (options, v) => (options.balance.affinityTtl = v), "load_balancing"),
+  count(
+    ["affinity_max_entries"],
+    "affinity_max_entries",
+    100,
+    10_000_000,
+    (options, v) => (options.balance.affinityMaxEntries = v),
+    "load_balancing",
+  ),
+  {
+    conf: ["probe"],
+    toml: "probe_interval",
+    table: "load_balancing",
+    type: "number",
     apply: (options, value, written) =>
-      store(checkCount("max_datagram", Number(value), written, MAX_UDP_PAYLOAD), (v) => (options.maxDatagram = v)),
+      store(checkSeconds("probe", Number(value), written), (v) => (options.balance.probeInterval = v)),
+  },
+  {
+    conf: ["probe_timeout"],
+    toml: "probe_timeout",
+    table: "load_balancing",
+    type: "number",
+    apply: (options, value, written) =>
+      store(checkSeconds("probe_timeout", Number(value), written), (v) => (options.balance.probeTimeout = v)),
   },
 ];
 
-export const CONF_OPTION_NAMES = RULE_OPTIONS.map((spec) => spec.conf);
-export const TOML_OPTION_KEYS = RULE_OPTIONS.map((spec) => spec.toml);
+export const CONF_OPTION_NAMES = RULE_OPTIONS.map((spec) => spec.conf[0]!);
 
-/** .conf option text to a typed value: integers and numbers must look like them. */
-export function parseConfOptionValue(spec: OptionSpec, text: string): string | number {
-  if (spec.type === "string") return text;
-  const pattern = spec.type === "integer" ? /^\d+$/ : /^(\d+\.?\d*|\.\d+)$/;
-  return pattern.test(text) ? Number(text) : Number.NaN;
+/** Find an option by any of its .conf spellings. */
+export function confOption(name: string): OptionSpec | undefined {
+  return RULE_OPTIONS.find((spec) => spec.conf.includes(name));
+}
+
+/**
+ * .conf option text to a typed value: integers and numbers must look like
+ * them, switches are on/off/true/false/yes/no (a bare name is on); anything
+ * else becomes NaN or the text itself, and the check says why.
+ */
+export function parseConfOptionValue(spec: OptionSpec, text: string | undefined): OptionValue {
+  if (spec.type === "string") return text ?? "";
+  if (spec.type === "switch" || spec.type === "switch-or-seconds") {
+    if (text === undefined) return true;
+    const lower = text.toLowerCase();
+    if (["on", "true", "yes"].includes(lower)) return true;
+    if (["off", "false", "no"].includes(lower)) return false;
+    if (spec.type === "switch") return text;
+  }
+  const pattern = spec.type === "integer" || spec.type === "switch-or-seconds" ? /^\d+$/ : /^(\d+\.?\d*|\.\d+)$/;
+  return text !== undefined && pattern.test(text) ? Number(text) : Number.NaN;
+}
+
+/** Set the inheritable options a rule did not set itself from `defaults`. */
+export function inheritDefaults(options: RuleOptions, defaults: RuleDefaults, explicit: ReadonlySet<keyof RuleDefaults>): void {
+  for (const key of Object.keys(defaults) as Array<keyof RuleDefaults>) {
+    if (!explicit.has(key)) Object.assign(options, { [key]: defaults[key] });
+  }
+}
+
+export function defaultRuleDefaults(): RuleDefaults {
+  const options = defaultRuleOptions();
+  return {
+    connectTimeout: options.connectTimeout,
+    maxSessions: options.maxSessions,
+    dnsRefresh: options.dnsRefresh,
+    dnsFamily: options.dnsFamily,
+    dnsSpread: options.dnsSpread,
+    keepalive: options.keepalive,
+  };
 }

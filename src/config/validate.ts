@@ -6,7 +6,8 @@
  */
 
 import { compilePattern } from "../access.ts";
-import { formatHostPort, isIpLiteral, normalizeIp } from "../ip.ts";
+import { formatEndpoint } from "../endpoint.ts";
+import { isIpLiteral, normalizeIp } from "../ip.ts";
 import type { AccessRule, ConfigIssue, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -74,11 +75,25 @@ export function checkUdpTimeout(value: number, written: string = String(value)):
   return ok(value);
 }
 
+/** Seconds; 0 means no timer of oi's own (the kernel's connect timeout applies, as in rinetd-uv). */
 export function checkConnectTimeout(value: number, written: string = String(value)): Checked<number> {
-  if (!Number.isFinite(value) || value <= 0) {
-    return invalid(`connect_timeout must be a positive number of seconds, got '${written}'`);
+  if (!Number.isFinite(value) || value < 0) {
+    return invalid(`connect_timeout must be a number of seconds (0 for the system's own timeout), got '${written}'`);
   }
   return ok(value);
+}
+
+/** Longest unix socket path Linux takes (sun_path is 108 bytes with its NUL). */
+const MAX_UNIX_PATH = 107;
+
+/** `unix:/absolute/path` or `unix:@abstract-name`, given without the `unix:` prefix. */
+export function checkUnixPath(path: string, role: string): Checked<string> {
+  if (!path.startsWith("/") && !path.startsWith("@")) {
+    return invalid(`${role} 'unix:${path}' must be an absolute path (unix:/run/app.sock) or an abstract name (unix:@name)`);
+  }
+  if (path.length < 2) return invalid(`${role} 'unix:${path}' names no socket`);
+  if (Buffer.byteLength(path) > MAX_UNIX_PATH) return invalid(`${role} 'unix:${path}' is longer than ${MAX_UNIX_PATH} bytes`);
+  return ok(path);
 }
 
 /** The global connection bound (`maxconn N`, TOML `max_connections`). */
@@ -115,7 +130,6 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
   const firstByBind = new Map<string, ForwardRule>();
   const issues: ConfigIssue[] = [];
   for (const rule of rules) {
-    const { host, port, transport } = rule.bind;
     const key = bindKey(rule.bind);
     const first = firstByBind.get(key);
     if (first === undefined) {
@@ -125,7 +139,7 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
     issues.push({
       file: rule.at.file,
       line: rule.at.line,
-      reason: `duplicate bind: ${formatHostPort(host, port)}/${transport} is already bound by the rule ${
+      reason: `duplicate bind: ${formatEndpoint(rule.bind)} is already bound by the rule ${
         first.at.file === rule.at.file ? `on line ${first.at.line}` : `at ${first.at.file}:${first.at.line}`
       }`,
     });
@@ -135,21 +149,27 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
 
 /** Identity of a listening socket: equal keys cannot both be bound (and a reload keeps such a listener). */
 export function bindKey(endpoint: Endpoint): string {
+  if (endpoint.transport === "unix") return `unix:${endpoint.host}`;
   const hostKey = normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
   return `${hostKey} ${endpoint.port}/${endpoint.transport}`;
 }
 
-/** Options that only make sense for some modes, used on another. */
+/** Options that only make sense for some kinds of rule, used on another; backends of mixed kinds. */
 export function findMisplacedOptions(rules: ForwardRule[]): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const rule of rules) {
+    const report = (reason: string) => issues.push({ file: rule.at.file, line: rule.at.line, reason });
+    const kinds = new Set(rule.backends.map((backend) => (backend.endpoint.transport === "udp" ? "datagram" : "stream")));
+    if (kinds.size > 1) report("backends of one rule must all be UDP, or all TCP or unix sockets");
     if (rule.framing !== "none" && rule.mode !== "udptotcp" && rule.mode !== "tcptoudp") {
-      issues.push({
-        file: rule.at.file,
-        line: rule.at.line,
-        reason: `frame=${rule.framing} applies only to udptotcp and tcptoudp rules, this one is ${rule.mode}`,
-      });
+      report(`frame=${rule.framing} applies only to udptotcp and tcptoudp rules, this one is ${rule.mode}`);
     }
+    if (rule.acceptProxy && rule.bind.transport === "udp") report("accept_proxy applies to TCP and unix listeners only");
+    if (rule.proxyProtocol === "v1" && rule.mode !== "tcp" && rule.mode !== "udptotcp") {
+      report("proxy=v1 applies to TCP backends only; use proxy=v2 for UDP");
+    }
+    if (rule.socketMode !== undefined && rule.bind.transport !== "unix") report("mode applies to rules listening on a unix socket only");
+    if (rule.bind.transport === "unix" && rule.mode !== "tcp") report("a unix socket listener forwards streams: its backends must be TCP or unix sockets");
   }
   return issues;
 }

@@ -12,6 +12,7 @@
  * - `json`: one JSON object per line with the same fields plus the duration.
  */
 import type { SessionRecord } from "../session.ts";
+import type { Endpoint } from "../types.ts";
 import type { LogFormat } from "../types.ts";
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -33,15 +34,26 @@ function utcOffset(date: Date): string {
   return `${sign}${pad2(Math.floor(absolute / 60))}${pad2(absolute % 60)}`;
 }
 
+/** Where the session went: the backend it reached, else the rule's first backend. */
+function connectEnd(record: SessionRecord): Endpoint {
+  return (record.backend ?? record.rule.backends[0])?.endpoint ?? { host: "", port: 0, transport: "tcp" };
+}
+
+/** A side of the session as log fields: host (or unix socket path) and port (0 for a unix socket). */
+function hostOf(endpoint: Endpoint): string {
+  return endpoint.transport === "unix" ? `unix:${endpoint.host}` : endpoint.host;
+}
+
 export function formatRinetd(record: SessionRecord): string {
   const { rule } = record;
+  const connect = connectEnd(record);
   return [
     rinetdTime(new Date(record.endedAt)),
     record.clientAddress,
-    rule.bind.host,
+    hostOf(rule.bind),
     rule.bind.port,
-    rule.connect.host,
-    rule.connect.port,
+    hostOf(connect),
+    connect.port,
     record.bytesIn,
     record.bytesOut,
     record.result,
@@ -50,24 +62,28 @@ export function formatRinetd(record: SessionRecord): string {
 
 export function formatCommon(record: SessionRecord): string {
   const { rule } = record;
+  const connect = connectEnd(record);
   const date = new Date(record.endedAt);
   // A space in the result ("error: client reset") would split the request field for analyzers.
   const result = record.result.replace(/[\s"]+/g, "-");
-  const path = `/rinetd-services/${rule.bind.host}/${rule.bind.port}/${rule.connect.host}/${rule.connect.port}/${result}`;
+  const path = `/rinetd-services/${hostOf(rule.bind)}/${rule.bind.port}/${hostOf(connect)}/${connect.port}/${result}`;
   return `${record.clientAddress} - - [${rinetdTime(date)} ${utcOffset(date)}] "GET ${path} HTTP/1.0" 200 ${record.bytesOut} - - - ${record.bytesIn}`;
 }
 
 export function formatJson(record: SessionRecord): string {
   const { rule } = record;
+  const connect = connectEnd(record);
   return JSON.stringify({
     time: new Date(record.endedAt).toISOString(),
     client: record.clientAddress,
     client_port: record.clientPort,
     protocol: rule.mode,
-    bind_address: rule.bind.host,
+    rule: rule.name,
+    bind_address: hostOf(rule.bind),
     bind_port: rule.bind.port,
-    connect_address: rule.connect.host,
-    connect_port: rule.connect.port,
+    backend: record.backend?.name ?? null,
+    connect_address: hostOf(connect),
+    connect_port: connect.port,
     bytes_in: record.bytesIn,
     bytes_out: record.bytesOut,
     duration_ms: record.endedAt - record.startedAt,

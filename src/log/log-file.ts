@@ -40,6 +40,7 @@ export class LogFile implements SessionEvents {
     const now = Date.now();
     this.write({
       rule,
+      backend: undefined,
       clientAddress,
       clientPort,
       bytesIn: 0,

@@ -1,35 +1,27 @@
 /**
- * @module One TCP forwarding rule at run time: its listener, the access check
- * at accept, and the upstream connect (with its own timeout, since Bun has
- * none). Moving bytes is the relay's job (relay.ts).
+ * @module One stream forwarding rule at run time (TCP or unix socket on
+ * either side): its listener, reading a client's PROXY header when the rule
+ * accepts one, the access and limit checks at accept, and the upstream
+ * connect: the backend the balancer picks, each of its addresses in order,
+ * then the next backend, with oi's own connect timeout (Bun has none).
+ * Moving bytes is the relay's job (relay.ts).
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, SocketListener } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
+import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
+import { bunUnixPath } from "../endpoint.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import type { Admission } from "../limits.ts";
-import type { SessionEvents } from "../session.ts";
+import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
+import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
-import { abort, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "./accept-proxy.ts";
+import { abort, hold, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
 /** Options Bun accepts for Bun.connect although its type definitions omit them. */
 interface ConnectSourceOptions {
   localAddress?: string;
-}
-
-const upstreamHandlers = {
-  ...legHandlers,
-  open(socket: Socket<Leg>): void {
-    upstreamOpened(socket.data, socket);
-  },
-  connectError(socket: Socket<Leg>, _error: Error): void {
-    // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells.
-    abort(socket.data.relay, "refused");
-  },
-};
-
-function connectTimedOut(relay: Relay): void {
-  relay.connectTimer = undefined;
-  abort(relay, "timeout");
 }
 
 /** A relayed connection holds two descriptors: the client's and the backend's. */
@@ -38,18 +30,60 @@ const DESCRIPTORS_PER_RELAY = 2;
 const IDLE_SWEEP_MAX_MS = 1000;
 const IDLE_SWEEP_MIN_MS = 50;
 
-export class TcpForwarder implements Forwarder, RelayOwner {
-  private listener: TCPSocketListener<Leg> | undefined;
+/** One connect attempt of a relay: a late answer to an attempt that was given up is dropped. */
+class Attempt {
+  timer: Timer | undefined = undefined;
+  constructor(
+    readonly forwarder: TcpForwarder,
+    readonly relay: Relay,
+    readonly target: DialTarget,
+  ) {}
+}
+
+/** Handlers of an upstream socket while it connects; once open it moves to the relay's handlers. */
+const connectingHandlers = {
+  binaryType: "uint8array" as const,
+  open(socket: Socket<Attempt>): void {
+    socket.data.forwarder.attemptOpened(socket.data, socket);
+  },
+  connectError(socket: Socket<Attempt>): void {
+    // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells.
+    socket.data.forwarder.attemptFailed(socket.data, "refused");
+  },
+  data(): void {},
+  drain(): void {},
+  end(): void {},
+  close(): void {},
+  error(): void {},
+};
+
+function attemptTimedOut(attempt: Attempt): void {
+  attempt.timer = undefined;
+  attempt.forwarder.attemptFailed(attempt, "timeout");
+}
+
+function ignoreRejection(): void {}
+
+/** Where the client connected to, for a PROXY header (unix listeners have no address). */
+function localEnd(socket: Socket<unknown>): ProxyAddress {
+  return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
+}
+
+export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
+  private listener: SocketListener<unknown> | undefined;
   private readonly relays = new Set<Relay>();
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
   private readonly admission: Admission;
+  private readonly context: ForwarderContext;
+  private backends: RuleBackends | undefined;
   private idleSweep: Timer | undefined;
 
   constructor(
     public rule: ForwardRule,
     context: ForwarderContext,
   ) {
+    this.context = context;
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
@@ -59,32 +93,44 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     return this.relays.size;
   }
 
-  start(): void {
-    const forwarder = this;
-    this.listener = Bun.listen<Leg>({
-      hostname: this.rule.bind.host,
-      port: this.rule.bind.port,
-      // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
-      allowHalfOpen: true,
-      socket: {
-        ...legHandlers,
-        open(socket: Socket<Leg>): void {
-          forwarder.accept(socket);
-        },
-      },
-    });
+  async start(): Promise<void> {
+    const { bind } = this.rule;
+    const handlers = this.listenerHandlers();
+    if (bind.transport === "unix") {
+      await clearStaleSocket(bind.host);
+      this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), socket: handlers });
+      applySocketMode(bind.host, this.rule.socketMode);
+    } else {
+      this.listener = Bun.listen<unknown>({
+        hostname: bind.host,
+        port: bind.port,
+        // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
+        allowHalfOpen: true,
+        socket: handlers,
+      });
+    }
+    this.backends = this.context.backends.acquire(this.rule);
     this.armIdleSweep();
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
+    const handlersChange = rule.acceptProxy !== this.rule.acceptProxy;
     this.rule = rule;
     this.globalAccess = globalAccess;
+    if (handlersChange) this.listener?.reload({ socket: this.listenerHandlers() });
+    if (this.backends !== undefined) {
+      const next = this.context.backends.acquire(rule);
+      this.context.backends.release(this.backends);
+      this.backends = next;
+    }
     this.armIdleSweep();
   }
 
   stopAccepting(): void {
     this.listener?.stop(false);
     this.listener = undefined;
+    if (this.backends !== undefined) this.context.backends.release(this.backends);
+    this.backends = undefined;
   }
 
   closeAll(): void {
@@ -101,6 +147,180 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       bytesOut += relay.bytesOut;
     }
     return [bytesIn, bytesOut];
+  }
+
+  relayEnded(relay: Relay): void {
+    this.relays.delete(relay);
+    this.admission.release(DESCRIPTORS_PER_RELAY);
+    const backend = relay.dial.connected;
+    if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);
+    else relay.dial.abandon();
+    this.events.ended({
+      rule: relay.rule,
+      backend,
+      clientAddress: relay.clientAddress,
+      clientPort: relay.clientPort,
+      bytesIn: relay.bytesIn,
+      bytesOut: relay.bytesOut,
+      startedAt: relay.startedAt,
+      endedAt: Date.now(),
+      result: relay.result ?? "done",
+    });
+  }
+
+  headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
+    const client = header.client ?? { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+    const forwarded = socket as unknown as Socket<Leg>;
+    // From here on the socket is a relay leg like any other.
+    forwarded.reload({ socket: legHandlers });
+    this.begin(forwarded, client, header.destination ?? localEnd(socket), header.rest);
+  }
+
+  headerRefused(socket: Socket<HeaderReader>, reason: string): void {
+    socket.terminate();
+    const now = Date.now();
+    this.events.ended({
+      rule: this.rule,
+      backend: undefined,
+      clientAddress: socket.remoteAddress ?? "",
+      clientPort: socket.remotePort ?? 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      startedAt: now,
+      endedAt: now,
+      result: `error: ${reason}`,
+    });
+  }
+
+  /** The upstream answered: hand it to the relay, after a PROXY header when the rule sends one. */
+  attemptOpened(attempt: Attempt, socket: Socket<Attempt>): void {
+    const relay = attempt.relay;
+    if (relay.attempt !== attempt || relay.ended) {
+      socket.terminate();
+      return;
+    }
+    if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+    relay.attempt = undefined;
+    const upstream = socket as unknown as Socket<Leg>;
+    upstream.reload({ socket: legHandlers });
+    upstream.data = relay.upstream;
+    relay.dial.opened();
+    const keepalive = relay.rule.keepalive;
+    if (keepalive !== undefined) upstream.setKeepAlive(true, keepalive * 1000);
+    upstreamOpened(relay.upstream, upstream, this.proxyHeader(relay));
+  }
+
+  /** This attempt failed (refused, unreachable, timed out): try the next target, or give up on the client. */
+  attemptFailed(attempt: Attempt, why: "refused" | "timeout"): void {
+    const relay = attempt.relay;
+    if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+    if (relay.attempt !== attempt || relay.ended) return;
+    relay.attempt = undefined;
+    relay.lastFailure = why;
+    void this.connect(relay);
+  }
+
+  private listenerHandlers() {
+    const forwarder = this;
+    if (this.rule.acceptProxy) {
+      return {
+        ...headerHandlers,
+        open(socket: Socket<HeaderReader>): void {
+          socket.data = new HeaderReader(forwarder, socket);
+        },
+      };
+    }
+    return {
+      ...legHandlers,
+      open(socket: Socket<Leg>): void {
+        forwarder.accept(socket);
+      },
+    };
+  }
+
+  private accept(socket: Socket<Leg>): void {
+    this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, localEnd(socket), undefined);
+  }
+
+  /**
+   * A client is here (its PROXY header read, when the rule wants one): check
+   * it, count it, and connect it. `early` holds bytes it sent after its header.
+   */
+  private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
+    const rule = this.rule;
+    // Unix socket clients have no address: the socket file's permissions are their access control.
+    if (client.address !== "") {
+      const parsed = parseClientAddress(client.address);
+      if (parsed === undefined || !isAllowed(parsed, this.globalAccess, rule.access)) {
+        // Closed before any upstream exists: a denied client never reaches the backend.
+        socket.terminate();
+        this.events.denied(rule, client.address, client.port, "denied");
+        return;
+      }
+    }
+    const ruleFull = rule.maxConnections !== undefined && this.relays.size >= rule.maxConnections;
+    const backends = this.backends;
+    if (backends === undefined || ruleFull || !this.admission.admit(DESCRIPTORS_PER_RELAY)) {
+      socket.terminate();
+      this.events.denied(rule, client.address, client.port, "limit");
+      return;
+    }
+    const relay = new Relay(this, rule, socket, client.address || "unix", client.port, new DialPlan(backends, client.address));
+    relay.destination = destination;
+    this.relays.add(relay);
+    this.events.started(rule);
+    if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
+    // Hold the client's bytes in its kernel buffer until the backend answers.
+    socket.pause();
+    if (early !== undefined && early.length > 0) hold(relay.client, early);
+    void this.connect(relay);
+  }
+
+  /** Try the relay's next target; when there is none, the client is given up on. */
+  private async connect(relay: Relay): Promise<void> {
+    const dial = relay.dial;
+    for (;;) {
+      const target = await dial.next();
+      if (relay.ended) return;
+      if (target === undefined) {
+        abort(relay, relay.lastFailure satisfies SessionResult);
+        return;
+      }
+      const attempt = new Attempt(this, relay, target);
+      relay.attempt = attempt;
+      const timeout = relay.rule.connectTimeout;
+      if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
+      try {
+        if (target.unix !== undefined) {
+          Bun.connect<Attempt>({ unix: target.unix, data: attempt, socket: connectingHandlers }).catch(ignoreRejection);
+        } else {
+          const options: Bun.TCPSocketConnectOptions<Attempt> & ConnectSourceOptions = {
+            hostname: target.address ?? "",
+            port: target.port,
+            allowHalfOpen: true,
+            data: attempt,
+            socket: connectingHandlers,
+          };
+          if (target.localAddress !== undefined) options.localAddress = target.localAddress;
+          // Failures arrive through connectError; the promise's rejection carries nothing more.
+          Bun.connect(options).catch(ignoreRejection);
+        }
+        return;
+      } catch {
+        // Options Bun refuses outright (a malformed address): on to the next target.
+        if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+        relay.attempt = undefined;
+      }
+    }
+  }
+
+  /** The PROXY header for this relay's backend, when the rule sends one. */
+  private proxyHeader(relay: Relay): Uint8Array | undefined {
+    const version = relay.rule.proxyProtocol;
+    if (version === undefined) return undefined;
+    const source = { address: relay.clientAddress === "unix" ? "" : relay.clientAddress, port: relay.clientPort };
+    const destination = relay.destination ?? { address: "", port: 0 };
+    return version === "v1" ? encodeProxyV1(source, destination) : encodeProxyV2(source, destination, "tcp");
   }
 
   /**
@@ -131,68 +351,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       }
     }
   }
-
-  /** The port actually bound (useful when the rule asked for an ephemeral one). */
-  get port(): number | undefined {
-    return this.listener?.port;
-  }
-
-  relayEnded(relay: Relay): void {
-    this.relays.delete(relay);
-    this.admission.release(DESCRIPTORS_PER_RELAY);
-    this.events.ended({
-      rule: relay.rule,
-      clientAddress: relay.clientAddress,
-      clientPort: relay.clientPort,
-      bytesIn: relay.bytesIn,
-      bytesOut: relay.bytesOut,
-      startedAt: relay.startedAt,
-      endedAt: Date.now(),
-      result: relay.result ?? "done",
-    });
-  }
-
-  private accept(socket: Socket<Leg>): void {
-    const rule = this.rule;
-    const remote = socket.remoteAddress;
-    const client = parseClientAddress(remote);
-    if (client === undefined || !isAllowed(client, this.globalAccess, rule.access)) {
-      // Closed before any upstream exists: a denied client never reaches the backend.
-      socket.terminate();
-      this.events.denied(rule, remote, socket.remotePort, "denied");
-      return;
-    }
-    const ruleFull = rule.maxConnections !== undefined && this.relays.size >= rule.maxConnections;
-    if (ruleFull || !this.admission.admit(DESCRIPTORS_PER_RELAY)) {
-      socket.terminate();
-      this.events.denied(rule, remote, socket.remotePort, "limit");
-      return;
-    }
-    const relay = new Relay(this, rule, socket, remote, socket.remotePort);
-    this.relays.add(relay);
-    this.events.started(rule);
-    // Hold the client's bytes in its kernel buffer until the backend answers.
-    socket.pause();
-    this.connect(relay);
-  }
-
-  private connect(relay: Relay): void {
-    const { connect, sourceAddress, connectTimeout } = relay.rule;
-    const options: Bun.TCPSocketConnectOptions<Leg> & ConnectSourceOptions = {
-      hostname: connect.host,
-      port: connect.port,
-      allowHalfOpen: true,
-      data: relay.upstream,
-      socket: upstreamHandlers,
-    };
-    if (sourceAddress !== undefined) options.localAddress = sourceAddress;
-    relay.connectTimer = setTimeout(connectTimedOut, connectTimeout * 1000, relay);
-    // Failures arrive through connectError; the promise's rejection carries nothing more.
-    Bun.connect(options).catch(ignoreRejection);
-  }
 }
-
-function ignoreRejection(): void {}
 
 export function createTcpForwarder(rule: ForwardRule, context: ForwarderContext): Forwarder {
   return new TcpForwarder(rule, context);

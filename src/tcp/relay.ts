@@ -14,6 +14,7 @@
  * per connection is therefore bounded by one read chunk per direction.
  */
 import type { Socket, SocketHandler } from "bun";
+import type { DialPlan } from "../backends.ts";
 import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 
@@ -58,6 +59,12 @@ export class Relay {
   readonly upstream: Leg;
   readonly startedAt = Date.now();
   connectTimer: Timer | undefined = undefined;
+  /** The connect attempt in progress (an object of the forwarder's); an older attempt that completes late is dropped. */
+  attempt: object | undefined = undefined;
+  /** How the last connect attempt failed: the result when no target is left. */
+  lastFailure: "refused" | "timeout" = "refused";
+  /** Where the client connected to (for a PROXY header to the backend). */
+  destination: { address: string; port: number } | undefined = undefined;
   result: SessionResult | undefined = undefined;
   /** For the idle sweep: bytes moved when it last looked, and when they last changed. */
   bytesAtLastSweep = 0;
@@ -71,6 +78,8 @@ export class Relay {
     clientSocket: Socket<Leg>,
     readonly clientAddress: string,
     readonly clientPort: number,
+    /** Which backends (and addresses) this connection tries, in order. */
+    readonly dial: DialPlan,
   ) {
     this.client = new Leg(this, "client");
     this.upstream = new Leg(this, "upstream");
@@ -129,7 +138,7 @@ function pump(src: Leg, chunk: Uint8Array): void {
  * keeps Bun's chunk as is; only data arriving while a tail is already held
  * (possible before the upstream connects) is merged, a rare path that copies.
  */
-function hold(src: Leg, chunk: Uint8Array): void {
+export function hold(src: Leg, chunk: Uint8Array): void {
   const held = src.pending;
   if (held === undefined) {
     src.pending = chunk;
@@ -143,6 +152,21 @@ function hold(src: Leg, chunk: Uint8Array): void {
     src.pendingOffset = 0;
   }
   src.socket?.pause();
+}
+
+/** Put `bytes` before anything `src` holds, to be written first (not counted as read from `src`). */
+function putFirst(src: Leg, bytes: Uint8Array): void {
+  const held = src.pending;
+  if (held === undefined) {
+    src.pending = bytes;
+  } else {
+    const rest = held.subarray(src.pendingOffset);
+    const merged = new Uint8Array(bytes.length + rest.length);
+    merged.set(bytes, 0);
+    merged.set(rest, bytes.length);
+    src.pending = merged;
+  }
+  src.pendingOffset = 0;
 }
 
 /** The peer of `src` may be writable again: write what `src` holds, then resume `src`. */
@@ -244,8 +268,11 @@ export const legHandlers = {
   },
 } satisfies SocketHandler<Leg, "uint8array">;
 
-/** The upstream connected: start moving what the client held back. */
-export function upstreamOpened(leg: Leg, socket: Socket<Leg>): void {
+/**
+ * The upstream connected: start moving what the client held back, after
+ * `preamble` (a PROXY protocol header) when there is one.
+ */
+export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Array): void {
   const relay = leg.relay;
   if (relay.ended) {
     // The client is gone already (connect timeout, reset): drop this connection.
@@ -257,6 +284,7 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>): void {
     relay.connectTimer = undefined;
   }
   leg.socket = socket;
+  if (preamble !== undefined) putFirst(relay.client, preamble);
   const client = relay.client;
   if (client.pending !== undefined) flush(client);
   else if (client.eof) passEof(client);

@@ -277,6 +277,8 @@ export class TcpToUdpForwarder implements Forwarder {
     this.admission.release(DESCRIPTORS_PER_SESSION);
     this.events.ended({
       rule: session.rule,
+      // Until UDP rules balance over several backends, a session goes to the first.
+      backend: session.rule.backends[0],
       clientAddress: session.clientAddress,
       clientPort: session.clientPort,
       bytesIn: session.bytesIn,

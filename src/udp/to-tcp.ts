@@ -35,7 +35,8 @@ export class UdpToTcpSession extends ListenSession implements FrameSink {
   }
 
   open(): void {
-    const { connect, sourceAddress, connectTimeout } = this.rule;
+    const { sourceAddress, connectTimeout } = this.rule;
+    const connect = this.rule.backends[0]!.endpoint;
     const options: Bun.TCPSocketConnectOptions<UdpToTcpSession> & ConnectSourceOptions = {
       hostname: connect.host,
       port: connect.port,
@@ -43,7 +44,7 @@ export class UdpToTcpSession extends ListenSession implements FrameSink {
       socket: backendHandlers,
     };
     if (sourceAddress !== undefined) options.localAddress = sourceAddress;
-    this.connectTimer = setTimeout(connectTimedOut, connectTimeout * 1000, this);
+    if (connectTimeout > 0) this.connectTimer = setTimeout(connectTimedOut, connectTimeout * 1000, this);
     // Failures arrive through connectError; the promise's rejection carries nothing more.
     Bun.connect(options).catch(ignoreRejection);
   }

@@ -60,7 +60,7 @@ export function isRefusal(error: Error): boolean {
  * address or to the wildcard of the backend's family.
  */
 export async function openUdpUpstream(rule: ForwardRule, link: UdpLink): Promise<UpstreamSocket> {
-  const { host, port } = rule.connect;
+  const { host, port } = rule.backends[0]!.endpoint;
   const source = rule.sourceAddress;
   const address = isIpLiteral(host) ? host : await resolve(host, source);
   const socket: UpstreamSocket = await Bun.udpSocket({

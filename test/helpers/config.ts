@@ -9,8 +9,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import type { AccessList, Config, ConfigIssue, ForwardRule, LoadResult } from "../../src/types.ts";
-import { DEFAULT_MAX_UDP_SESSIONS, MAX_UDP_PAYLOAD } from "../../src/types.ts";
+import { defaultRuleName } from "../../src/config/model.ts";
+import { BALANCE_DEFAULTS } from "../../src/config/options.ts";
+import { formatTarget } from "../../src/endpoint.ts";
+import type { AccessList, Backend, Config, ConfigIssue, Endpoint, ForwardRule, LoadResult } from "../../src/types.ts";
+import { DEFAULT_DNS_REFRESH_SECONDS, DEFAULT_MAX_UDP_SESSIONS, MAX_UDP_PAYLOAD } from "../../src/types.ts";
 
 export type TextLoader = (name: string, text: string) => Promise<LoadResult & { path: string }>;
 
@@ -41,11 +44,34 @@ export function plainAccess(list: AccessList): PlainAccess {
   };
 }
 
-export type PlainRule = Omit<ForwardRule, "access" | "at"> & { line: number; access: PlainAccess };
+/**
+ * A rule as plain values. A rinetd-style rule (one backend, weight 1, no
+ * name or src of its own) shows its backend as `connect`, and a name equal
+ * to the default (the bind endpoint) is left out, so fixtures read like the
+ * config lines they come from.
+ */
+export type PlainRule = Omit<ForwardRule, "access" | "at" | "backends" | "name"> & {
+  name?: string;
+  connect?: Endpoint;
+  backends?: Backend[];
+  line: number;
+  access: PlainAccess;
+};
+
+function isPlainBackend(backend: Backend): boolean {
+  return backend.weight === 1 && backend.sourceAddress === undefined && backend.name === formatTarget(backend.endpoint);
+}
 
 export function plainRule(rule: ForwardRule): PlainRule {
-  const { access, at, ...rest } = rule;
-  return { ...rest, line: at.line, access: plainAccess(access) };
+  const { access, at, backends, name, ...rest } = rule;
+  const [only] = backends;
+  return {
+    ...rest,
+    ...(name === defaultRuleName(rule) ? {} : { name }),
+    ...(backends.length === 1 && only !== undefined && isPlainBackend(only) ? { connect: only.endpoint } : { backends }),
+    line: at.line,
+    access: plainAccess(access),
+  };
 }
 
 export function plainConfig(config: Config) {
@@ -73,4 +99,12 @@ export const OTHER_OPTION_DEFAULTS = {
   maxSessions: DEFAULT_MAX_UDP_SESSIONS,
   framing: "none" as const,
   maxDatagram: MAX_UDP_PAYLOAD,
+  proxyProtocol: undefined,
+  acceptProxy: false,
+  keepalive: undefined,
+  socketMode: undefined,
+  dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
+  dnsFamily: "any" as const,
+  dnsSpread: false,
+  balance: BALANCE_DEFAULTS,
 };

@@ -1,0 +1,235 @@
+/**
+ * @module Global settings, described once for every config format: the
+ * `.conf` directive (with rinetd's and rinetd-uv's spellings), the top-level
+ * TOML key and the key under YAML's `global`, the value type and what it
+ * sets: a field of the config, or a default that rules inherit. Tuning knobs
+ * of rinetd-uv that mean nothing in `oi` are accepted with a warning saying
+ * why; nothing is silently ignored.
+ */
+import type { Config, LogFormat } from "../types.ts";
+import type { RuleDefaults } from "./options.ts";
+import { checkConnectTimeout, checkMaxConnections, checkMetricsAddress } from "./validate.ts";
+
+/**
+ * `flag`: a .conf directive without argument (`logcommon`), true in TOML/YAML.
+ * `switch`: on/off (true/false in TOML/YAML).
+ */
+export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch";
+
+export type GlobalValue = string | number | boolean;
+
+/** What a global setting writes to. */
+export interface GlobalTarget {
+  config: Config;
+  defaults: RuleDefaults;
+}
+
+export interface GlobalSpec {
+  /** .conf directive names; empty when the setting has no .conf form. */
+  conf: readonly string[];
+  /** Top-level TOML key, if TOML has it. */
+  toml?: string;
+  /** Key under YAML's `global` (dotted for nested tables: `status.file`), if YAML has it. */
+  yaml?: string;
+  type: GlobalValueType;
+  /** Store a value of `type`; a reason when it is invalid. */
+  apply(target: GlobalTarget, value: GlobalValue): string | undefined;
+  /** For settings accepted but without effect in oi: the warning that says so. */
+  noEffect?: string;
+}
+
+function integerIn(name: string, value: GlobalValue, min: number, max: number): number | string {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    return `${name} must be a whole number from ${min} to ${max}, got '${String(value)}'`;
+  }
+  return value;
+}
+
+/** An integer setting checked within min..max, stored by `set`. */
+function bounded(name: string, min: number, max: number, set: (target: GlobalTarget, value: number) => void) {
+  return (target: GlobalTarget, value: GlobalValue): string | undefined => {
+    const checked = integerIn(name, value, min, max);
+    if (typeof checked === "string") return checked;
+    set(target, checked);
+    return undefined;
+  };
+}
+
+function logFormat(format: LogFormat) {
+  return (target: GlobalTarget, value: GlobalValue): string | undefined => {
+    if (value === true) target.config.logFormat = format;
+    return undefined;
+  };
+}
+
+/** A tuning setting of rinetd-uv that oi has no use for: checked for type, then reported. */
+function noEffect(conf: string, yaml: string, type: GlobalValueType, why: string): GlobalSpec {
+  return { conf: [conf], yaml, type, apply: () => undefined, noEffect: `${conf} has no effect in oi: ${why}` };
+}
+
+function status(target: GlobalTarget) {
+  target.config.status ??= { path: "", interval: 30, format: "json" };
+  return target.config.status;
+}
+
+export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
+  {
+    conf: ["logfile"],
+    toml: "log_file",
+    yaml: "log_file",
+    type: "path",
+    apply: (target, value) => {
+      target.config.logFile = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: ["pidlogfile", "pidfile"],
+    toml: "pid_file",
+    yaml: "pid_file",
+    type: "path",
+    apply: (target, value) => {
+      target.config.pidFile = String(value);
+      return undefined;
+    },
+  },
+  { conf: ["logcommon"], yaml: "log_common", type: "flag", apply: logFormat("common") },
+  { conf: ["logjson"], yaml: "log_json", type: "flag", apply: logFormat("json") },
+  {
+    conf: ["maxconn"],
+    toml: "max_connections",
+    yaml: "max_connections",
+    type: "integer",
+    apply: (target, value) => {
+      const checked = checkMaxConnections(typeof value === "number" ? value : Number.NaN, String(value));
+      if (!checked.ok) return checked.reason;
+      target.config.maxConnections = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["metrics"],
+    toml: "metrics",
+    yaml: "metrics",
+    type: "string",
+    apply: (target, value) => {
+      const checked = checkMetricsAddress(String(value));
+      if (!checked.ok) return checked.reason;
+      target.config.metrics = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["connect-timeout", "connect_timeout"],
+    toml: "connect_timeout",
+    yaml: "connect_timeout",
+    type: "number",
+    apply: (target, value) => {
+      const checked = checkConnectTimeout(typeof value === "number" ? value : Number.NaN, String(value));
+      if (!checked.ok) return checked.reason;
+      target.defaults.connectTimeout = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["max-udp-connections", "max_udp_connections"],
+    toml: "max_udp_connections",
+    yaml: "max_udp_connections",
+    type: "integer",
+    apply: bounded("max-udp-connections", 1, 1_000_000, (target, value) => (target.defaults.maxSessions = value)),
+  },
+  {
+    conf: ["dns-refresh", "dns_refresh"],
+    toml: "dns_refresh",
+    yaml: "dns_refresh",
+    type: "integer",
+    apply: bounded("dns-refresh", 0, 86_400, (target, value) => (target.defaults.dnsRefresh = value)),
+  },
+  {
+    conf: ["dns-multi-ip-expand", "dns_multi_ip_expand"],
+    toml: "dns_multi_ip_expand",
+    yaml: "dns_multi_ip_expand",
+    type: "switch",
+    apply: (target, value) => {
+      target.defaults.dnsSpread = value === true;
+      return undefined;
+    },
+  },
+  {
+    conf: ["dns-multi-ip-proto", "dns_multi_ip_proto"],
+    toml: "dns_multi_ip_proto",
+    yaml: "dns_multi_ip_proto",
+    type: "string",
+    apply: (target, value) => {
+      if (value !== "ipv4" && value !== "ipv6" && value !== "any") {
+        return `dns-multi-ip-proto must be one of ipv4, ipv6, any, got '${String(value)}'`;
+      }
+      target.defaults.dnsFamily = value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["statusfile"],
+    toml: "status.file",
+    yaml: "status.file",
+    type: "path",
+    apply: (target, value) => {
+      status(target).path = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: [],
+    toml: "status.enabled",
+    yaml: "status.enabled",
+    type: "switch",
+    apply: (target, value) => {
+      // The file path decides whether a status file is written; `enabled: false` turns it off again.
+      if (value === false) target.config.status = undefined;
+      return undefined;
+    },
+  },
+  {
+    conf: ["statusinterval"],
+    toml: "status.interval",
+    yaml: "status.interval",
+    type: "integer",
+    apply: bounded("statusinterval", 1, 86_400, (target, value) => (status(target).interval = value)),
+  },
+  {
+    conf: ["statusformat"],
+    toml: "status.format",
+    yaml: "status.format",
+    type: "string",
+    apply: (target, value) => {
+      if (value !== "json" && value !== "text") return `statusformat must be json or text, got '${String(value)}'`;
+      status(target).format = value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["statsloginterval"],
+    toml: "stats_log_interval",
+    yaml: "stats_log_interval",
+    type: "integer",
+    apply: bounded("statsloginterval", 0, 86_400, (target, value) => (target.config.statsLogInterval = value)),
+  },
+  noEffect("buffersize", "buffer_size", "integer", "Bun reads into its own buffers and oi keeps each chunk as read"),
+  noEffect("pool-min-free", "pool_min_free", "integer", "oi has no buffer pool to size"),
+  noEffect("pool-max-free", "pool_max_free", "integer", "oi has no buffer pool to size"),
+  noEffect("pool-trim-delay", "pool_trim_delay", "integer", "oi has no buffer pool to size"),
+  noEffect("listen-backlog", "listen_backlog", "integer", "Bun does not let oi set the listen backlog"),
+];
+
+/** Look a setting up by its .conf directive name. */
+export function confGlobal(name: string): GlobalSpec | undefined {
+  return GLOBAL_SETTINGS.find((spec) => spec.conf.includes(name));
+}
+
+/** Checks that need every global setting: a status file needs its path. */
+export function checkGlobals(config: Config): string | undefined {
+  if (config.status !== undefined && config.status.path === "") {
+    return "status file settings are given but no status file path (statusfile PATH)";
+  }
+  return undefined;
+}

@@ -1,0 +1,104 @@
+/**
+ * @module `[accept_proxy]`: before a client's connection is forwarded, the
+ * PROXY protocol header another proxy put in front of it is read and
+ * stripped, and the client's address is taken from it (for access control,
+ * logs and a PROXY header of our own). A connection whose first bytes are
+ * not a valid header, or that sends none within the wait, is closed.
+ *
+ * Such a listener starts its sockets on the handlers here; once the header
+ * is in, the forwarder moves the socket to the relay's handlers, so the relay
+ * itself never looks for a header.
+ */
+import type { Socket } from "bun";
+import { PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH, parseProxyHeader, proxiedClient, type ProxyAddress } from "../proxy-protocol.ts";
+
+/** How long a client may take to send its PROXY header. */
+export const HEADER_WAIT_MS = 5000;
+
+export interface HeaderResult {
+  /** The client the header speaks for; undefined for a v2 LOCAL header (the peer speaks for itself). */
+  client: ProxyAddress | undefined;
+  /** Where the client connected to, per the header. */
+  destination: ProxyAddress | undefined;
+  /** Bytes after the header: the start of the client's own data. */
+  rest: Uint8Array;
+}
+
+export interface HeaderOwner {
+  headerRead(socket: Socket<HeaderReader>, result: HeaderResult): void;
+  headerRefused(socket: Socket<HeaderReader>, reason: string): void;
+}
+
+/** The bytes of one connection until its header is complete. */
+export class HeaderReader {
+  private buffer = new Uint8Array(0);
+  private readonly timer: Timer;
+  done = false;
+
+  constructor(
+    readonly owner: HeaderOwner,
+    socket: Socket<HeaderReader>,
+  ) {
+    this.timer = setTimeout(() => this.refuse(socket, "no PROXY header within 5 s"), HEADER_WAIT_MS);
+  }
+
+  feed(socket: Socket<HeaderReader>, chunk: Uint8Array): void {
+    if (this.done) return;
+    const joined = new Uint8Array(this.buffer.length + chunk.length);
+    joined.set(this.buffer, 0);
+    joined.set(chunk, this.buffer.length);
+    this.buffer = joined;
+    const header = parseProxyHeader(joined);
+    if (header.status === "incomplete") {
+      if (joined.length > Math.max(PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH)) this.refuse(socket, "PROXY header too long");
+      return;
+    }
+    if (header.status === "invalid") {
+      this.refuse(socket, `bad PROXY header: ${header.reason}`);
+      return;
+    }
+    this.finish();
+    this.owner.headerRead(socket, {
+      client: header.local ? undefined : proxiedClient(header),
+      destination: header.local ? undefined : header.destination,
+      rest: joined.subarray(header.headerLength),
+    });
+  }
+
+  /** The connection ended before its header did. */
+  ended(socket: Socket<HeaderReader>): void {
+    this.refuse(socket, "closed before a complete PROXY header");
+  }
+
+  cancel(): void {
+    this.finish();
+  }
+
+  private refuse(socket: Socket<HeaderReader>, reason: string): void {
+    if (this.done) return;
+    this.finish();
+    this.owner.headerRefused(socket, reason);
+  }
+
+  private finish(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+  }
+}
+
+/** Handlers of a socket still waiting for its header. */
+export const headerHandlers = {
+  binaryType: "uint8array" as const,
+  data(socket: Socket<HeaderReader>, chunk: Uint8Array): void {
+    socket.data.feed(socket, chunk);
+  },
+  end(socket: Socket<HeaderReader>): void {
+    socket.data.ended(socket);
+  },
+  close(socket: Socket<HeaderReader>): void {
+    // Refused or forwarded, the reader is finished either way; a socket closed while waiting only ends its timer.
+    (socket.data as HeaderReader | undefined)?.cancel();
+  },
+  error(): void {},
+  drain(): void {},
+};
