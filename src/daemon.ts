@@ -15,6 +15,7 @@ import { Admission } from "./limits.ts";
 import { LogFile } from "./log/log-file.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
+import { StatusReporter } from "./status.ts";
 import { BindError, Server } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
@@ -66,6 +67,7 @@ export class Daemon {
   private readonly logSlot = new LogFileSlot();
   private pidFile: PidFile | undefined;
   private metricsServer: HttpServer<undefined> | undefined;
+  private readonly status: StatusReporter;
   private stopping = false;
 
   private constructor(
@@ -74,8 +76,12 @@ export class Daemon {
   ) {
     this.config = config;
     this.admission = new Admission(config.maxConnections);
-    this.metrics = new Metrics(options.version, () => [...this.server.running, ...this.server.draining]);
+    this.metrics = new Metrics(options.version, {
+      forwarders: () => [...this.server.running, ...this.server.draining],
+      backends: () => this.server.backends.all,
+    });
     this.server = new Server(fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]), this.admission);
+    this.status = new StatusReporter(this.metrics);
   }
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
@@ -91,6 +97,7 @@ export class Daemon {
       daemon.writePidFile(config);
       await daemon.server.apply(config);
       daemon.startMetrics(config.metrics);
+      daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {
       consola.error(errorText(error));
       daemon.releaseFiles();
@@ -108,6 +115,8 @@ export class Daemon {
     consola.info(`SIGHUP: reloading ${this.options.configPath}`);
     // logrotate sends SIGHUP after moving the file away: write to a fresh one.
     this.reopenLogFile();
+    // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
+    this.server.backends.forgetAddresses();
     const config = await loadReporting(this.options.configPath);
     if (config === undefined) {
       consola.error("reload failed: the running configuration stays in force");
@@ -125,6 +134,8 @@ export class Daemon {
     this.switchLogFile(config);
     this.switchPidFile(config);
     this.switchMetrics(config);
+    this.status.configure(config.status, config.statsLogInterval);
+    this.metrics.reloads++;
     this.config = config;
     consola.info(
       `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.admission.open} connection(s) open`,
@@ -139,6 +150,7 @@ export class Daemon {
     }
     this.stopping = true;
     this.server.stopAccepting();
+    this.status.stop();
     this.metricsServer?.stop(true);
     const open = this.server.active;
     consola.info(

@@ -1,20 +1,21 @@
 /**
- * @module Counters per rule, fed by session events (never by the data path),
- * and their Prometheus text view served at `/metrics` when `metrics
- * HOST:PORT` is configured. Byte counters add the bytes of connections still
- * open (asked of the forwarders at scrape time) to those of finished ones, so
- * long transfers show up while they run.
+ * @module One set of counters, fed by session events (never by the data
+ * path), and the three views that read it: Prometheus text at `/metrics`
+ * (when `metrics HOST:PORT` is set), the status file, and the periodic
+ * one-line summary in the log. Byte counters add the bytes of connections
+ * still open (asked of the forwarders when a view is made) to those of
+ * finished ones, so long transfers show while they run.
  */
 import type { Server as HttpServer } from "bun";
 import { consola } from "consola";
-import { formatEndpoint } from "./endpoint.ts";
+import type { RuleBackends } from "./backends.ts";
 import type { Forwarder } from "./forwarder.ts";
 import { formatHostPort } from "./ip.ts";
 import { descriptorLimit, openDescriptors } from "./limits.ts";
 import type { SessionEvents, SessionRecord } from "./session.ts";
-import type { ForwardRule, MetricsAddress } from "./types.ts";
+import type { ForwardRule, MetricsAddress, RuleMode } from "./types.ts";
 
-/** One rule's counters, kept for the life of the process (also after a reload removes the rule). */
+/** One rule's counters (by rule name), kept for the life of the process, also after a reload removes the rule. */
 class RuleCounters {
   connections = 0;
   denied = 0;
@@ -23,19 +24,60 @@ class RuleCounters {
   bytesOut = 0;
   readonly errors = new Map<string, number>();
   constructor(
-    readonly label: string,
-    public mode: string,
+    readonly name: string,
+    public mode: RuleMode,
+    public udp: boolean,
   ) {}
+}
+
+export interface BackendSnapshot {
+  name: string;
+  healthy: boolean;
+  active: number;
+  total: number;
+  failures: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface RuleSnapshot {
+  name: string;
+  mode: RuleMode;
+  /** Rules listening on UDP count sessions rather than connections. */
+  udp: boolean;
+  algorithm: string | undefined;
+  active: number;
+  total: number;
+  denied: number;
+  limited: number;
+  bytesIn: number;
+  bytesOut: number;
+  errors: ReadonlyMap<string, number>;
+  backends: BackendSnapshot[];
+}
+
+export interface Snapshot {
+  version: string;
+  startedAt: number;
+  now: number;
+  reloads: number;
+  rules: RuleSnapshot[];
+}
+
+/** What the views need from the rest of oi, asked for each time a view is made. */
+export interface MetricsSources {
+  forwarders(): Forwarder[];
+  backends(): RuleBackends[];
 }
 
 export class Metrics implements SessionEvents {
   private readonly rules = new Map<string, RuleCounters>();
-  private readonly startedAt = Date.now() / 1000;
+  private readonly startedAt = Date.now();
+  reloads = 0;
 
   constructor(
     private readonly version: string,
-    /** The forwarders to ask for open connections and bytes in flight, at scrape time. */
-    private readonly forwarders: () => Forwarder[],
+    private readonly sources: MetricsSources,
   ) {}
 
   denied(rule: ForwardRule, _address: string, _port: number, reason: "denied" | "limit"): void {
@@ -60,45 +102,92 @@ export class Metrics implements SessionEvents {
     }
   }
 
-  /** The Prometheus text exposition of every counter, plus process figures. */
-  render(): string {
+  /** Every counter as of now, with connections in flight included. */
+  snapshot(): Snapshot {
     const active = new Map<string, number>();
     const inFlight = new Map<string, [number, number]>();
-    for (const forwarder of this.forwarders()) {
-      const counters = this.countersOf(forwarder.rule);
-      active.set(counters.label, (active.get(counters.label) ?? 0) + forwarder.active);
+    for (const forwarder of this.sources.forwarders()) {
+      const name = this.countersOf(forwarder.rule).name;
+      active.set(name, (active.get(name) ?? 0) + forwarder.active);
       const [bytesIn, bytesOut] = forwarder.bytesInFlight();
-      const sum = inFlight.get(counters.label) ?? [0, 0];
-      inFlight.set(counters.label, [sum[0] + bytesIn, sum[1] + bytesOut]);
+      const sum = inFlight.get(name) ?? [0, 0];
+      inFlight.set(name, [sum[0] + bytesIn, sum[1] + bytesOut]);
     }
+    const backendsByRule = new Map<string, RuleBackends>();
+    for (const backends of this.sources.backends()) backendsByRule.set(backends.rule.name, backends);
+    const rules = [...this.rules.values()].map((counters): RuleSnapshot => {
+      const [liveIn, liveOut] = inFlight.get(counters.name) ?? [0, 0];
+      const backends = backendsByRule.get(counters.name);
+      return {
+        name: counters.name,
+        mode: counters.mode,
+        udp: counters.udp,
+        algorithm: backends === undefined || backends.rule.backends.length < 2 ? undefined : backends.rule.balance.algorithm,
+        active: active.get(counters.name) ?? 0,
+        total: counters.connections,
+        denied: counters.denied,
+        limited: counters.limited,
+        bytesIn: counters.bytesIn + liveIn,
+        bytesOut: counters.bytesOut + liveOut,
+        errors: counters.errors,
+        backends: (backends?.statuses ?? []).map((status) => ({
+          name: status.name,
+          healthy: status.healthy,
+          active: status.active,
+          total: status.totalConnections,
+          failures: status.totalFailures,
+          bytesIn: status.bytesIn,
+          bytesOut: status.bytesOut,
+        })),
+      };
+    });
+    return { version: this.version, startedAt: this.startedAt, now: Date.now(), reloads: this.reloads, rules };
+  }
+
+  /** The Prometheus text exposition of every counter, plus process figures. */
+  render(): string {
+    const { rules, version, startedAt } = this.snapshot();
     const out = new Exposition();
     out.family("oi_build_info", "gauge", "Version of oi.");
-    out.sample("oi_build_info", { version: this.version }, 1);
+    out.sample("oi_build_info", { version }, 1);
 
-    const all = [...this.rules.values()];
-    const udp = all.filter((rule) => rule.mode === "udp" || rule.mode === "udptotcp");
-    out.family("oi_connections_total", "counter", "Connections (TCP) or sessions (UDP) accepted, per rule.");
-    for (const rule of all) out.sample("oi_connections_total", ruleLabels(rule), rule.connections);
-    out.family("oi_connections_active", "gauge", "Connections or sessions open now, per rule.");
-    for (const rule of all) out.sample("oi_connections_active", ruleLabels(rule), active.get(rule.label) ?? 0);
+    const labels = (rule: RuleSnapshot) => ({ rule: rule.name, mode: rule.mode });
+    const perRule = (name: string, type: "counter" | "gauge", help: string, value: (rule: RuleSnapshot) => number, only = rules) => {
+      out.family(name, type, help);
+      for (const rule of only) out.sample(name, labels(rule), value(rule));
+    };
+    perRule("oi_connections_total", "counter", "Connections (TCP) or sessions (UDP) accepted, per rule.", (rule) => rule.total);
+    perRule("oi_connections_active", "gauge", "Connections or sessions open now, per rule.", (rule) => rule.active);
     out.family("oi_bytes_total", "counter", "Bytes forwarded: in = from clients, out = to clients.");
-    for (const rule of all) {
-      const [liveIn, liveOut] = inFlight.get(rule.label) ?? [0, 0];
-      out.sample("oi_bytes_total", { ...ruleLabels(rule), direction: "in" }, rule.bytesIn + liveIn);
-      out.sample("oi_bytes_total", { ...ruleLabels(rule), direction: "out" }, rule.bytesOut + liveOut);
+    for (const rule of rules) {
+      out.sample("oi_bytes_total", { ...labels(rule), direction: "in" }, rule.bytesIn);
+      out.sample("oi_bytes_total", { ...labels(rule), direction: "out" }, rule.bytesOut);
     }
-    out.family("oi_denied_total", "counter", "Clients refused by the allow/deny rules.");
-    for (const rule of all) out.sample("oi_denied_total", ruleLabels(rule), rule.denied);
-    out.family("oi_limited_total", "counter", "Clients refused by a connection or descriptor limit.");
-    for (const rule of all) out.sample("oi_limited_total", ruleLabels(rule), rule.limited);
+    perRule("oi_denied_total", "counter", "Clients refused by the allow/deny rules.", (rule) => rule.denied);
+    perRule("oi_limited_total", "counter", "Clients refused by a connection or descriptor limit.", (rule) => rule.limited);
     out.family("oi_errors_total", "counter", "Connections or sessions that ended other than normally, by reason.");
-    for (const rule of all) {
-      for (const [reason, count] of rule.errors) out.sample("oi_errors_total", { ...ruleLabels(rule), reason }, count);
+    for (const rule of rules) {
+      for (const [reason, count] of rule.errors) out.sample("oi_errors_total", { ...labels(rule), reason }, count);
     }
-    out.family("oi_udp_sessions_total", "counter", "UDP sessions started, per UDP rule.");
-    for (const rule of udp) out.sample("oi_udp_sessions_total", ruleLabels(rule), rule.connections);
-    out.family("oi_udp_sessions_active", "gauge", "UDP sessions open now, per UDP rule.");
-    for (const rule of udp) out.sample("oi_udp_sessions_active", ruleLabels(rule), active.get(rule.label) ?? 0);
+    const udp = rules.filter((rule) => rule.udp);
+    perRule("oi_udp_sessions_total", "counter", "UDP sessions started, per UDP rule.", (rule) => rule.total, udp);
+    perRule("oi_udp_sessions_active", "gauge", "UDP sessions open now, per UDP rule.", (rule) => rule.active, udp);
+
+    const perBackend = (name: string, type: "counter" | "gauge", help: string, value: (backend: BackendSnapshot) => number) => {
+      out.family(name, type, help);
+      for (const rule of rules) for (const backend of rule.backends) out.sample(name, { rule: rule.name, backend: backend.name }, value(backend));
+    };
+    perBackend("oi_backend_up", "gauge", "1 when the backend is in service, 0 while health checks keep it out.", (backend) => (backend.healthy ? 1 : 0));
+    perBackend("oi_backend_connections_active", "gauge", "Connections or sessions open to the backend now.", (backend) => backend.active);
+    perBackend("oi_backend_connections_total", "counter", "Connections or sessions the backend took.", (backend) => backend.total);
+    perBackend("oi_backend_failures_total", "counter", "Failed connects to the backend.", (backend) => backend.failures);
+    out.family("oi_backend_bytes_total", "counter", "Bytes through the backend's finished connections: in = from clients, out = to clients.");
+    for (const rule of rules) {
+      for (const backend of rule.backends) {
+        out.sample("oi_backend_bytes_total", { rule: rule.name, backend: backend.name, direction: "in" }, backend.bytesIn);
+        out.sample("oi_backend_bytes_total", { rule: rule.name, backend: backend.name, direction: "out" }, backend.bytesOut);
+      }
+    }
 
     const memory = process.memoryUsage();
     const cpu = process.cpuUsage();
@@ -107,7 +196,7 @@ export class Metrics implements SessionEvents {
     out.family("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
     out.sample("process_cpu_seconds_total", {}, (cpu.user + cpu.system) / 1e6);
     out.family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
-    out.sample("process_start_time_seconds", {}, this.startedAt);
+    out.sample("process_start_time_seconds", {}, startedAt / 1000);
     const openFds = openDescriptors();
     if (openFds !== undefined) {
       out.family("process_open_fds", "gauge", "Number of open file descriptors.");
@@ -122,19 +211,16 @@ export class Metrics implements SessionEvents {
   }
 
   private countersOf(rule: ForwardRule): RuleCounters {
-    const label = formatEndpoint(rule.bind);
-    let counters = this.rules.get(label);
+    let counters = this.rules.get(rule.name);
+    const udp = rule.bind.transport === "udp";
     if (counters === undefined) {
-      counters = new RuleCounters(label, rule.mode);
-      this.rules.set(label, counters);
+      counters = new RuleCounters(rule.name, rule.mode, udp);
+      this.rules.set(rule.name, counters);
     }
     counters.mode = rule.mode;
+    counters.udp = udp;
     return counters;
   }
-}
-
-function ruleLabels(rule: RuleCounters): Record<string, string> {
-  return { rule: rule.label, mode: rule.mode };
 }
 
 /** Builds Prometheus text format 0.0.4. */

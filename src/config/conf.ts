@@ -101,7 +101,11 @@ function parseLine(state: ConfState, rawLine: string, line: number): void {
   parseForwardingLine(state, tokens, line);
 }
 
-/** Split on spaces and tabs; `[` opens a group that runs to its matching `]`. */
+/**
+ * Split on spaces and tabs. A `[` opens a group that runs to its matching `]`,
+ * spaces included, so `[ timeout = 30 ]` is one token and `[::1]:80,[::2]:80`
+ * stays one word. A token that is one whole group is "bracketed".
+ */
 function tokenize(content: string): Token[] | string {
   const tokens: Token[] = [];
   let i = 0;
@@ -110,16 +114,20 @@ function tokenize(content: string): Token[] | string {
       i++;
       continue;
     }
-    if (content[i] === "[") {
-      const close = matchingBracket(content, i);
-      if (close === -1) return `unclosed '[' in '${content.slice(i).trim()}'`;
-      tokens.push({ text: content.slice(i, close + 1), bracketed: true });
-      i = close + 1;
-      continue;
-    }
     const start = i;
-    while (i < content.length && !/[\s[]/.test(content[i] ?? "")) i++;
-    tokens.push({ text: content.slice(start, i), bracketed: false });
+    while (i < content.length && !/\s/.test(content[i] ?? "")) {
+      // Two option groups written together, `[a=1][b=2]`, are two tokens.
+      if (content[i] === "[" && i > start && content[start] === "[" && matchingBracket(content, start) === i - 1) break;
+      if (content[i] === "[") {
+        const close = matchingBracket(content, i);
+        if (close === -1) return `unclosed '[' in '${content.slice(i).trim()}'`;
+        i = close + 1;
+      } else {
+        i++;
+      }
+    }
+    const text = content.slice(start, i);
+    tokens.push({ text, bracketed: text.startsWith("[") && matchingBracket(text, 0) === text.length - 1 });
   }
   return tokens;
 }

@@ -1,0 +1,111 @@
+/**
+ * Unix domain sockets on either side of a rule: TCP to a unix socket backend,
+ * a unix socket listener to a TCP backend (with its file mode), a stale socket
+ * file left by a crash, and one still in use by another process.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { Socket } from "bun";
+import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
+import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { connectPeer, freePort, Peer, withTimeout } from "./helpers/peers.ts";
+
+cleanUpAfterEachTest();
+
+/** A backend listening on a unix socket that greets each connection and half-closes. */
+function unixGreeter(path: string, greeting: string) {
+  const listener = Bun.listen<undefined>({
+    unix: path,
+    socket: {
+      open(socket) {
+        socket.write(greeting);
+        socket.shutdown();
+      },
+      data() {},
+    },
+  });
+  onCleanup(() => listener.stop(true));
+  return listener;
+}
+
+/** Connect to a unix socket as a client peer. */
+async function connectUnix(path: string): Promise<Peer> {
+  const peer = new Peer();
+  await Bun.connect<Peer>({
+    unix: path,
+    allowHalfOpen: true,
+    data: peer,
+    socket: {
+      binaryType: "uint8array",
+      open(socket: Socket<Peer>) {
+        peer.attach(socket);
+      },
+      data(socket: Socket<Peer>, chunk: Uint8Array) {
+        socket.data.gotData(chunk);
+      },
+      end(socket: Socket<Peer>) {
+        socket.data.gotEnd();
+      },
+      close(socket: Socket<Peer>, error?: Error) {
+        socket.data.gotClose(error);
+      },
+      drain(socket: Socket<Peer>) {
+        socket.data.pump();
+      },
+    },
+  });
+  return peer;
+}
+
+describe("unix sockets", () => {
+  test("TCP clients reach a backend on a unix socket", async () => {
+    const path = join(tempDir(), "backend.sock");
+    unixGreeter(path, "from the unix side");
+    const port = freePort();
+    await oi(`127.0.0.1 ${port}/tcp unix:${path}\n`);
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    await client.waitEnd();
+    expect(client.text()).toBe("from the unix side");
+  });
+
+  test("a unix socket listener forwards to TCP, with the file mode asked for", async () => {
+    const server = backend((peer) => void peer.send("from tcp", true));
+    const path = join(tempDir(), "oi.sock");
+    await oi(`unix:${path} 127.0.0.1 ${server.port} [mode=0600]\n`);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const client = await connectUnix(path);
+    client.keep = [];
+    await client.waitEnd();
+    expect(client.text()).toBe("from tcp");
+  });
+
+  test("a stale socket file left by a crashed process is replaced", async () => {
+    const server = backend((peer) => void peer.send("fresh", true));
+    const path = join(tempDir(), "stale.sock");
+    // A process that listens on the path and is killed: its socket file stays behind.
+    const crashed = Bun.spawn([process.execPath, "-e", `Bun.listen({ unix: ${JSON.stringify(path)}, socket: { data() {} } }); console.log("up"); setInterval(() => {}, 1000);`], {
+      stdout: "pipe",
+    });
+    const reader = crashed.stdout.getReader();
+    await withTimeout(reader.read(), 5000, "the listener");
+    crashed.kill("SIGKILL");
+    await crashed.exited;
+    expect(existsSync(path)).toBe(true);
+
+    await oi(`unix:${path} 127.0.0.1 ${server.port}\n`);
+    const client = await connectUnix(path);
+    client.keep = [];
+    await client.waitEnd();
+    expect(client.text()).toBe("fresh");
+  });
+
+  test("a socket file another process is listening on is not taken over", async () => {
+    const path = join(tempDir(), "busy.sock");
+    unixGreeter(path, "mine");
+    const result = await runOi(["-c", writeTempFile("busy.conf", `unix:${path} 127.0.0.1 9\n`)]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`another process is listening on ${path}`);
+  });
+});
