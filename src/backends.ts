@@ -27,6 +27,8 @@ export interface DialTarget {
 }
 
 const MS = 1000;
+/** Ten years: finite, so a failed connect can still invalidate the cached addresses. */
+const NO_PERIODIC_REFRESH_SECONDS = 10 * 365 * 24 * 3600;
 
 /** The parts of a rule that decide how its backends behave: equal keys may share state across a reload. */
 function backendsKey(rule: ForwardRule): string {
@@ -61,7 +63,8 @@ export class RuleBackends {
       },
     );
     this.resolver = new Resolver({
-      maxTtlSeconds: rule.dnsRefresh,
+      // dns_refresh 0 turns the periodic refresh off, as in rinetd-uv: only the DNS TTL, failed connects and SIGHUP renew.
+      maxTtlSeconds: rule.dnsRefresh === 0 ? NO_PERIODIC_REFRESH_SECONDS : rule.dnsRefresh,
       ...(rule.dnsFamily === "any" ? {} : { family: rule.dnsFamily === "ipv4" ? 4 : 6 }),
       onFailure: (host, error) => consola.warn(`rule ${rule.name}: ${host} does not resolve (${error}); using its last known addresses`),
       onRecovery: (host) => consola.info(`rule ${rule.name}: ${host} resolves again`),

@@ -18,7 +18,7 @@ const DEFAULT_GRACE_SECONDS = 10;
 const configArg = {
   type: "string",
   alias: "c",
-  description: `Config file: rinetd .conf, or oxidinetd TOML when it ends in .toml (default: ${DEFAULT_CONFIG_PATHS.join(", then ")})`,
+  description: `Config file: rinetd/rinetd-uv .conf; oxidinetd TOML when it ends in .toml; rinetd-uv YAML when it ends in .yaml or .yml (default: ${DEFAULT_CONFIG_PATHS.join(", then ")})`,
   valueHint: "FILE",
 } as const;
 

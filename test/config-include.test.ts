@@ -60,6 +60,14 @@ describe("include", () => {
     expect(result.warnings).toEqual([{ file: join(root, "main.conf"), line: 2, reason: "include conf.d/none-*.conf matched no files" }]);
   });
 
+  test("a pattern in a directory that does not exist matches nothing: a warning, as with glob(3)", async () => {
+    const root = tree({ "main.conf": "include missing.d/*.conf\n0.0.0.0 3101 10.0.0.1 80\n" });
+    const result = await loadConfig(join(root, "main.conf"));
+    expect(result.errors).toEqual([]);
+    expect(ports(result.config?.rules)).toEqual([3101]);
+    expect(result.warnings).toEqual([{ file: join(root, "main.conf"), line: 1, reason: "include missing.d/*.conf matched no files" }]);
+  });
+
   test("allow/deny keep their meaning across files: global before the first rule, else the rule's", async () => {
     const root = tree({
       "main.conf": "include access.conf\ninclude rule.conf\nallow 10.9.9.*\n",

@@ -11,7 +11,8 @@ export function expandInclude(path: string): string[] | string {
   if (name.includes("*") || name.includes("?")) {
     const directory = dirname(path);
     const matcher = globMatcher(name);
-    const entries = listDirectory(directory);
+    // As glob(3): a pattern in a directory that does not exist matches nothing (a warning, not an error).
+    const entries = listDirectory(directory, true);
     if (typeof entries === "string") return entries;
     return entries.filter((entry) => matcher.test(entry)).map((entry) => join(directory, entry));
   }
@@ -27,14 +28,15 @@ export function expandInclude(path: string): string[] | string {
   return entries.filter((entry) => entry.endsWith(".conf")).map((entry) => join(path, entry));
 }
 
-/** Regular files of a directory, sorted by name; a reason when it cannot be listed. */
-function listDirectory(directory: string): string[] | string {
+/** Regular files of a directory, sorted by name; a reason when it cannot be listed (none when `missingIsEmpty` and it does not exist). */
+function listDirectory(directory: string, missingIsEmpty = false): string[] | string {
   try {
     return readdirSync(directory, { withFileTypes: true })
       .filter((entry) => entry.isFile() || entry.isSymbolicLink())
       .map((entry) => entry.name)
       .sort();
   } catch (error) {
+    if (missingIsEmpty && error instanceof Error && "code" in error && error.code === "ENOENT") return [];
     return `cannot list ${directory}: ${error instanceof Error ? error.message : String(error)}`;
   }
 }

@@ -15,7 +15,7 @@ import { dirname, resolve } from "node:path";
 import type { AccessRule, Config, ForwardRule } from "../types.ts";
 import { expandInclude, realFile } from "./conf-include.ts";
 import { expectedFieldCounts, parseRuleFields, RULE_FORM } from "./conf-rule.ts";
-import { checkGlobals, confGlobal, type GlobalSpec, type GlobalValue } from "./globals.ts";
+import { checkGlobals, confGlobal, type GlobalSpec, type GlobalValue, noEffectWarning } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { defaultRuleName, emptyAccessList, emptyConfig, modeOf } from "./model.ts";
 import { defaultRuleDefaults, inheritDefaults, type RuleDefaults } from "./options.ts";
@@ -202,7 +202,7 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
     return;
   }
   report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text)));
-  if (spec.noEffect !== undefined) state.issues.warn(line, spec.noEffect);
+  if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
 }
 
 function report(state: ConfState, line: number, reason: string | undefined): void {

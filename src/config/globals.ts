@@ -34,7 +34,7 @@ export interface GlobalSpec {
   type: GlobalValueType;
   /** Store a value of `type`; a reason when it is invalid. */
   apply(target: GlobalTarget, value: GlobalValue): string | undefined;
-  /** For settings accepted but without effect in oi: the warning that says so. */
+  /** For settings accepted but without effect in oi: why, for the warning (which names the setting as written). */
   noEffect?: string;
 }
 
@@ -64,7 +64,7 @@ function logFormat(format: LogFormat) {
 
 /** A tuning setting of rinetd-uv that oi has no use for: checked for type, then reported. */
 function noEffect(conf: string, yaml: string, type: GlobalValueType, why: string): GlobalSpec {
-  return { conf: [conf], yaml, type, apply: () => undefined, noEffect: `${conf} has no effect in oi: ${why}` };
+  return { conf: [conf], yaml, type, apply: () => undefined, noEffect: why };
 }
 
 function status(target: GlobalTarget) {
@@ -179,17 +179,6 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     },
   },
   {
-    conf: [],
-    toml: "status.enabled",
-    yaml: "status.enabled",
-    type: "switch",
-    apply: (target, value) => {
-      // The file path decides whether a status file is written; `enabled: false` turns it off again.
-      if (value === false) target.config.status = undefined;
-      return undefined;
-    },
-  },
-  {
     conf: ["statusinterval"],
     toml: "status.interval",
     yaml: "status.interval",
@@ -214,6 +203,17 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     type: "integer",
     apply: bounded("statsloginterval", 0, 86_400, (target, value) => (target.config.statsLogInterval = value)),
   },
+  {
+    conf: [],
+    toml: "status.enabled",
+    yaml: "status.enabled",
+    type: "switch",
+    apply: (target, value) => {
+      // Last in this list, so `enabled: false` wins whatever order the other status keys come in.
+      if (value === false) target.config.status = undefined;
+      return undefined;
+    },
+  },
   noEffect("buffersize", "buffer_size", "integer", "Bun reads into its own buffers and oi keeps each chunk as read"),
   noEffect("pool-min-free", "pool_min_free", "integer", "oi has no buffer pool to size"),
   noEffect("pool-max-free", "pool_max_free", "integer", "oi has no buffer pool to size"),
@@ -232,4 +232,9 @@ export function checkGlobals(config: Config): string | undefined {
     return "status file settings are given but no status file path (statusfile PATH)";
   }
   return undefined;
+}
+
+/** The warning for a setting without effect in oi, naming it as the config wrote it. */
+export function noEffectWarning(name: string, why: string): string {
+  return `${name} has no effect in oi: ${why}`;
 }

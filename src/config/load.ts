@@ -1,7 +1,8 @@
 /**
  * @module Loading a config file: read it, pick the parser by extension
- * (`.toml` is oxidinetd's TOML, anything else rinetd's `.conf`), then run the
- * checks that span rules. A config is returned only when there is no error.
+ * (`.toml` is oxidinetd's TOML, `.yaml`/`.yml` rinetd-uv's YAML, anything
+ * else rinetd's `.conf`), then run the checks that span rules. A config is
+ * returned only when there is no error.
  */
 
 import { readFile } from "node:fs/promises";
@@ -10,6 +11,9 @@ import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findMisplacedOptions } from "./validate.ts";
+import { parseYaml } from "./yaml.ts";
+
+const PARSERS: Record<ConfigFormat, (text: string, file: string) => ParseResult> = { conf: parseConf, toml: parseToml, yaml: parseYaml };
 
 export async function loadConfig(path: string): Promise<LoadResult> {
   let text: string;
@@ -29,7 +33,7 @@ export async function loadConfig(path: string): Promise<LoadResult> {
 export function loadConfigText(text: string, file: string): LoadResult {
   // Editors on Windows may save a byte-order mark; it is not part of the first line.
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
-  const parsed: ParseResult = formatOf(file) === "toml" ? parseToml(source, file) : parseConf(source, file);
+  const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
   const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules), ...findMisplacedOptions(rules)]);
   return {
@@ -40,7 +44,10 @@ export function loadConfigText(text: string, file: string): LoadResult {
 }
 
 export function formatOf(path: string): ConfigFormat {
-  return path.toLowerCase().endsWith(".toml") ? "toml" : "conf";
+  const lower = path.toLowerCase();
+  if (lower.endsWith(".toml")) return "toml";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  return "conf";
 }
 
 /** By file (in the order files were read), then line; problems on one line keep the order they were found in. */

@@ -7,7 +7,7 @@
  * and globals.ts.
  */
 import type { RuleOptions } from "../types.ts";
-import { GLOBAL_SETTINGS, type GlobalSpec, type GlobalTarget, type GlobalValue } from "./globals.ts";
+import { GLOBAL_SETTINGS, type GlobalSpec, type GlobalTarget, type GlobalValue, noEffectWarning } from "./globals.ts";
 import type { IssueCollector } from "./issues.ts";
 import { defaultRuleOptions, type OptionSpec, type OptionValue, RULE_OPTIONS, type RuleDefaults } from "./options.ts";
 import type { Checked } from "./validate.ts";
@@ -177,7 +177,9 @@ export function isTable(value: unknown): value is Table {
 }
 
 /** A value's type in TOML/YAML words, for "must be X, got Y". */
-function typeName(value: unknown): string {
+export function typeName(value: unknown): string {
+  // YAML's null: a key with nothing after it.
+  if (value === null) return "an empty value";
   if (typeof value === "string") return "a string";
   if (typeof value === "boolean") return "a boolean";
   if (typeof value === "number") return Number.isInteger(value) ? "an integer" : "a float";
@@ -256,11 +258,17 @@ function readGlobalValue(reader: TableReader, key: string, spec: GlobalSpec): Gl
  * (`status.file`) is looked up in the nested table.
  */
 export function readGlobals(reader: TableReader, keyOf: (spec: GlobalSpec) => string | undefined, target: GlobalTarget, issues: IssueCollector): void {
+  // Each nested table is read (and a wrong type reported) once, whatever number of settings live in it.
+  const nested = new Map<string, TableReader | undefined>();
+  const tableOf = (name: string) => {
+    if (!nested.has(name)) nested.set(name, reader.has(name) ? reader.table(name) : undefined);
+    return nested.get(name);
+  };
   for (const spec of GLOBAL_SETTINGS) {
     const key = keyOf(spec);
     if (key === undefined) continue;
     const [first = "", second] = key.split(".");
-    const source = second === undefined ? reader : reader.has(first) ? reader.table(first) : undefined;
+    const source = second === undefined ? reader : tableOf(first);
     const leaf = second ?? first;
     if (source === undefined || !source.has(leaf)) continue;
     const value = readGlobalValue(source, leaf, spec);
@@ -269,7 +277,7 @@ export function readGlobals(reader: TableReader, keyOf: (spec: GlobalSpec) => st
     if (spec.type === "flag" && value === false) continue;
     const reason = spec.apply(target, value);
     if (reason !== undefined) source.report(leaf, reason);
-    else if (spec.noEffect !== undefined) issues.warn(source.lineOf(leaf), spec.noEffect);
+    else if (spec.noEffect !== undefined) issues.warn(source.lineOf(leaf), noEffectWarning(key, spec.noEffect));
   }
 }
 
