@@ -49,7 +49,8 @@ export class RuleBackends {
     this.key = backendsKey(rule);
     const { balance } = rule;
     this.pool = new BackendPool(
-      rule.backends.map((backend) => ({ name: backend.name, weight: backend.weight, key: formatTarget(backend.endpoint) })),
+      // iphash hashes the name: a named backend keeps its clients when its address changes (unnamed ones are named host:port).
+      rule.backends.map((backend) => ({ name: backend.name, weight: backend.weight, key: backend.name })),
       {
         algorithm: balance.algorithm,
         healthThreshold: balance.healthThreshold,
@@ -154,6 +155,8 @@ export class DialPlan {
   private startAddress = 0;
   /** The backend of the connection that opened, for the log and the balancer's counts. */
   connected: Backend | undefined;
+  /** The client left: nothing more is picked, and a pick made meanwhile is released. */
+  private abandoned = false;
 
   constructor(
     readonly backends: RuleBackends,
@@ -163,6 +166,7 @@ export class DialPlan {
   /** The next target: another address of the current backend, or the next backend's first. undefined when none is left. */
   async next(): Promise<DialTarget | undefined> {
     for (;;) {
+      if (this.abandoned) return undefined;
       if (this.index !== -1 && this.nextAddress < this.addresses.length) {
         const address = this.addresses[(this.startAddress + this.nextAddress++) % this.addresses.length];
         return this.backends.targetOf(this.index, address);
@@ -187,6 +191,12 @@ export class DialPlan {
         // The name does not resolve (and never did): this backend failed.
         this.addresses = [];
       }
+      if (this.abandoned) {
+        // The client left while the name was being looked up: release this pick too.
+        this.backends.pool.closed(index, 0, 0);
+        this.index = -1;
+        return undefined;
+      }
       this.startAddress = this.backends.startOffset(index, this.addresses.length);
     }
   }
@@ -207,7 +217,9 @@ export class DialPlan {
 
   /** The client went away before a connection opened: release the pick without blaming the backend. */
   abandon(): void {
-    if (this.index === -1 || this.connected !== undefined) return;
+    if (this.connected !== undefined) return;
+    this.abandoned = true;
+    if (this.index === -1) return;
     this.backends.pool.closed(this.index, 0, 0);
     this.index = -1;
   }

@@ -78,6 +78,11 @@ describe(".conf: several backends", () => {
   });
 });
 
+test("active probes are TCP connects: an error on a rule with UDP backends", async () => {
+  const result = await loadText("probe.conf", "0.0.0.0 53/udp 10.0.0.1,10.0.0.2 53/udp [probe=5]\n");
+  expect(linesAndReasons(result.errors)).toEqual([[1, "probe is a TCP connect: it applies to TCP and unix socket backends only"]]);
+});
+
 describe(".conf: rinetd-uv's global directives", () => {
   test("defaults that rules inherit unless they set their own; tuning knobs warned about", async () => {
     const result = await loadText(

@@ -170,6 +170,9 @@ export function findMisplacedOptions(rules: ForwardRule[]): ConfigIssue[] {
     }
     if (rule.socketMode !== undefined && rule.bind.transport !== "unix") report("mode applies to rules listening on a unix socket only");
     if (rule.bind.transport === "unix" && rule.mode !== "tcp") report("a unix socket listener forwards streams: its backends must be TCP or unix sockets");
+    if (rule.balance.probeInterval !== undefined && rule.backends.some((backend) => backend.endpoint.transport === "udp")) {
+      report("probe is a TCP connect: it applies to TCP and unix socket backends only");
+    }
   }
   return issues;
 }

@@ -151,6 +151,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
 
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
+    // A connect still in flight: its timer has nothing left to time.
+    const attempt = relay.attempt;
+    if (attempt instanceof Attempt && attempt.timer !== undefined) clearTimeout(attempt.timer);
     this.admission.release(DESCRIPTORS_PER_RELAY);
     const backend = relay.dial.connected;
     if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);

@@ -58,7 +58,6 @@ export class Relay {
   readonly client: Leg;
   readonly upstream: Leg;
   readonly startedAt = Date.now();
-  connectTimer: Timer | undefined = undefined;
   /** The connect attempt in progress (an object of the forwarder's); an older attempt that completes late is dropped. */
   attempt: object | undefined = undefined;
   /** How the last connect attempt failed: the result when no target is left. */
@@ -107,7 +106,6 @@ export class Relay {
   report(): void {
     if (this.reported) return;
     this.reported = true;
-    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
     this.result ??= "done";
     this.owner.relayEnded(this);
   }
@@ -278,10 +276,6 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Ar
     // The client is gone already (connect timeout, reset): drop this connection.
     socket.terminate();
     return;
-  }
-  if (relay.connectTimer !== undefined) {
-    clearTimeout(relay.connectTimer);
-    relay.connectTimer = undefined;
   }
   leg.socket = socket;
   if (preamble !== undefined) putFirst(relay.client, preamble);

@@ -141,6 +141,18 @@ export class StreamQueue {
     return "queued";
   }
 
+  /**
+   * Put `bytes` before everything queued, as they are (never framed): a
+   * PROXY header that must lead the stream. Only before anything was
+   * written, so no datagram is ever split by it.
+   */
+  preface(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    if (this.offset !== 0) throw new Error("a preface must come before anything is written");
+    this.chunks.splice(this.first, 0, bytes);
+    this.bytes += bytes.length;
+  }
+
   /** Write what is queued; "queued" when some is still waiting for the next drain. */
   flush(socket: ByteSink): QueueResult {
     while (this.first < this.chunks.length) {

@@ -4,15 +4,20 @@
  * passes the access check, takes a slot in the rule's bounded session table
  * (evicting the least recently used session when it is full) and opens the
  * session's leg to the backend. Replies go back to the client from the
- * listening socket. How a session reaches its backend (a connected UDP
- * socket, or a TCP connection) is the session class's business.
+ * listening socket. Each new session gets a DialPlan: the backend the
+ * rule's balancer picks for it (by the client's IP for iphash and affinity),
+ * which it keeps for its life; a reload changes the backends of new sessions
+ * only. How a session reaches its backend (a connected UDP socket, or a TCP
+ * connection) is the session class's business.
  */
 import type { udp } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
+import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import type { Admission } from "../limits.ts";
+import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import type { AccessList, ForwardRule } from "../types.ts";
+import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
 
 /** Counters a rule keeps beyond its sessions' own records (for metrics). */
@@ -61,11 +66,16 @@ export abstract class ListenSession implements Tracked<ListenSession> {
     return this.result !== undefined;
   }
 
+  /** The backend the session reached; undefined when none was. */
+  abstract readonly backend: Backend | undefined;
   /** Start the leg to the backend (called once, right after the session joined the table). */
   abstract open(): void;
   /** A datagram from the client (already counted in bytesIn). */
   abstract fromClient(datagram: Uint8Array): void;
-  /** Release the leg to the backend; `result` says why (graceful or not). Called once, by the owner. */
+  /**
+   * Release the leg to the backend, and tell the balancer how the session's
+   * pick ended; `result` says why (graceful or not). Called once, by the owner.
+   */
   abstract close(result: SessionResult): void;
 
   /** The result of an idle expiry. */
@@ -84,7 +94,15 @@ export abstract class ListenSession implements Tracked<ListenSession> {
   }
 }
 
-export type SessionFactory = (owner: UdpListener, rule: ForwardRule, address: string, port: number) => ListenSession;
+/** `destination`: where the client sent to (the listening address), for a PROXY header. */
+export type SessionFactory = (
+  owner: UdpListener,
+  rule: ForwardRule,
+  address: string,
+  port: number,
+  plan: DialPlan,
+  destination: ProxyAddress,
+) => ListenSession;
 
 type ListenSocket = udp.Socket<"uint8array"> & { owner?: UdpListener };
 
@@ -113,6 +131,15 @@ export class UdpListener implements Forwarder {
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
   private readonly admission: Admission;
+  private readonly context: ForwarderContext;
+  /** The rule's backends for new sessions (undefined while not accepting). */
+  private backends: RuleBackends | undefined = undefined;
+  /**
+   * Where clients send to, for a PROXY header: the bound address and port.
+   * On a wildcard bind that is the wildcard (0.0.0.0 or ::): Bun does not
+   * tell which local address a datagram came in on (no IP_PKTINFO).
+   */
+  private destination: ProxyAddress = { address: "", port: 0 };
   private lastLimitReport = 0;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
 
@@ -122,6 +149,7 @@ export class UdpListener implements Forwarder {
     /** Which kind of session each mode opens (`udp`, `udptotcp`): a reload may switch between them. */
     private readonly factories: Partial<Record<ForwardRule["mode"], SessionFactory>>,
   ) {
+    this.context = context;
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
@@ -155,12 +183,20 @@ export class UdpListener implements Forwarder {
     });
     socket.owner = this;
     this.socket = socket;
+    const bound = socket.address;
+    this.destination = { address: bound.address, port: bound.port };
+    this.backends = this.context.backends.acquire(this.rule);
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
     this.denied.clear();
+    if (this.backends !== undefined) {
+      const next = this.context.backends.acquire(rule);
+      this.context.backends.release(this.backends);
+      this.backends = next;
+    }
   }
 
   /**
@@ -171,6 +207,8 @@ export class UdpListener implements Forwarder {
    */
   stopAccepting(): void {
     this.accepting = false;
+    if (this.backends !== undefined) this.context.backends.release(this.backends);
+    this.backends = undefined;
     this.sessions.capIdle(DRAIN_IDLE_MS);
     if (this.sessions.size === 0) this.closeSocket();
   }
@@ -219,8 +257,7 @@ export class UdpListener implements Forwarder {
     this.admission.release(DESCRIPTORS_PER_SESSION);
     this.events.ended({
       rule: session.rule,
-      // Until UDP rules balance over several backends, a session goes to the first.
-      backend: session.rule.backends[0],
+      backend: session.backend,
       clientAddress: session.address,
       clientPort: session.port,
       bytesIn: session.bytesIn,
@@ -235,7 +272,8 @@ export class UdpListener implements Forwarder {
   private newSession(address: string, port: number): ListenSession | undefined {
     const rule = this.rule;
     const factory = this.factories[rule.mode];
-    if (!this.accepting || factory === undefined) {
+    const backends = this.backends;
+    if (!this.accepting || factory === undefined || backends === undefined) {
       this.counters.droppedDatagrams++;
       return undefined;
     }
@@ -252,7 +290,7 @@ export class UdpListener implements Forwarder {
         return undefined;
       }
     }
-    const session = factory(this, rule, address, port);
+    const session = factory(this, rule, address, port, new DialPlan(backends, address), this.destination);
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();

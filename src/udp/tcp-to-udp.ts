@@ -1,25 +1,34 @@
 /**
  * @module TCP to UDP: each accepted TCP connection gets its own UDP socket
- * connected to the backend. Bytes from the client leave as datagrams: each
- * read chunk cut into pieces of at most `max_datagram` bytes, or, with
- * `len16` framing, one datagram per frame. Datagrams from the backend are
- * written to the client's stream (framed or raw) through a bounded queue:
- * Bun's UDP sockets cannot be paused, so past the bound, while the client is
- * not reading, datagrams are dropped and counted. The client's FIN or close,
- * or the idle timeout, ends the session.
+ * connected to the backend the rule's balancer picks for it, kept for the
+ * connection's life (upstream.ts: the trial, failover on refusal, the PROXY
+ * v2 header at the start of the first datagram). Bytes from the client
+ * leave as datagrams: each read chunk cut into pieces of at most
+ * `max_datagram` bytes, or, with `len16` framing, one datagram per frame.
+ * Datagrams from the backend are written to the client's stream (framed or
+ * raw) through a bounded queue: Bun's UDP sockets cannot be paused, so past
+ * the bound, while the client is not reading, datagrams are dropped and
+ * counted. The client's FIN or close, or the idle timeout, ends the session.
+ *
+ * With `accept_proxy` the client's PROXY header is read and stripped first
+ * (as the TCP forwarder does): the address in it is the client's for the
+ * access rules, the log, the balancer and the PROXY header sent on.
  */
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
+import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import type { Admission } from "../limits.ts";
+import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import type { AccessList, ForwardRule } from "../types.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "../tcp/accept-proxy.ts";
+import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
-import { isRefusal, openUdpUpstream, sendToBackend, type UdpLink, type UpstreamSocket } from "./upstream.ts";
+import { UdpLeg, type UdpLegOwner, udpProxyHeader } from "./upstream.ts";
 
-export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, FrameSink {
+export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, FrameSink {
   newer: TcpToUdpSession | undefined = undefined;
   older: TcpToUdpSession | undefined = undefined;
   lastSeen = 0;
@@ -30,14 +39,11 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, Frame
   result: SessionResult | undefined = undefined;
   /** Last error Bun reported on the client connection, for the close that follows. */
   error: Error | undefined = undefined;
-  private upstream: UpstreamSocket | undefined = undefined;
-  /** Client bytes read before the UDP socket was ready (the client is paused meanwhile: a chunk or so). */
-  private waiting: Uint8Array[] | undefined = [];
+  private readonly leg: UdpLeg;
   private readonly queue: StreamQueue;
   private readonly reader: FrameReader | undefined;
   /** The client sent its FIN: end once what is queued for it is written. */
   private closing = false;
-  private refused = false;
 
   constructor(
     readonly owner: TcpToUdpForwarder,
@@ -46,37 +52,46 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, Frame
     readonly client: Socket<TcpToUdpSession>,
     readonly clientAddress: string,
     readonly clientPort: number,
+    plan: DialPlan,
+    /** Where the client connected to, for a PROXY header. */
+    destination: ProxyAddress,
   ) {
     this.idleMs = rule.timeout * 1000;
     const framed = rule.framing === "len16";
     this.queue = new StreamQueue(framed);
     this.reader = framed ? new FrameReader() : undefined;
+    this.leg = new UdpLeg(this, plan, udpProxyHeader(rule, { address: clientAddress, port: clientPort }, destination));
   }
 
   get ended(): boolean {
     return this.result !== undefined;
   }
 
+  get counters(): UdpCounters {
+    return this.owner.counters;
+  }
+
+  /** The backend the session reached; undefined when none was. */
+  get backend(): Backend | undefined {
+    return this.leg.backend;
+  }
+
   open(): void {
     // Hold the client's bytes in its kernel buffer until the UDP socket exists.
     this.client.pause();
-    openUdpUpstream(this.rule, this).then(
-      (socket) => this.opened(socket),
-      (error: unknown) => this.end(`error: ${error instanceof Error ? error.message : String(error)}`),
-    );
+    this.leg.open();
   }
 
   fromClient(chunk: Uint8Array): void {
     if (this.ended) return;
     this.bytesIn += chunk.length;
     this.owner.touch(this);
-    if (this.upstream === undefined) this.waiting?.push(chunk);
-    else this.forward(chunk);
+    this.forward(chunk);
   }
 
   /** A whole datagram read from a framed stream. */
   frame(datagram: Uint8Array): void {
-    this.sendUp(datagram);
+    this.leg.send(datagram);
   }
 
   fromBackend(datagram: Uint8Array): void {
@@ -93,9 +108,17 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, Frame
     else if (result === "closed") this.end("error: write failed");
   }
 
-  backendError(error: Error): void {
-    this.owner.counters.backendErrors++;
-    if (isRefusal(error)) this.refused = true;
+  legReady(): void {
+    if (!this.ended) this.client.resume();
+  }
+
+  /** A refused target is being replaced: the client waits in its kernel buffer meanwhile. */
+  legSwitching(): void {
+    if (!this.ended) this.client.pause();
+  }
+
+  legFailed(result: SessionResult): void {
+    this.end(result);
   }
 
   drained(): void {
@@ -120,32 +143,18 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, Frame
   }
 
   idleResult(): SessionResult {
-    return this.refused && this.bytesOut === 0 ? "refused" : "timeout";
+    return this.leg.refused && !this.leg.answered ? "refused" : "timeout";
   }
 
   end(result: SessionResult): void {
     this.owner.end(this, result);
   }
 
-  /** Release both legs; called once, by the owner. */
+  /** Release both legs and the balancer's pick; called once, by the owner. */
   close(result: SessionResult): void {
-    this.waiting = undefined;
-    this.upstream?.close();
-    this.upstream = undefined;
+    this.leg.close(this.bytesIn, this.bytesOut);
     if (result === "done" || result === "timeout") this.client.end();
     else this.client.terminate();
-  }
-
-  private opened(socket: UpstreamSocket): void {
-    if (this.ended) {
-      socket.close();
-      return;
-    }
-    this.upstream = socket;
-    const waiting = this.waiting;
-    this.waiting = undefined;
-    if (waiting !== undefined) for (const chunk of waiting) if (!this.ended) this.forward(chunk);
-    if (!this.ended) this.client.resume();
   }
 
   /** Client bytes up to the backend: frame by frame, or in pieces of at most max_datagram. */
@@ -157,54 +166,67 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLink, Frame
     }
     const max = this.rule.maxDatagram;
     if (chunk.length <= max) {
-      this.sendUp(chunk);
+      this.leg.send(chunk);
       return;
     }
-    for (let at = 0; at < chunk.length; at += max) this.sendUp(chunk.subarray(at, at + max));
-  }
-
-  private sendUp(datagram: Uint8Array): void {
-    const upstream = this.upstream;
-    if (upstream === undefined || !sendToBackend(upstream, datagram)) this.owner.counters.droppedDatagrams++;
+    for (let at = 0; at < chunk.length; at += max) this.leg.send(chunk.subarray(at, at + max));
   }
 }
 
 /** A session holds two descriptors: the client's TCP connection and its UDP socket. */
 const DESCRIPTORS_PER_SESSION = 2;
 
+/**
+ * The session of a client socket. A client refused at accept never got one
+ * (and is already closed), and one refused after its PROXY header still
+ * carries its header reader: hence a check, not a cast.
+ */
+function sessionOf(socket: Socket<TcpToUdpSession>): TcpToUdpSession | undefined {
+  const data: unknown = socket.data;
+  return data instanceof TcpToUdpSession ? data : undefined;
+}
+
 const clientHandlers = {
   binaryType: "uint8array",
-  // A client refused at accept never got a session (and is already closed): hence the guards.
   data(socket: Socket<TcpToUdpSession>, chunk: Uint8Array): void {
-    (socket.data as TcpToUdpSession | undefined)?.fromClient(chunk);
+    sessionOf(socket)?.fromClient(chunk);
   },
   drain(socket: Socket<TcpToUdpSession>): void {
-    (socket.data as TcpToUdpSession | undefined)?.drained();
+    sessionOf(socket)?.drained();
   },
   end(socket: Socket<TcpToUdpSession>): void {
-    (socket.data as TcpToUdpSession | undefined)?.clientEnded();
+    sessionOf(socket)?.clientEnded();
   },
   error(socket: Socket<TcpToUdpSession>, error: Error): void {
-    const session = socket.data as TcpToUdpSession | undefined;
+    const session = sessionOf(socket);
     if (session !== undefined) session.error = error;
   },
   close(socket: Socket<TcpToUdpSession>, error?: Error): void {
-    (socket.data as TcpToUdpSession | undefined)?.clientClosed(error);
+    sessionOf(socket)?.clientClosed(error);
   },
 } satisfies SocketHandler<TcpToUdpSession, "uint8array">;
 
-export class TcpToUdpForwarder implements Forwarder {
-  private listener: TCPSocketListener<TcpToUdpSession> | undefined = undefined;
+/** Where a client connected to, for a PROXY header. */
+function localEnd(socket: Socket<unknown>): ProxyAddress {
+  return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
+}
+
+export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
+  private listener: TCPSocketListener<unknown> | undefined = undefined;
   private readonly sessions = new SessionList<TcpToUdpSession>((session) => this.end(session, session.idleResult()));
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
   private readonly admission: Admission;
+  private readonly context: ForwarderContext;
+  /** The rule's backends for new connections (undefined while not accepting). */
+  private backends: RuleBackends | undefined = undefined;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
 
   constructor(
     public rule: ForwardRule,
     context: ForwarderContext,
   ) {
+    this.context = context;
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
@@ -230,29 +252,33 @@ export class TcpToUdpForwarder implements Forwarder {
   }
 
   start(): void {
-    const forwarder = this;
-    this.listener = Bun.listen<TcpToUdpSession>({
+    this.listener = Bun.listen<unknown>({
       hostname: this.rule.bind.host,
       port: this.rule.bind.port,
       // The client's FIN must arrive as `end`, so what is queued for it can still be written.
       allowHalfOpen: true,
-      socket: {
-        ...clientHandlers,
-        open(socket: Socket<TcpToUdpSession>): void {
-          forwarder.accept(socket);
-        },
-      },
+      socket: this.listenerHandlers(),
     });
+    this.backends = this.context.backends.acquire(this.rule);
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
+    const handlersChange = rule.acceptProxy !== this.rule.acceptProxy;
     this.rule = rule;
     this.globalAccess = globalAccess;
+    if (handlersChange) this.listener?.reload({ socket: this.listenerHandlers() });
+    if (this.backends !== undefined) {
+      const next = this.context.backends.acquire(rule);
+      this.context.backends.release(this.backends);
+      this.backends = next;
+    }
   }
 
   stopAccepting(): void {
     this.listener?.stop(false);
     this.listener = undefined;
+    if (this.backends !== undefined) this.context.backends.release(this.backends);
+    this.backends = undefined;
     this.sessions.capIdle(DRAIN_IDLE_MS);
   }
 
@@ -277,8 +303,7 @@ export class TcpToUdpForwarder implements Forwarder {
     this.admission.release(DESCRIPTORS_PER_SESSION);
     this.events.ended({
       rule: session.rule,
-      // Until UDP rules balance over several backends, a session goes to the first.
-      backend: session.rule.backends[0],
+      backend: session.backend,
       clientAddress: session.clientAddress,
       clientPort: session.clientPort,
       bytesIn: session.bytesIn,
@@ -289,26 +314,75 @@ export class TcpToUdpForwarder implements Forwarder {
     });
   }
 
-  private accept(socket: Socket<TcpToUdpSession>): void {
+  headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
+    const client = header.client ?? { address: socket.remoteAddress, port: socket.remotePort };
+    const forwarded = socket as unknown as Socket<TcpToUdpSession>;
+    // From here on the socket is a client like any other.
+    forwarded.reload({ socket: clientHandlers });
+    this.begin(forwarded, client, header.destination ?? localEnd(socket), header.rest);
+  }
+
+  headerRefused(socket: Socket<HeaderReader>, reason: string): void {
+    socket.terminate();
+    const now = Date.now();
+    this.events.ended({
+      rule: this.rule,
+      backend: undefined,
+      clientAddress: socket.remoteAddress,
+      clientPort: socket.remotePort,
+      bytesIn: 0,
+      bytesOut: 0,
+      startedAt: now,
+      endedAt: now,
+      result: `error: ${reason}`,
+    });
+  }
+
+  private listenerHandlers() {
+    const forwarder = this;
+    if (this.rule.acceptProxy) {
+      return {
+        ...headerHandlers,
+        open(socket: Socket<HeaderReader>): void {
+          socket.data = new HeaderReader(forwarder, socket);
+        },
+      };
+    }
+    return {
+      ...clientHandlers,
+      open(socket: Socket<TcpToUdpSession>): void {
+        forwarder.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
+      },
+    };
+  }
+
+  /**
+   * A client is here (its PROXY header read, when the rule wants one): check
+   * it, count it, and open its session. `early` holds bytes it sent after its header.
+   */
+  private begin(socket: Socket<TcpToUdpSession>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
     const rule = this.rule;
-    const remote = socket.remoteAddress;
-    const client = parseClientAddress(remote);
-    if (client === undefined || !isAllowed(client, this.globalAccess, rule.access)) {
+    const parsed = parseClientAddress(client.address);
+    if (parsed === undefined || !isAllowed(parsed, this.globalAccess, rule.access)) {
       socket.terminate();
-      this.events.denied(rule, remote, socket.remotePort, "denied");
+      this.events.denied(rule, client.address, client.port, "denied");
       return;
     }
     const ruleFull = rule.maxConnections !== undefined && this.sessions.size >= rule.maxConnections;
-    if (ruleFull || !this.admission.admit(DESCRIPTORS_PER_SESSION)) {
+    const backends = this.backends;
+    if (backends === undefined || ruleFull || !this.admission.admit(DESCRIPTORS_PER_SESSION)) {
       socket.terminate();
-      this.events.denied(rule, remote, socket.remotePort, "limit");
+      this.events.denied(rule, client.address, client.port, "limit");
       return;
     }
-    const session = new TcpToUdpSession(this, rule, socket, remote, socket.remotePort);
+    const plan = new DialPlan(backends, client.address);
+    const session = new TcpToUdpSession(this, rule, socket, client.address, client.port, plan, destination);
     socket.data = session;
     this.sessions.add(session, Date.now());
     this.events.started(rule);
+    if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     session.open();
+    if (early !== undefined && early.length > 0) session.fromClient(early);
   }
 }
 

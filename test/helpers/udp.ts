@@ -2,9 +2,16 @@
  * Real UDP peers for end-to-end tests: clients that keep what they receive
  * and can wait for it, and backends (echo, or any reply) that record which
  * source each datagram came from; plus the per-test clean-up the UDP suites
- * use for them and for the `oi` processes and TCP backends they start.
+ * use for them and for the `oi` processes and TCP backends they start, and
+ * an `oi` served inside the test process for tests that read its state.
  */
 import type { udp } from "bun";
+import type { BackendStatus } from "../../src/balance/pool.ts";
+import { loadConfigText } from "../../src/config/load.ts";
+import { Admission } from "../../src/limits.ts";
+import { Server } from "../../src/server.ts";
+import type { SessionEvents, SessionRecord } from "../../src/session.ts";
+import type { Config } from "../../src/types.ts";
 import { onCleanup } from "./harness.ts";
 import { withTimeout } from "./peers.ts";
 
@@ -164,8 +171,65 @@ export function unframe(stream: Uint8Array): Uint8Array[] {
 
 /** Lines of oi's verbose log about sessions ended on the rule bound at `port`, with their results. */
 export function endedResults(stdout: string, port: number): string[] {
-  const pattern = new RegExp(`-> \\S+:${port}/(?:udp|tcp) -> \\S+ (.+?) in=\\d+ out=\\d+ \\d+ms`, "g");
-  return [...stdout.matchAll(pattern)].map((match) => match[1] ?? "");
+  return endedSessions(stdout, port).map((session) => session.result);
+}
+
+/** Sessions ended on the rule bound at `port`, per oi's verbose log: the backend reached ("(no backend)" when none) and the result. */
+export function endedSessions(stdout: string, port: number): Array<{ client: string; backend: string; result: string }> {
+  const pattern = new RegExp(`(\\S+) -> \\S+:${port}/(?:udp|tcp) -> (\\(no backend\\)|\\S+) (.+?) in=\\d+ out=\\d+ \\d+ms`, "g");
+  return [...stdout.matchAll(pattern)].map((match) => ({ client: match[1] ?? "", backend: match[2] ?? "", result: match[3] ?? "" }));
 }
 
 export { withTimeout };
+
+/**
+ * A rule set served in this process, by the real Server and forwarders on
+ * real loopback sockets, so a test can read what the log and metrics are
+ * built from: every session's record (its backend, its result) and the
+ * balancer's per-backend counts. Stopped after the test.
+ */
+export interface InProcessOi {
+  server: Server;
+  /** Records of ended sessions, in order. */
+  records: SessionRecord[];
+  /** Per-backend state of the rule named `rule` (the bind endpoint unless the rule has a name). */
+  statuses(rule: string): ReadonlyArray<BackendStatus>;
+  /** Apply another config text, as a SIGHUP would. */
+  reload(text: string): Promise<void>;
+}
+
+function loadText(text: string, name: string): Config {
+  const loaded = loadConfigText(text, name);
+  if (loaded.config === undefined) throw new Error(`config does not load: ${loaded.errors.map((issue) => `${issue.line}: ${issue.reason}`).join("; ")}`);
+  return loaded.config;
+}
+
+/** Serve `text` (its format from `name`'s extension) in this process. */
+export async function inProcessOi(text: string, name = "oi.toml"): Promise<InProcessOi> {
+  const records: SessionRecord[] = [];
+  const events: SessionEvents = {
+    denied() {},
+    started() {},
+    ended(record) {
+      records.push(record);
+    },
+  };
+  const server = new Server(events, new Admission(undefined));
+  await server.apply(loadText(text, name));
+  onCleanup(() => {
+    server.stopAccepting();
+    server.closeAll();
+  });
+  return {
+    server,
+    records,
+    statuses(rule) {
+      const found = server.backends.all.find((backends) => backends.rule.name === rule);
+      if (found === undefined) throw new Error(`no backends for rule ${rule}`);
+      return found.statuses;
+    },
+    async reload(next) {
+      await server.apply(loadText(next, name));
+    },
+  };
+}
