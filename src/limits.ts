@@ -9,6 +9,8 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { consola } from "consola";
+import { isAllowed, parseClientAddress } from "./access.ts";
+import type { AccessList, ForwardRule } from "./types.ts";
 
 /** Descriptors kept free beyond what connections use: accept itself, the log, metrics, reloads. */
 const HEADROOM_MAX = 64;
@@ -84,4 +86,26 @@ export class Admission {
     this.lastWarning = now;
     consola.warn(message);
   }
+}
+
+/**
+ * Whether a new client may open a connection or session on `rule`: the
+ * allow/deny rules first (a client without an address, on a unix socket, has
+ * only the socket file's permissions), then the rule's `maxconn` (against
+ * `openOnRule`), then the global bounds, which count it when it is admitted.
+ */
+export function admitClient(
+  address: string,
+  rule: ForwardRule,
+  globalAccess: AccessList,
+  openOnRule: number,
+  admission: Admission,
+  descriptors: number,
+): "ok" | "denied" | "limit" {
+  if (address !== "") {
+    const client = parseClientAddress(address);
+    if (client === undefined || !isAllowed(client, globalAccess, rule.access)) return "denied";
+  }
+  if (rule.maxConnections !== undefined && openOnRule >= rule.maxConnections) return "limit";
+  return admission.admit(descriptors) ? "ok" : "limit";
 }

@@ -104,6 +104,8 @@ class Entry implements Tracked<Entry> {
   newer: Entry | undefined = undefined;
   older: Entry | undefined = undefined;
   lastSeen = 0;
+  bytesIn = 0;
+  bytesOut = 0;
   constructor(
     readonly name: string,
     readonly idleMs: number,

@@ -7,22 +7,17 @@
  * Moving bytes is the relay's job (relay.ts).
  */
 import type { Socket, SocketListener } from "bun";
-import { isAllowed, parseClientAddress } from "../access.ts";
 import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
 import { bunUnixPath } from "../endpoint.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
-import type { Admission } from "../limits.ts";
+import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "./accept-proxy.ts";
 import { abort, hold, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
-
-/** Options Bun accepts for Bun.connect although its type definitions omit them. */
-interface ConnectSourceOptions {
-  localAddress?: string;
-}
 
 /** A relayed connection holds two descriptors: the client's and the backend's. */
 const DESCRIPTORS_PER_RELAY = 2;
@@ -61,8 +56,6 @@ function attemptTimedOut(attempt: Attempt): void {
   attempt.timer = undefined;
   attempt.forwarder.attemptFailed(attempt, "timeout");
 }
-
-function ignoreRejection(): void {}
 
 /** Where the client connected to, for a PROXY header (unix listeners have no address). */
 function localEnd(socket: Socket<unknown>): ProxyAddress {
@@ -251,21 +244,13 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
    */
   private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
     const rule = this.rule;
-    // Unix socket clients have no address: the socket file's permissions are their access control.
-    if (client.address !== "") {
-      const parsed = parseClientAddress(client.address);
-      if (parsed === undefined || !isAllowed(parsed, this.globalAccess, rule.access)) {
-        // Closed before any upstream exists: a denied client never reaches the backend.
-        socket.terminate();
-        this.events.denied(rule, client.address, client.port, "denied");
-        return;
-      }
-    }
-    const ruleFull = rule.maxConnections !== undefined && this.relays.size >= rule.maxConnections;
     const backends = this.backends;
-    if (backends === undefined || ruleFull || !this.admission.admit(DESCRIPTORS_PER_RELAY)) {
+    const verdict =
+      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY);
+    if (verdict !== "ok" || backends === undefined) {
+      // Closed before any upstream exists: a refused client never reaches the backend.
       socket.terminate();
-      this.events.denied(rule, client.address, client.port, "limit");
+      this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
       return;
     }
     const relay = new Relay(this, rule, socket, client.address || "unix", client.port, new DialPlan(backends, client.address));
@@ -293,27 +278,10 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       relay.attempt = attempt;
       const timeout = relay.rule.connectTimeout;
       if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-      try {
-        if (target.unix !== undefined) {
-          Bun.connect<Attempt>({ unix: target.unix, data: attempt, socket: connectingHandlers }).catch(ignoreRejection);
-        } else {
-          const options: Bun.TCPSocketConnectOptions<Attempt> & ConnectSourceOptions = {
-            hostname: target.address ?? "",
-            port: target.port,
-            allowHalfOpen: true,
-            data: attempt,
-            socket: connectingHandlers,
-          };
-          if (target.localAddress !== undefined) options.localAddress = target.localAddress;
-          // Failures arrive through connectError; the promise's rejection carries nothing more.
-          Bun.connect(options).catch(ignoreRejection);
-        }
-        return;
-      } catch {
-        // Options Bun refuses outright (a malformed address): on to the next target.
-        if (attempt.timer !== undefined) clearTimeout(attempt.timer);
-        relay.attempt = undefined;
-      }
+      if (connectStream(target, attempt, connectingHandlers, true)) return;
+      // Options Bun refuses outright (a malformed address): on to the next target.
+      if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+      relay.attempt = undefined;
     }
   }
 

@@ -160,13 +160,7 @@ export class UdpListener implements Forwarder {
   }
 
   bytesInFlight(): [number, number] {
-    let bytesIn = 0;
-    let bytesOut = 0;
-    for (let session = this.sessions.newest; session !== undefined; session = session.older) {
-      bytesIn += session.bytesIn;
-      bytesOut += session.bytesOut;
-    }
-    return [bytesIn, bytesOut];
+    return this.sessions.byteTotals();
   }
 
   /** The port actually bound. */

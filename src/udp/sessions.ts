@@ -16,6 +16,9 @@ export interface Tracked<T> {
   lastSeen: number;
   /** Idle timeout of the rule this session started under, in ms (a reload does not change it). */
   readonly idleMs: number;
+  /** Bytes from the client and to the client so far. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 /** Longest pause between two sweeps: expiry happens between `timeout` and `timeout` + this. */
@@ -38,6 +41,17 @@ export class SessionList<T extends Tracked<T>> {
 
   /** `expire` must end the session, which calls `remove`. */
   constructor(private readonly expire: (session: T) => void) {}
+
+  /** Bytes [from clients, to clients] of every session in the list (for metrics). */
+  byteTotals(): [number, number] {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (let session = this.newest; session !== undefined; session = session.older) {
+      bytesIn += session.bytesIn;
+      bytesOut += session.bytesOut;
+    }
+    return [bytesIn, bytesOut];
+  }
 
   add(session: T, now: number): void {
     session.lastSeen = now;

@@ -15,10 +15,9 @@
  * access rules, the log, the balancer and the PROXY header sent on.
  */
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
-import { isAllowed, parseClientAddress } from "../access.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
-import type { Admission } from "../limits.ts";
+import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "../tcp/accept-proxy.ts";
@@ -237,13 +236,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   }
 
   bytesInFlight(): [number, number] {
-    let bytesIn = 0;
-    let bytesOut = 0;
-    for (let session = this.sessions.newest; session !== undefined; session = session.older) {
-      bytesIn += session.bytesIn;
-      bytesOut += session.bytesOut;
-    }
-    return [bytesIn, bytesOut];
+    return this.sessions.byteTotals();
   }
 
   /** The port actually bound. */
@@ -362,17 +355,12 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
    */
   private begin(socket: Socket<TcpToUdpSession>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
     const rule = this.rule;
-    const parsed = parseClientAddress(client.address);
-    if (parsed === undefined || !isAllowed(parsed, this.globalAccess, rule.access)) {
-      socket.terminate();
-      this.events.denied(rule, client.address, client.port, "denied");
-      return;
-    }
-    const ruleFull = rule.maxConnections !== undefined && this.sessions.size >= rule.maxConnections;
     const backends = this.backends;
-    if (backends === undefined || ruleFull || !this.admission.admit(DESCRIPTORS_PER_SESSION)) {
+    const verdict =
+      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.sessions.size, this.admission, DESCRIPTORS_PER_SESSION);
+    if (verdict !== "ok" || backends === undefined) {
       socket.terminate();
-      this.events.denied(rule, client.address, client.port, "limit");
+      this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
       return;
     }
     const plan = new DialPlan(backends, client.address);

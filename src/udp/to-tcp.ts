@@ -23,13 +23,10 @@ import type { DialPlan, DialTarget } from "../backends.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionResult } from "../session.ts";
 import type { Backend, ForwardRule } from "../types.ts";
+import { connectStream } from "../stream-connect.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { ListenSession, type UdpListener } from "./listener.ts";
 
-/** Options Bun accepts for Bun.connect although its type definitions omit them. */
-interface ConnectSourceOptions {
-  localAddress?: string;
-}
 
 /** One connect attempt of a session: a late answer to an attempt that was given up is dropped. */
 class Attempt {
@@ -178,26 +175,10 @@ export class UdpToTcpSession extends ListenSession implements FrameSink {
       this.attempt = attempt;
       const timeout = this.rule.connectTimeout;
       if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-      try {
-        if (target.unix !== undefined) {
-          Bun.connect<Attempt>({ unix: target.unix, data: attempt, socket: connectingHandlers }).catch(ignoreRejection);
-        } else {
-          const options: Bun.TCPSocketConnectOptions<Attempt> & ConnectSourceOptions = {
-            hostname: target.address ?? "",
-            port: target.port,
-            data: attempt,
-            socket: connectingHandlers,
-          };
-          if (target.localAddress !== undefined) options.localAddress = target.localAddress;
-          // Failures arrive through connectError; the promise's rejection carries nothing more.
-          Bun.connect(options).catch(ignoreRejection);
-        }
-        return;
-      } catch {
-        // Options Bun refuses outright (a malformed address): on to the next target.
-        if (attempt.timer !== undefined) clearTimeout(attempt.timer);
-        this.attempt = undefined;
-      }
+      if (connectStream(target, attempt, connectingHandlers, false)) return;
+      // Options Bun refuses outright (a malformed address): on to the next target.
+      if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+      this.attempt = undefined;
     }
   }
 
@@ -215,7 +196,6 @@ function attemptTimedOut(attempt: Attempt): void {
   attempt.session.attemptFailed(attempt, "timeout");
 }
 
-function ignoreRejection(): void {}
 
 /** Handlers of a connection while it connects; once open it moves to `backendHandlers`. */
 const connectingHandlers = {

@@ -1,0 +1,41 @@
+/**
+ * @module Starting a stream connection to a backend target (TCP, or a unix
+ * socket), shared by every forwarder that has a stream leg towards its
+ * backends. Outcomes arrive through the handlers (`open`, `connectError`).
+ */
+import type { SocketHandler } from "bun";
+import type { DialTarget } from "./backends.ts";
+
+/** Options Bun accepts for Bun.connect although its type definitions omit them. */
+interface ConnectSourceOptions {
+  localAddress?: string;
+}
+
+function ignoreRejection(): void {}
+
+/**
+ * Connect to `target`, the socket carrying `data` and served by `handlers`.
+ * False when Bun refuses the options outright (a malformed address), so the
+ * caller can move on to its next target.
+ */
+export function connectStream<Data>(target: DialTarget, data: Data, handlers: SocketHandler<Data>, allowHalfOpen: boolean): boolean {
+  try {
+    if (target.unix !== undefined) {
+      Bun.connect<Data>({ unix: target.unix, data, socket: handlers }).catch(ignoreRejection);
+      return true;
+    }
+    const options: Bun.TCPSocketConnectOptions<Data> & ConnectSourceOptions = {
+      hostname: target.address ?? "",
+      port: target.port,
+      allowHalfOpen,
+      data,
+      socket: handlers,
+    };
+    if (target.localAddress !== undefined) options.localAddress = target.localAddress;
+    // Failures arrive through connectError; the promise's rejection carries nothing more.
+    Bun.connect(options).catch(ignoreRejection);
+    return true;
+  } catch {
+    return false;
+  }
+}
