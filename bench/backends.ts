@@ -15,6 +15,8 @@ export interface Backends {
   procs: Partial<Record<Service, Started>>;
   /** Connections the holder has whose first byte arrived. */
   holdCount(): number;
+  /** Connections whose first byte ever reached the holder. */
+  holdTotal(): number;
 }
 
 const HOLDER = join(import.meta.dir, "agents", "holder.ts");
@@ -50,6 +52,34 @@ http {
 `;
 }
 
+export interface Holder {
+  proc: Started;
+  /** Connections held whose first byte arrived. */
+  count(): number;
+  /** Connections whose first byte ever arrived. */
+  total(): number;
+}
+
+function lastReport(proc: Started): RegExpExecArray | null {
+  const text = proc.output();
+  return /count (\d+) total (\d+)\n$/.exec(text.slice(text.lastIndexOf("count")));
+}
+
+/** Start a holder (see agents/holder.ts) on the backend side; undefined if it does not come up. */
+export async function startHolder(topology: Topology, dir: string, limitPrefix: string[], port: number, tag: string): Promise<Holder | undefined> {
+  const cmd = [...topology.serverPrefix, ...limitPrefix, process.execPath, HOLDER, topology.backendHost, String(port)];
+  const proc = spawnLogged(tag, cmd, { log: join(dir, `${tag}.log`), collect: true });
+  if (!(await waitForText(proc.output, /listening/, 10_000))) {
+    await proc.stop();
+    return undefined;
+  }
+  return {
+    proc,
+    count: () => Number(lastReport(proc)?.[1] ?? 0),
+    total: () => Number(lastReport(proc)?.[2] ?? 0),
+  };
+}
+
 export async function startBackends(
   topology: Topology,
   dir: string,
@@ -64,13 +94,13 @@ export async function startBackends(
 
   if (!missing.has("iperf3")) {
     const logFile = join(dir, "iperf3-server.log");
-    const proc = spawnLogged("iperf3 -s", [...prefix, "iperf3", "-s", "-B", host, "-p", String(BACKEND_PORTS.iperf)], { log: logFile });
+    const proc = spawnLogged("iperf3 -s", [...prefix, "iperf3", "-s", "-i", "0", "--forceflush", "-B", host, "-p", String(BACKEND_PORTS.iperf)], { log: logFile });
     if (await waitForText(() => readText(logFile), /Server listening/, 10_000)) procs.iperf = proc;
     else failures.push("iperf3 -s");
   }
   if (!missing.has("sockperf")) {
     const logFile = join(dir, "sockperf-server.log");
-    const proc = spawnLogged("sockperf sr", [...prefix, "sockperf", "sr", "--tcp", "-i", host, "-p", String(BACKEND_PORTS.sockperf)], { log: logFile });
+    const proc = spawnLogged("sockperf sr", [...prefix, "sockperf", "sr", "--tcp", "--uc-reuseaddr", "-i", host, "-p", String(BACKEND_PORTS.sockperf)], { log: logFile });
     if (await waitForPort(host, BACKEND_PORTS.sockperf, 10_000)) procs.sockperf = proc;
     else failures.push("sockperf sr");
   }
@@ -82,19 +112,14 @@ export async function startBackends(
     if (await waitForPort(host, BACKEND_PORTS.http, 10_000)) procs.http = proc;
     else failures.push(`nginx (see ${join(dir, "nginx-error.log")})`);
   }
-  const holder = spawnLogged("holder", [...prefix, process.execPath, HOLDER, host, String(BACKEND_PORTS.hold)], {
-    log: join(dir, "holder.log"),
-    collect: true,
-  });
-  if (await waitForText(holder.output, /listening/, 10_000)) procs.hold = holder;
+  const holder = await startHolder(topology, dir, limitPrefix, BACKEND_PORTS.hold, "holder");
+  if (holder !== undefined) procs.hold = holder.proc;
   else failures.push("holder");
 
   for (const failure of failures) log(`backend did not start: ${failure}`);
   return {
     procs,
-    holdCount(): number {
-      const matches = [...holder.output().matchAll(/count (\d+)/g)];
-      return Number(matches.at(-1)?.[1] ?? 0);
-    },
+    holdCount: () => holder?.count() ?? 0,
+    holdTotal: () => holder?.total() ?? 0,
   };
 }

@@ -6,7 +6,7 @@ import { ALL_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
 
 export const HELP = `oi bench: oi side by side with rinetd, socat, haproxy (TCP mode) and direct (no forwarder)
 
-usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LIST] [--no-install]
+usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LIST] [--oi-rev REV] [--no-install]
 
   (no flag)        full suite on loopback: 5 interleaved runs per figure, iperf3 8 s,
                    2000 idle connections (about 15 minutes on 2 cores)
@@ -18,6 +18,8 @@ usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LI
                    from Bun's JIT dump) and the strace -c table, saved in bench/results/
   --runs N         runs per figure (at least 3)
   --systems LIST   comma-separated subset of ${ALL_SYSTEMS.join(",")}
+  --oi-rev REV     run oi as committed at git revision REV (default: the working tree);
+                   either way oi runs from a copy of src/ taken when the bench starts
   --no-install     do not apt-get install missing tools even as root
   -h, --help       this text
 
@@ -25,7 +27,7 @@ Figures per system (medians of the runs; systems interleaved A B C A B C ...):
   throughput_gbps.P1/P8     iperf3 -P 1 and -P 8 through the system, Gbit/s
   latency_us.p50/p99        sockperf ping-pong, 32-byte messages, full round trip, µs
   conn_per_s                ab without keep-alive, 50 concurrent, nginx behind the system
-  idle_kib_per_conn         memory (PSS) the system gains per idle connection
+  idle_kib_per_conn         anonymous resident memory (Pss_Anon) the system gains per idle connection
   syscalls_per_gib          strace -c -f on the system during an iperf3 -P 1 run
   context_switches_per_gib  perf stat during the iperf3 -P 1 run (also cpu_migrations_per_gib,
                             and instructions/cycles where the machine has hardware counters)
@@ -45,6 +47,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   let profile = false;
   let noInstall = false;
   let runs: number | undefined;
+  let oiRev: string | undefined;
   let systems: SystemName[] = [...ALL_SYSTEMS];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -65,6 +68,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
         break;
       case "--profile":
         profile = true;
+        break;
+      case "--oi-rev":
+        oiRev = value();
         break;
       case "--no-install":
         noInstall = true;
@@ -88,5 +94,5 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   const base = quick
     ? { runs: 3, iperfSeconds: 2, straceSeconds: 1, latencySeconds: 2, abRequests: 3000, abSeconds: 5, idleConnections: 500 }
     : { runs: 5, iperfSeconds: 8, straceSeconds: 3, latencySeconds: 8, abRequests: 20000, abSeconds: 20, idleConnections: 2000 };
-  return { ...base, runs: runs ?? base.runs, quick, netns, profile, noInstall, systems };
+  return { ...base, runs: runs ?? base.runs, quick, netns, profile, noInstall, systems, oiRev };
 }

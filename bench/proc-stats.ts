@@ -69,15 +69,19 @@ export function rssKiB(pid: number): number | undefined {
 }
 
 /**
- * Proportional set size of the tree, KiB: resident memory with each shared
- * page divided among the processes sharing it. For a single process its
- * growth equals RSS growth; for socat's forked children it does not count
- * the shared libraries once per child.
+ * Anonymous resident memory of the tree, KiB, with pages shared between
+ * processes (socat's forked children and their parent, copy-on-write) divided
+ * among them: the sum of Pss_Anon (Pss on kernels without it). This is what a
+ * connection costs in heap and buffers. File-backed pages are left out on
+ * purpose: their proportional share moves whenever another process mapping the
+ * same binary starts or exits (the bench's own Bun clients share oi's binary),
+ * which has nothing to do with the connections.
  */
-export function treePssKiB(pid: number): number {
+export function treeAnonKiB(pid: number): number {
   let total = 0;
   for (const member of processTree(pid)) {
-    const match = /^Pss:\s+(\d+) kB/m.exec(read(`/proc/${member}/smaps_rollup`) ?? "");
+    const text = read(`/proc/${member}/smaps_rollup`) ?? "";
+    const match = /^Pss_Anon:\s+(\d+) kB/m.exec(text) ?? /^Pss:\s+(\d+) kB/m.exec(text);
     if (match !== null) total += Number(match[1]);
   }
   return total;

@@ -3,7 +3,7 @@
  * be stopped by its own PID: at the end of its measurement, on any error, and
  * on Ctrl-C (SIGINT) or SIGTERM. Nothing is ever stopped by name.
  */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 type Child = Subprocess<"ignore" | "pipe", "pipe" | number, "pipe" | number>;
@@ -39,6 +39,7 @@ export interface SpawnOptions {
 
 /** Start a long-running process; it stays registered until it exits or is stopped. */
 export function spawnLogged(name: string, cmd: string[], options: SpawnOptions): Started {
+  refuseWhileStopping(name);
   const logFd = openSync(options.log, "a");
   const proc: Child = Bun.spawn(cmd, {
     stdin: "ignore",
@@ -72,6 +73,11 @@ export function spawnLogged(name: string, cmd: string[], options: SpawnOptions):
   };
   running.add(started);
   return started;
+}
+
+/** After Ctrl-C nothing new starts: a measurement still unwinding must not leave an orphan behind. */
+function refuseWhileStopping(name: string): void {
+  if (shuttingDown) throw new Error(`not starting ${name}: the bench is stopping`);
 }
 
 async function stopProcess(child: Started, signal: NodeJS.Signals, graceMs: number): Promise<void> {
@@ -113,6 +119,7 @@ export async function runBounded(
   timeoutMs: number,
   env?: Record<string, string>,
 ): Promise<RunResult> {
+  refuseWhileStopping(cmd[0] ?? "?");
   const proc = Bun.spawn(cmd, {
     stdin: "ignore",
     stdout: "pipe",
@@ -169,6 +176,21 @@ export function installSignalHandlers(): void {
   };
   process.on("SIGINT", () => handle("SIGINT", 130));
   process.on("SIGTERM", () => handle("SIGTERM", 143));
+  // `kill <npm's PID>` does not reach the bench (npm does not pass SIGTERM on):
+  // when the parent goes away, stop as if interrupted rather than run on orphaned.
+  const parent = parentPid();
+  setInterval(() => {
+    if (parentPid() !== parent) handle("SIGTERM", 143);
+  }, 1000).unref();
+}
+
+function parentPid(): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return -1;
+  }
 }
 
 export function interrupted(): boolean {

@@ -1,17 +1,41 @@
 /**
  * @module The systems under test: each forwarder started with its own config
- * in the bench's temp dir, listening on its own ports for the four services,
- * and `direct` (the client talks to the backend itself). Every process is
- * stopped by its PID.
+ * in the bench's temp dir, listening on its own ports, and `direct` (the
+ * client talks to the backend itself). Every process is stopped by its PID.
  */
-import { writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Backends } from "./backends.ts";
 import { BACKEND_PORTS, frontPort, waitForPort } from "./net.ts";
-import { spawnLogged, type Started } from "./procs.ts";
+import { runBounded, spawnLogged, type Started } from "./procs.ts";
 import { SERVICES, type Service, type SystemName, type Topology } from "./types.ts";
 
-export const OI_CLI = join(import.meta.dir, "..", "src", "cli.ts");
+const CHECKOUT = join(import.meta.dir, "..");
+
+/**
+ * Copy this checkout's src/ and package.json (as in the working tree, or as
+ * committed at git revision `rev`) into `dir` and return the copied cli.ts:
+ * every oi the bench starts (fresh instances too) runs that one snapshot, even
+ * if src/ is edited while the bench runs. Dependencies still resolve from the
+ * checkout's node_modules (a parent directory of `dir`).
+ */
+export async function snapshotOi(dir: string, rev: string | undefined): Promise<string> {
+  const target = join(dir, "oi-snapshot");
+  mkdirSync(target, { recursive: true });
+  if (rev === undefined) {
+    cpSync(join(CHECKOUT, "src"), join(target, "src"), { recursive: true });
+    cpSync(join(CHECKOUT, "package.json"), join(target, "package.json"));
+  } else {
+    const tar = join(dir, "oi-snapshot.tar");
+    const archive = await runBounded(["git", "-C", CHECKOUT, "archive", "--format=tar", "-o", tar, rev, "src", "package.json"], 60_000);
+    if (archive.code !== 0) throw new Error(`git archive ${rev}: ${archive.stderr.trim()}`);
+    const untar = await runBounded(["tar", "-xf", tar, "-C", target], 60_000);
+    if (untar.code !== 0) throw new Error(`tar: ${untar.stderr.trim()}`);
+  }
+  return join(target, "src", "cli.ts");
+}
+
+export type ForwarderName = Exclude<SystemName, "direct">;
 
 export interface RunningSystem {
   name: SystemName;
@@ -26,21 +50,25 @@ export interface RunningSystem {
   stop(): Promise<void>;
 }
 
-function rinetdStyleRules(system: SystemName, topology: Topology): string {
-  return SERVICES.map(
-    (service) => `${topology.forwardHost} ${frontPort(system, service)} ${topology.backendHost} ${BACKEND_PORTS[service]}\n`,
-  ).join("");
+/** One forwarding: listen on `listen` (forward host), connect to `backend` (backend host). */
+interface Rule {
+  service: Service;
+  listen: number;
+  backend: number;
 }
 
-function haproxyConfig(topology: Topology): string {
-  const sections = SERVICES.map(
-    (service) => `listen ${service}
-  bind ${topology.forwardHost}:${frontPort("haproxy", service)}
-  server backend ${topology.backendHost}:${BACKEND_PORTS[service]}
-`,
-  ).join("");
+function rinetdStyleRules(rules: Rule[], topology: Topology): string {
+  return rules.map((rule) => `${topology.forwardHost} ${rule.listen} ${topology.backendHost} ${rule.backend}\n`).join("");
+}
+
+function haproxyConfig(rules: Rule[], topology: Topology, fdLimit: number): string {
+  // haproxy refuses to start when maxconn needs more descriptors than it may open (two per connection).
+  const maxconn = Math.max(1000, Math.min(40000, Math.floor(fdLimit / 2) - 500));
+  const sections = rules
+    .map((rule) => `listen ${rule.service}\n  bind ${topology.forwardHost}:${rule.listen}\n  server backend ${topology.backendHost}:${rule.backend}\n`)
+    .join("");
   return `global
-  maxconn 40000
+  maxconn ${maxconn}
 defaults
   mode tcp
   timeout connect 10s
@@ -49,41 +77,79 @@ defaults
 ${sections}`;
 }
 
-function forwarder(name: SystemName, procs: Started[], logFiles: string[], topology: Topology, pidOf: (service: Service) => number | undefined): RunningSystem {
-  return {
+export interface LaunchOptions {
+  topology: Topology;
+  dir: string;
+  limitPrefix: string[];
+  /** oi's entry point (the snapshot made by `snapshotOi`). */
+  oiCli: string;
+  /** Descriptor limit the processes get (`limitPrefix`). */
+  fdLimit: number;
+  /** Distinguishes the files (and process names) of several instances of one forwarder. */
+  tag: string;
+  /** Extra environment (the profiler's JIT dump settings for oi). */
+  env?: Record<string, string>;
+}
+
+/** Start forwarder `name` with `rules`; resolves once its first rule's port accepts, or throws. */
+async function launch(name: ForwarderName, rules: Rule[], options: LaunchOptions): Promise<RunningSystem> {
+  const { topology, dir, limitPrefix, tag } = options;
+  const byService = new Map<Service, Started>();
+  const logFiles: string[] = [];
+  const log = join(dir, `${tag}.log`);
+  if (name === "socat") {
+    // socat serves one address pair per process, forking a child per connection.
+    for (const rule of rules) {
+      const ruleLog = join(dir, `${tag}-${rule.service}.log`);
+      logFiles.push(ruleLog);
+      const listen = `TCP-LISTEN:${rule.listen},fork,reuseaddr,backlog=4096,bind=${topology.forwardHost}`;
+      const connect = `TCP:${topology.backendHost}:${rule.backend}`;
+      byService.set(rule.service, spawnLogged(`${tag} ${rule.service}`, [...limitPrefix, "socat", listen, connect], { log: ruleLog }));
+    }
+  } else {
+    logFiles.push(log);
+    let cmd: string[];
+    if (name === "haproxy") {
+      const config = join(dir, `${tag}.cfg`);
+      writeFileSync(config, haproxyConfig(rules, topology, options.fdLimit));
+      cmd = ["haproxy", "-db", "-f", config];
+    } else {
+      const config = join(dir, `${tag}.conf`);
+      writeFileSync(config, rinetdStyleRules(rules, topology));
+      cmd = name === "oi" ? [process.execPath, options.oiCli, "-c", config] : ["rinetd", "-f", "-c", config];
+    }
+    const proc = spawnLogged(tag, [...limitPrefix, ...cmd], { log, env: options.env ?? {} });
+    for (const rule of rules) byService.set(rule.service, proc);
+  }
+  const procs = [...new Set(byService.values())];
+  const system: RunningSystem = {
     name,
     host: topology.forwardHost,
-    port: (service) => frontPort(name, service),
-    pid: pidOf,
+    port: (service) => rules.find((rule) => rule.service === service)?.listen ?? 0,
+    pid: (service) => byService.get(service)?.pid,
     procs,
     logFiles,
     async stop(): Promise<void> {
       await Promise.all(procs.map((proc) => proc.stop()));
     },
   };
+  // Probe a port whose backend takes an empty connection quietly (iperf3 would log a failed test).
+  const probe = rules.find((rule) => rule.service === "hold") ?? rules.find((rule) => rule.service !== "iperf") ?? rules[0]!;
+  const ready = await waitForPort(system.host, probe.listen, 15_000);
+  await Bun.sleep(300);
+  if (!ready || procs.some((proc) => proc.proc.exitCode !== null)) {
+    await system.stop();
+    throw new Error(`${name} did not start (see ${logFiles.join(", ")})`);
+  }
+  return system;
 }
 
-/** Start `oi` from this checkout with `extraEnv` (the profiler's JIT dump settings). */
-export function spawnOi(dir: string, topology: Topology, limitPrefix: string[], extraEnv: Record<string, string> = {}, tag = "oi"): { proc: Started; log: string } {
-  const config = join(dir, `${tag}.conf`);
-  writeFileSync(config, rinetdStyleRules("oi", topology));
-  const log = join(dir, `${tag}.log`);
-  const proc = spawnLogged(tag, [...limitPrefix, process.execPath, OI_CLI, "-c", config], { log, env: extraEnv });
-  return { proc, log };
-}
-
-/** Start `name` (or describe `direct`); resolves once its listeners accept, or throws. */
-export async function startSystem(
-  name: SystemName,
-  topology: Topology,
-  dir: string,
-  backends: Backends,
-  limitPrefix: string[],
-): Promise<RunningSystem> {
+/** The system as measured by every figure: all four services, on its own ports. */
+export async function startSystem(name: SystemName, backends: Backends, options: Omit<LaunchOptions, "tag">): Promise<RunningSystem> {
   if (name === "direct") {
     return {
       name,
-      host: topology.backendHost,
+      host: options.topology.backendHost,
       port: (service) => BACKEND_PORTS[service],
       pid: (service) => backends.procs[service]?.pid,
       procs: [],
@@ -91,42 +157,35 @@ export async function startSystem(
       stop: async () => {},
     };
   }
-  let system: RunningSystem;
-  if (name === "oi") {
-    const { proc, log } = spawnOi(dir, topology, limitPrefix);
-    system = forwarder(name, [proc], [log], topology, () => proc.pid);
-  } else if (name === "rinetd") {
-    const config = join(dir, "rinetd.conf");
-    writeFileSync(config, rinetdStyleRules("rinetd", topology));
-    const log = join(dir, "rinetd.log");
-    const proc = spawnLogged("rinetd", [...limitPrefix, "rinetd", "-f", "-c", config], { log });
-    system = forwarder(name, [proc], [log], topology, () => proc.pid);
-  } else if (name === "haproxy") {
-    const config = join(dir, "haproxy.cfg");
-    writeFileSync(config, haproxyConfig(topology));
-    const log = join(dir, "haproxy.log");
-    const proc = spawnLogged("haproxy", [...limitPrefix, "haproxy", "-db", "-f", config], { log });
-    system = forwarder(name, [proc], [log], topology, () => proc.pid);
-  } else {
-    // socat serves one address pair per process: one per service, each forking a child per connection.
-    const byService = new Map<Service, Started>();
-    const logs: string[] = [];
-    for (const service of SERVICES) {
-      const log = join(dir, `socat-${service}.log`);
-      logs.push(log);
-      const listen = `TCP-LISTEN:${frontPort("socat", service)},fork,reuseaddr,backlog=4096,bind=${topology.forwardHost}`;
-      const connect = `TCP:${topology.backendHost}:${BACKEND_PORTS[service]}`;
-      byService.set(service, spawnLogged(`socat ${service}`, [...limitPrefix, "socat", listen, connect], { log }));
-    }
-    system = forwarder(name, [...byService.values()], logs, topology, (service) => byService.get(service)?.pid);
+  const rules = SERVICES.map((service) => ({ service, listen: frontPort(name, service), backend: BACKEND_PORTS[service] }));
+  return launch(name, rules, { ...options, tag: name });
+}
+
+/** Port offset of the fresh instances started for one measurement. */
+export const FRESH_PORT_OFFSET = 100;
+
+/**
+ * A fresh instance of forwarder `name` forwarding only `service` (on its usual
+ * port + 100): for figures a warmed-up process would distort (idle memory:
+ * freed buffers stay resident and are reused) and for the profiler.
+ */
+export async function startFresh(name: ForwarderName, service: Service, options: LaunchOptions, extra: Service[] = []): Promise<RunningSystem> {
+  const rules = [service, ...extra].map((each) => ({ service: each, listen: frontPort(name, each) + FRESH_PORT_OFFSET, backend: BACKEND_PORTS[each] }));
+  return launch(name, rules, options);
+}
+
+/** True when a byte sent to the system's hold port reaches the holder: the system really forwards. */
+export async function forwardsEndToEnd(system: RunningSystem, backends: Backends): Promise<boolean> {
+  const before = backends.holdTotal();
+  try {
+    const socket = await Bun.connect({ hostname: system.host, port: system.port("hold"), socket: { data(): void {}, error(): void {} } });
+    socket.write("x");
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && backends.holdTotal() <= before) await Bun.sleep(50);
+    const arrived = backends.holdTotal() > before;
+    socket.end();
+    return arrived;
+  } catch {
+    return false;
   }
-  // The holder takes probe connections quietly (iperf3 would log a failed test).
-  const ready = await waitForPort(system.host, system.port("hold"), 15_000);
-  await Bun.sleep(300);
-  const dead = system.procs.filter((proc) => proc.proc.exitCode !== null);
-  if (!ready || dead.length > 0) {
-    await system.stop();
-    throw new Error(`${name} did not start (see ${system.logFiles.join(", ")})`);
-  }
-  return system;
 }

@@ -26,7 +26,7 @@ export const TOOLS: readonly Tool[] = [
   { command: "strace", pkg: "strace", neededFor: "syscalls per GiB", versionArgs: ["-V"], versionPattern: /version (\S+)/ },
   { command: "perf", pkg: "linux-perf", neededFor: "context switches per GiB, --profile", versionArgs: ["--version"], versionPattern: /perf version (\S+)/ },
   { command: "prlimit", pkg: "util-linux", neededFor: "raising the descriptor limit", versionArgs: ["--version"], versionPattern: /util-linux (\S+)/ },
-  { command: "ip", pkg: "iproute2", neededFor: "--netns", versionArgs: ["-V"], versionPattern: /iproute2-(\S+)/ },
+  { command: "ip", pkg: "iproute2", neededFor: "--netns", versionArgs: ["-V"], versionPattern: /iproute2-([^\s,]+)/ },
 ];
 
 export function isRoot(): boolean {

@@ -25,6 +25,8 @@ export interface BenchOptions {
   abSeconds: number;
   /** Idle connections opened for the memory figure. */
   idleConnections: number;
+  /** Run oi as committed at this git revision instead of the working tree. */
+  oiRev?: string;
   /** Skip installing missing Debian packages even as root. */
   noInstall: boolean;
 }
@@ -121,6 +123,8 @@ export interface BenchReport {
   settings: Omit<BenchOptions, "systems">;
   wall_seconds: number;
   results: SystemResult[];
+  /** Systems asked for that did not run, and why. */
+  skipped: Record<string, string>;
   /** How each figure was measured, for a reader of the JSON alone. */
   methods: Record<string, string>;
 }

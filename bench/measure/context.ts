@@ -13,6 +13,10 @@ export interface MeasureContext {
   missing: Set<string>;
   /** `prlimit --nofile=...` prefix for every process that holds many sockets. */
   limitPrefix: string[];
+  /** oi's entry point in the bench's snapshot of src/. */
+  oiCli: string;
+  /** The descriptor limit that prefix sets. */
+  fdLimit: number;
   hardwareCounters: boolean;
   syscallTracepoint: boolean;
   /** Raw files of this run (git-ignored). */

@@ -37,7 +37,9 @@ export function parsePerfStat(text: string): PerfCounts {
     const key = EVENT_KEYS[event.replace(/:u$/, "")];
     if (key === undefined) continue;
     const number = Number(value);
-    counts[key] = value === undefined || Number.isNaN(number) ? null : number;
+    // Without privileges perf counts user space only (`:u`): events that happen in the kernel read 0 there.
+    const userOnly = event.endsWith(":u") && key !== "instructions" && key !== "cycles" && key !== "taskClockMs";
+    counts[key] = value === undefined || Number.isNaN(number) || userOnly ? null : number;
   }
   return counts;
 }
