@@ -156,6 +156,26 @@ describe("health", () => {
   });
 });
 
+test.skipIf(Bun.which("ss") === null)("[keepalive=S] sets TCP keepalive on both legs; rules without it have none", async () => {
+  const [server, other] = [backend(), backend()];
+  const [withIt, without] = [freePort(), freePort()];
+  await oi(`127.0.0.1 ${withIt} 127.0.0.1 ${server.port} [keepalive=45]\n127.0.0.1 ${without} 127.0.0.1 ${other.port}\n`);
+  const kept = await connectPeer("127.0.0.1", withIt);
+  const plain = await connectPeer("127.0.0.1", without);
+  await until(() => server.connections.length === 1 && other.connections.length === 1, 3000, "both connections");
+  const sockets = async (filter: string) => {
+    const proc = Bun.spawn(["ss", "-tnoH", "state", "established", filter], { stdout: "pipe" });
+    return (await new Response(proc.stdout).text()).trim();
+  };
+  // oi's end of the client leg (sport = the rule's port) and of the backend leg (dport = the backend, from that connection's source port).
+  expect(await sockets(`( sport = :${withIt} )`)).toMatch(/timer:\(keepalive,/);
+  expect(await sockets(`( sport = :${without} )`)).not.toMatch(/keepalive/);
+  expect(await sockets(`( sport = :${server.connections[0]?.socket?.remotePort} )`)).toMatch(/timer:\(keepalive,/);
+  expect(await sockets(`( sport = :${other.connections[0]?.socket?.remotePort} )`)).not.toMatch(/keepalive/);
+  kept.socket?.terminate();
+  plain.socket?.terminate();
+});
+
 describe("metrics per backend", () => {
   test("connections, bytes and health of each backend", async () => {
     const a = named("a");
