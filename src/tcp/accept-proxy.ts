@@ -10,6 +10,8 @@
  * itself never looks for a header.
  */
 import type { Socket } from "bun";
+import type { SessionEvents } from "../session.ts";
+import type { ForwardRule } from "../types.ts";
 import { PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH, parseProxyHeader, proxiedClient, type ProxyAddress } from "../proxy-protocol.ts";
 
 /** How long a client may take to send its PROXY header. */
@@ -102,3 +104,46 @@ export const headerHandlers = {
   error(): void {},
   drain(): void {},
 };
+
+/**
+ * A listener's handlers: with accept_proxy, the header reader's (which tells
+ * `owner` when the header is in); otherwise `connected`, with `accept` as `open`.
+ */
+export function listenerHandlers<Data, Handlers extends object>(
+  acceptProxy: boolean,
+  owner: HeaderOwner,
+  connected: Handlers,
+  accept: (socket: Socket<Data>) => void,
+) {
+  if (acceptProxy) {
+    return {
+      ...headerHandlers,
+      open(socket: Socket<HeaderReader>): void {
+        socket.data = new HeaderReader(owner, socket);
+      },
+    };
+  }
+  return { ...connected, open: accept };
+}
+
+/** Close a connection whose PROXY header was refused, and log it as a session that ended at once. */
+export function refuseHeader(socket: Socket<HeaderReader>, rule: ForwardRule, events: SessionEvents, reason: string): void {
+  socket.terminate();
+  const now = Date.now();
+  events.ended({
+    rule,
+    backend: undefined,
+    clientAddress: socket.remoteAddress ?? "",
+    clientPort: socket.remotePort ?? 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    startedAt: now,
+    endedAt: now,
+    result: `error: ${reason}`,
+  });
+}
+
+/** Where the client connected to, as a PROXY header names it (a unix listener has no address). */
+export function localEnd(socket: Socket<unknown>): ProxyAddress {
+  return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
+}

@@ -14,7 +14,7 @@ import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
-import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "./accept-proxy.ts";
+import { type HeaderOwner, type HeaderReader, type HeaderResult, listenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { abort, hold, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
@@ -57,10 +57,6 @@ function attemptTimedOut(attempt: Attempt): void {
   attempt.forwarder.attemptFailed(attempt, "timeout");
 }
 
-/** Where the client connected to, for a PROXY header (unix listeners have no address). */
-function localEnd(socket: Socket<unknown>): ProxyAddress {
-  return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
-}
 
 export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private listener: SocketListener<unknown> | undefined;
@@ -173,20 +169,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   }
 
   headerRefused(socket: Socket<HeaderReader>, reason: string): void {
-    socket.terminate();
-    const now = Date.now();
-    this.events.ended({
-      rule: this.rule,
-      backend: undefined,
-      clientAddress: socket.remoteAddress ?? "",
-      clientPort: socket.remotePort ?? 0,
-      bytesIn: 0,
-      bytesOut: 0,
-      startedAt: now,
-      endedAt: now,
-      result: `error: ${reason}`,
-    });
+    refuseHeader(socket, this.rule, this.events, reason);
   }
+
 
   /** The upstream answered: hand it to the relay, after a PROXY header when the rule sends one. */
   attemptOpened(attempt: Attempt, socket: Socket<Attempt>): void {
@@ -217,22 +202,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   }
 
   private listenerHandlers() {
-    const forwarder = this;
-    if (this.rule.acceptProxy) {
-      return {
-        ...headerHandlers,
-        open(socket: Socket<HeaderReader>): void {
-          socket.data = new HeaderReader(forwarder, socket);
-        },
-      };
-    }
-    return {
-      ...legHandlers,
-      open(socket: Socket<Leg>): void {
-        forwarder.accept(socket);
-      },
-    };
+    return listenerHandlers(this.rule.acceptProxy, this, legHandlers, (socket: Socket<Leg>) => this.accept(socket));
   }
+
 
   private accept(socket: Socket<Leg>): void {
     this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, localEnd(socket), undefined);

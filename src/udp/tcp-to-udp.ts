@@ -20,7 +20,7 @@ import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import { type HeaderOwner, HeaderReader, type HeaderResult, headerHandlers } from "../tcp/accept-proxy.ts";
+import { type HeaderOwner, type HeaderReader, type HeaderResult, listenerHandlers, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
 import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
@@ -205,10 +205,6 @@ const clientHandlers = {
   },
 } satisfies SocketHandler<TcpToUdpSession, "uint8array">;
 
-/** Where a client connected to, for a PROXY header. */
-function localEnd(socket: Socket<unknown>): ProxyAddress {
-  return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
-}
 
 export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   private listener: TCPSocketListener<unknown> | undefined = undefined;
@@ -316,38 +312,14 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   }
 
   headerRefused(socket: Socket<HeaderReader>, reason: string): void {
-    socket.terminate();
-    const now = Date.now();
-    this.events.ended({
-      rule: this.rule,
-      backend: undefined,
-      clientAddress: socket.remoteAddress,
-      clientPort: socket.remotePort,
-      bytesIn: 0,
-      bytesOut: 0,
-      startedAt: now,
-      endedAt: now,
-      result: `error: ${reason}`,
-    });
+    refuseHeader(socket, this.rule, this.events, reason);
   }
 
+
   private listenerHandlers() {
-    const forwarder = this;
-    if (this.rule.acceptProxy) {
-      return {
-        ...headerHandlers,
-        open(socket: Socket<HeaderReader>): void {
-          socket.data = new HeaderReader(forwarder, socket);
-        },
-      };
-    }
-    return {
-      ...clientHandlers,
-      open(socket: Socket<TcpToUdpSession>): void {
-        forwarder.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
-      },
-    };
+    return listenerHandlers(this.rule.acceptProxy, this, clientHandlers, (socket: Socket<TcpToUdpSession>) => this.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined));
   }
+
 
   /**
    * A client is here (its PROXY header read, when the rule wants one): check
