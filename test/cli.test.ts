@@ -4,17 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import pkg from "../package.json" with { type: "json" };
 import { runOi, startOi, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, startBackend } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, startBackend } from "./helpers/peers.ts";
 
-async function portIsClosed(port: number): Promise<boolean> {
-  try {
-    const peer = await connectPeer("127.0.0.1", port);
-    peer.socket?.terminate();
-    return false;
-  } catch {
-    return true;
-  }
-}
 
 describe("oi --version / --help", () => {
   test("--version prints the package version", async () => {
@@ -81,7 +72,7 @@ describe("oi -c FILE", () => {
     const result = await runOi(["-c", path]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${path}:2: `);
-    expect(await portIsClosed(port)).toBe(true);
+    expect(await connectionRefused(port)).toBe(true);
   });
 
   test("an address already in use fails with the rule's file and line", async () => {
@@ -99,7 +90,7 @@ describe("oi -c FILE", () => {
   test("-f is accepted (rinetd compatibility), SIGTERM stops oi with exit code 0", async () => {
     const port = freePort();
     const oi = await startOi(writeTempFile("f.conf", `127.0.0.1 ${port} 127.0.0.1 9\n`), ["-f"]);
-    expect(await portIsClosed(port)).toBe(false);
+    expect(await connectionRefused(port)).toBe(false);
     expect(await oi.stop()).toBe(0);
   });
 

@@ -8,19 +8,10 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
 import { type OiProcess, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
-async function refuses(port: number): Promise<boolean> {
-  try {
-    const peer = await connectPeer("127.0.0.1", port);
-    peer.socket?.terminate();
-    return false;
-  } catch {
-    return true;
-  }
-}
 
 /** A backend that greets every connection with `name` and half-closes. */
 function greeter(name: string) {
@@ -71,7 +62,7 @@ describe("SIGHUP reload", () => {
       let hammering = true;
       const hammer = (async () => {
         while (hammering) {
-          if (await refuses(keptPort)) refusedDuringReload++;
+          if (await connectionRefused(keptPort)) refusedDuringReload++;
           await Bun.sleep(2);
         }
       })();
@@ -86,7 +77,7 @@ describe("SIGHUP reload", () => {
 
       expect(await greeting(keptPort)).toBe("two");
       expect(await greeting(addedPort)).toBe("one");
-      expect(await refuses(removedPort)).toBe(true);
+      expect(await connectionRefused(removedPort)).toBe(true);
 
       // The old connection still moves bytes both ways.
       const up = randomBytes(256 * 1024);
@@ -145,7 +136,7 @@ describe("SIGTERM / SIGINT", () => {
     await Bun.sleep(100);
     process.signal("SIGTERM");
     await process.stdout.waitFor("stopped accepting", 3000);
-    expect(await refuses(port)).toBe(true);
+    expect(await connectionRefused(port)).toBe(true);
     await withTimeout(sending, 10000, "the upload");
     await far.waitEnd(10000);
     expect(far.digest()).toBe(sha256(payload));

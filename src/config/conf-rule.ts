@@ -15,7 +15,7 @@
  */
 import type { Backend, Endpoint, RuleOptions, Transport } from "../types.ts";
 import { backendOf } from "./model.ts";
-import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, MAX_BACKENDS, parseConfOptionValue, type RuleDefaults } from "./options.ts";
+import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
 import { resolveService } from "./services.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
@@ -148,7 +148,8 @@ function splitHostPort(text: string): { host: string; port: string | undefined }
 /** The connect field: one backend, or several separated by commas. */
 function parseBackendList(text: string, defaultPort: PortField | undefined): Checked<Backend[]> {
   const entries = text.split(",");
-  if (entries.length > MAX_BACKENDS) return fail(`a rule has at most ${MAX_BACKENDS} backends, this one lists ${entries.length}`);
+  const tooMany = tooManyBackends(entries.length);
+  if (tooMany !== undefined) return fail(tooMany);
   const backends: Backend[] = [];
   for (const entry of entries) {
     const backend = parseBackendEntry(entry.trim(), defaultPort);

@@ -120,6 +120,11 @@ const ALGORITHMS: readonly Algorithm[] = ["roundrobin", "leastconn", "random", "
 /** The most backends a rule may have (the balancer tracks tried backends in a 32-bit mask). */
 export const MAX_BACKENDS = 32;
 
+/** Why a rule cannot list `count` backends, or undefined when it can (the same reason in every format). */
+export function tooManyBackends(count: number): string | undefined {
+  return count > MAX_BACKENDS ? `a rule has at most ${MAX_BACKENDS} backends, this one lists ${count}` : undefined;
+}
+
 export const RULE_OPTIONS: readonly OptionSpec[] = [
   {
     conf: ["timeout"],

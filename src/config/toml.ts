@@ -16,7 +16,7 @@ import type { AccessList, Backend, Config, Endpoint, ForwardRule, LogFormat, Rul
 import { checkGlobals } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { backendOf, defaultRuleName, emptyAccessList, emptyConfig, transportsOf } from "./model.ts";
-import { defaultRuleDefaults, inheritDefaults, MAX_BACKENDS, type RuleDefaults } from "./options.ts";
+import { defaultRuleDefaults, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
 import {
   arrayOfTables,
   BALANCE_KEYS,
@@ -165,8 +165,9 @@ function readBackends(reader: TableReader, transport: Transport): Backend[] | un
     reader.report("connect", `${reader.keyPath("connect")} must be a non-empty array of backend tables ({ address, port, weight })`);
     return undefined;
   }
-  if (list.length > MAX_BACKENDS) {
-    reader.report("connect", `a rule has at most ${MAX_BACKENDS} backends, this one lists ${list.length}`);
+  const tooMany = tooManyBackends(list.length);
+  if (tooMany !== undefined) {
+    reader.report("connect", tooMany);
     return undefined;
   }
   const backends: Backend[] = [];

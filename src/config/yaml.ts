@@ -57,7 +57,7 @@ import {
   defaultRuleDefaults,
   defaultRuleOptions,
   inheritDefaults,
-  MAX_BACKENDS,
+  tooManyBackends,
   type OptionSpec,
   RULE_OPTIONS,
   type RuleDefaults,
@@ -377,8 +377,9 @@ function readConnect(context: YamlContext, reader: TableReader, table: Table, pa
     reader.report("connect", `${connectPath} lists no backend`);
     return undefined;
   }
-  if (list.length > MAX_BACKENDS) {
-    reader.report("connect", `a rule has at most ${MAX_BACKENDS} backends, this one lists ${list.length}`);
+  const tooMany = tooManyBackends(list.length);
+  if (tooMany !== undefined) {
+    reader.report("connect", tooMany);
     return undefined;
   }
   const entries: BackendEntry[] = [];

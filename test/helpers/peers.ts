@@ -236,3 +236,14 @@ export async function connectExpectingClose(host: string, port: number, localAdd
   await peer.waitClosed(timeoutMs);
   return peer.received;
 }
+
+/** Whether nothing listens on a loopback port now (a connect is refused). */
+export async function connectionRefused(port: number): Promise<boolean> {
+  try {
+    const peer = await connectPeer("127.0.0.1", port);
+    peer.socket?.terminate();
+    return false;
+  } catch {
+    return true;
+  }
+}
