@@ -191,6 +191,33 @@ describe("unreachable backends", () => {
   });
 });
 
+describe("bytes sent before the backend answers", () => {
+  test("are held within a bound (the client is paused) and arrive intact once a backend answers", async () => {
+    // The first backend never answers the handshake: the client waits a second, then fails over.
+    const hole = await startBlackhole();
+    onCleanup(() => hole.close());
+    const server = backend(() => {});
+    const port = freePort();
+    const forwarder = await oi(`127.0.0.1 ${port} 127.0.0.1:${hole.port},127.0.0.1:${server.port} [connect_timeout=1]\n`);
+
+    const payload = randomBytes(32 * MiB);
+    const client = await connectPeer("127.0.0.1", port);
+    const baseline = forwarder.rssKiB();
+    const sending = client.send(payload, true);
+    await Bun.sleep(600);
+    // Still connecting: what oi took is bounded by kernel buffers plus its small hold, not the upload.
+    expect(server.connections.length).toBe(0);
+    expect(client.sent).toBeLessThan(payload.length);
+    expect(forwarder.rssKiB() - baseline).toBeLessThan(16 * 1024);
+
+    const far = await server.nextConnection();
+    await withTimeout(sending, 30000, "the client's upload");
+    await far.waitEnd(30000);
+    expect(far.received).toBe(payload.length);
+    expect(far.digest()).toBe(sha256(payload));
+  });
+});
+
 describe("access control", () => {
   test("per-rule allow admits listed clients only; denied ones never reach the backend", async () => {
     const server = backend((peer) => void peer.send("welcome", true));

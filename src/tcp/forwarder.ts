@@ -15,7 +15,7 @@ import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protoc
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { type HeaderOwner, type HeaderReader, type HeaderResult, listenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
-import { abort, hold, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { abort, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
@@ -207,14 +207,16 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
 
 
   private accept(socket: Socket<Leg>): void {
-    this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, localEnd(socket), undefined);
+    // The local end (two getsockname calls) is only needed for a PROXY header.
+    const destination = this.rule.proxyProtocol === undefined ? undefined : localEnd(socket);
+    this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, destination, undefined);
   }
 
   /**
    * A client is here (its PROXY header read, when the rule wants one): check
    * it, count it, and connect it. `early` holds bytes it sent after its header.
    */
-  private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
+  private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
     const rule = this.rule;
     const backends = this.backends;
     const verdict =
@@ -230,9 +232,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.relays.add(relay);
     this.events.started(rule);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
-    // Hold the client's bytes in its kernel buffer until the backend answers.
-    socket.pause();
-    if (early !== undefined && early.length > 0) hold(relay.client, early);
+    // The client is not paused while its backend connects (see holdUntilConnected in relay.ts).
+    if (early !== undefined && early.length > 0) holdUntilConnected(relay.client, early);
     void this.connect(relay);
   }
 

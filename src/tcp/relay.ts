@@ -20,6 +20,9 @@ import type { ForwardRule } from "../types.ts";
 
 export type Side = "client" | "upstream";
 
+/** Client bytes kept in memory while its backend connects, before the client is paused. */
+export const PRECONNECT_HOLD_BYTES = 64 * 1024;
+
 /** What the owner of relays (one forwarding rule) is told. */
 export interface RelayOwner {
   relayEnded(relay: Relay): void;
@@ -34,6 +37,8 @@ export class Leg {
   /** We passed a FIN to this leg's remote (shutdown of our write side). */
   shut = false;
   closed = false;
+  /** Reading from this leg is paused (its bytes wait in the kernel). */
+  paused = false;
   /**
    * Bytes read from this leg that the peer's kernel has not taken yet: the
    * chunk exactly as Bun handed it, and how much of it is already written.
@@ -111,11 +116,31 @@ export class Relay {
   }
 }
 
+/**
+ * Each pause or resume costs Bun epoll_ctl calls (and a spurious writable
+ * event): they are only issued when the state really changes.
+ */
+function pauseLeg(leg: Leg): void {
+  if (leg.paused || leg.socket === undefined) return;
+  leg.paused = true;
+  leg.socket.pause();
+}
+
+function resumeLeg(leg: Leg): void {
+  if (!leg.paused || leg.socket === undefined) return;
+  leg.paused = false;
+  leg.socket.resume();
+}
+
 /** Data read from `src`: pass it to the peer, or keep the tail and pause `src`. */
 function pump(src: Leg, chunk: Uint8Array): void {
   src.bytesRead += chunk.length;
   const out = src.peer.socket;
-  if (src.pending !== undefined || out === undefined) {
+  if (out === undefined) {
+    holdUntilConnected(src, chunk);
+    return;
+  }
+  if (src.pending !== undefined) {
     hold(src, chunk);
     return;
   }
@@ -128,7 +153,7 @@ function pump(src: Leg, chunk: Uint8Array): void {
   }
   src.pending = chunk;
   src.pendingOffset = written;
-  src.socket?.pause();
+  pauseLeg(src);
 }
 
 /**
@@ -136,7 +161,7 @@ function pump(src: Leg, chunk: Uint8Array): void {
  * keeps Bun's chunk as is; only data arriving while a tail is already held
  * (possible before the upstream connects) is merged, a rare path that copies.
  */
-export function hold(src: Leg, chunk: Uint8Array): void {
+function hold(src: Leg, chunk: Uint8Array): void {
   const held = src.pending;
   if (held === undefined) {
     src.pending = chunk;
@@ -149,7 +174,30 @@ export function hold(src: Leg, chunk: Uint8Array): void {
     src.pending = merged;
     src.pendingOffset = 0;
   }
-  src.socket?.pause();
+  pauseLeg(src);
+}
+
+/**
+ * Bytes a client sends before its backend answers. Pausing the client here
+ * and resuming it at connect costs Bun about six epoll_ctl and setsockopt
+ * calls per connection (and a spurious writable event), a large share of
+ * connection setup; so the first bytes (a request, typically) are kept in
+ * memory, and the client is paused only once it has sent more than
+ * `PRECONNECT_HOLD_BYTES`, which bounds that memory.
+ */
+export function holdUntilConnected(src: Leg, chunk: Uint8Array): void {
+  const held = src.pending;
+  if (held === undefined) {
+    src.pending = chunk;
+    src.pendingOffset = 0;
+  } else {
+    const merged = new Uint8Array(held.length - src.pendingOffset + chunk.length);
+    merged.set(held.subarray(src.pendingOffset), 0);
+    merged.set(chunk, held.length - src.pendingOffset);
+    src.pending = merged;
+    src.pendingOffset = 0;
+  }
+  if (src.pending.length > PRECONNECT_HOLD_BYTES) pauseLeg(src);
 }
 
 /** Put `bytes` before anything `src` holds, to be written first (not counted as read from `src`). */
@@ -185,7 +233,7 @@ function flush(src: Leg): void {
   src.pending = undefined;
   src.pendingOffset = 0;
   if (src.eof) passEof(src);
-  else if (!src.closed) src.socket?.resume();
+  else if (!src.closed) resumeLeg(src);
 }
 
 /** `src`'s remote will send nothing more: once its data is written, pass the FIN on. */
@@ -200,7 +248,10 @@ function passEof(src: Leg): void {
   const dst = src.peer;
   if (dst.socket === undefined || dst.shut || dst.closed) return;
   dst.shut = true;
-  dst.socket.shutdown();
+  // When dst's remote has finished sending too, both directions are done:
+  // one close (which sends the FIN) replaces a shutdown and the close after it.
+  if (dst.eof) dst.socket.end();
+  else dst.socket.shutdown();
 }
 
 function legClosed(leg: Leg, error: Error | undefined): void {
@@ -282,5 +333,5 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Ar
   const client = relay.client;
   if (client.pending !== undefined) flush(client);
   else if (client.eof) passEof(client);
-  else client.socket?.resume();
+  else resumeLeg(client);
 }
