@@ -18,6 +18,7 @@ export const FIGURES: readonly Figure[] = [
   { key: "p50", title: "RTT p50", unit: "µs", higherIsBetter: false, get: (r) => r.latency_us.p50 },
   { key: "p99", title: "RTT p99", unit: "µs", higherIsBetter: false, get: (r) => r.latency_us.p99 },
   { key: "conn", title: "new conn/s", unit: "/s", higherIsBetter: true, get: (r) => r.conn_per_s },
+  { key: "start", title: "start to first connection", unit: "ms", higherIsBetter: false, get: (r) => r.startup_ms },
   { key: "idle", title: "idle memory", unit: "KiB/conn", higherIsBetter: false, get: (r) => r.idle_kib_per_conn },
   { key: "sys", title: "syscalls", unit: "/GiB", higherIsBetter: false, get: (r) => r.syscalls_per_gib },
   { key: "cs", title: "context switches", unit: "/GiB", higherIsBetter: false, get: (r) => r.context_switches_per_gib },

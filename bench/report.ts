@@ -13,7 +13,7 @@ import type { BenchReport, FigureKey, Sample, SystemName, SystemResult } from ".
 export const RESULTS_DIR = join(import.meta.dir, "results");
 
 const SAMPLE_KEYS: readonly FigureKey[] = [
-  "throughputP1", "throughputP8", "latencyP50", "latencyP99", "connPerS", "idleKiBPerConn",
+  "throughputP1", "throughputP8", "latencyP50", "latencyP99", "connPerS", "startupMs", "idleKiBPerConn",
   "syscallsPerGiB", "contextSwitchesPerGiB", "cpuMigrationsPerGiB", "cpuSecondsPerGiB",
   "instructionsPerGiB", "cyclesPerGiB", "syscallsPerGiBPerf",
 ];
@@ -37,6 +37,7 @@ export function summarize(runs: SystemRuns): SystemResult {
     throughput_gbps: { P1: m("throughputP1"), P8: m("throughputP8") },
     latency_us: { p50: m("latencyP50"), p99: m("latencyP99") },
     conn_per_s: m("connPerS"),
+    startup_ms: m("startupMs"),
     idle_kib_per_conn: m("idleKiBPerConn"),
     syscalls_per_gib: m("syscallsPerGiB"),
     context_switches_per_gib: m("contextSwitchesPerGiB"),

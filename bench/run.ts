@@ -12,6 +12,7 @@ import type { MeasureContext } from "./measure/context.ts";
 import { measureConnections } from "./measure/connections.ts";
 import { measureIdleMemory } from "./measure/idle-memory.ts";
 import { measureLatency } from "./measure/latency.ts";
+import { buildOiBinary, measureStartup } from "./measure/startup.ts";
 import { measureSyscalls } from "./measure/syscalls.ts";
 import { measureThroughputAndCost } from "./measure/throughput.ts";
 import { HELP, parseOptions, UsageError } from "./options.ts";
@@ -76,6 +77,7 @@ async function measureRound(ctx: MeasureContext, system: RunningSystem, round: n
   Object.assign(sample, await measureThroughputAndCost(ctx, system, round));
   Object.assign(sample, await measureLatency(ctx, system));
   Object.assign(sample, await measureConnections(ctx, system, notes));
+  Object.assign(sample, await measureStartup(ctx, system, notes));
   Object.assign(sample, await measureIdleMemory(ctx, system, round, notes));
   Object.assign(sample, (await measureSyscalls(ctx, system, round)).sample);
   return sample;
@@ -87,6 +89,7 @@ function describeSample(sample: Partial<Sample>): string {
     `P1 ${f(sample.throughputP1, 2)} P8 ${f(sample.throughputP8, 2)} Gbit/s`,
     `p50/p99 ${f(sample.latencyP50, 1)}/${f(sample.latencyP99, 1)} µs`,
     `${f(sample.connPerS, 0)} conn/s`,
+    `start ${f(sample.startupMs, 1)} ms`,
     `${f(sample.idleKiBPerConn, 2)} KiB/conn`,
     `${f(sample.syscallsPerGiB, 0)} syscalls/GiB`,
     `${f(sample.contextSwitchesPerGiB, 0)} cs/GiB`,
@@ -103,6 +106,8 @@ function missingFigures(result: ReturnType<typeof summarize>, missing: Set<strin
     ["latency_us.p99", result.latency_us.p99, "sockperf"],
     ["conn_per_s", result.conn_per_s, "ab"],
     ["idle_kib_per_conn", result.idle_kib_per_conn, "prlimit"],
+    // direct has no start-up; every forwarder does.
+    ...(result.system === "direct" ? [] : [["startup_ms", result.startup_ms, "nginx"] as [string, number | null, string]]),
     ["syscalls_per_gib", result.syscalls_per_gib, "strace"],
     // Unprivileged perf counts user space only, where context switches do not happen: not a failure then.
     ["context_switches_per_gib", result.context_switches_per_gib, isRoot() ? "perf" : "perf (as root)"],
@@ -141,7 +146,8 @@ async function bench(options: BenchOptions): Promise<number> {
   }
   const topology = options.netns ? await createNetnsTopology(log) : loopbackTopology();
   const backends = await startBackends(topology, tmpDir, missing, limitPrefix, log);
-  const ctx: MeasureContext = { topology, options, backends, missing, limitPrefix, fdLimit: limit, oiCli, hardwareCounters, syscallTracepoint, tmpDir, log };
+  const oiBinary = options.systems.includes("oi") ? await buildOiBinary(oiCli, tmpDir, log) : undefined;
+  const ctx: MeasureContext = { topology, options, backends, missing, limitPrefix, fdLimit: limit, oiCli, oiBinary, hardwareCounters, syscallTracepoint, tmpDir, log };
 
   const systems: RunningSystem[] = [];
   const runs = new Map<SystemName, SystemRuns>();
@@ -233,6 +239,7 @@ const METHODS: Record<string, string> = {
   throughput_gbps: "iperf3 -c through the system, -P 1 and -P 8, rate received by the iperf3 server, Gbit/s",
   latency_us: "sockperf ping-pong --tcp -m 32 --mps=max --full-rtt: round trip of a 32-byte message, one in flight, µs",
   conn_per_s: "ab -c 50 without keep-alive (a TCP connection per request) to nginx (return 200) behind the system",
+  startup_ms: "milliseconds from launching the forwarder (oi: the binary bun build --compile makes of the snapshot) with a one-rule config to the first HTTP GET answered through it by nginx, median of 5 starts per round",
   idle_kib_per_conn: "growth of the anonymous resident memory (sum of Pss_Anon over the process tree: heap and buffers, shared copy-on-write pages split) with N idle connections open through a fresh instance, divided by N; direct: a fresh holder backend's own growth",
   syscalls_per_gib: "strace -c -f attached to the system for an iperf3 -P 1 run, total calls / GiB received (strace slows the traced process, which can change how much each read returns: syscalls_per_gib_perf counts without that slowdown)",
   context_switches_per_gib: "perf stat -e context-switches on the system during the iperf3 -P 1 run, per GiB",

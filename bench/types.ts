@@ -66,6 +66,8 @@ export interface Sample {
   latencyP50: number | null;
   latencyP99: number | null;
   connPerS: number | null;
+  /** Milliseconds from launch to the first request answered through the forwarder (oi: the compiled binary). */
+  startupMs: number | null;
   idleKiBPerConn: number | null;
   syscallsPerGiB: number | null;
   contextSwitchesPerGiB: number | null;
@@ -86,6 +88,7 @@ export interface SystemResult {
   throughput_gbps: { P1: number | null; P8: number | null };
   latency_us: { p50: number | null; p99: number | null };
   conn_per_s: number | null;
+  startup_ms: number | null;
   idle_kib_per_conn: number | null;
   syscalls_per_gib: number | null;
   context_switches_per_gib: number | null;

@@ -15,6 +15,8 @@ export interface MeasureContext {
   limitPrefix: string[];
   /** oi's entry point in the bench's snapshot of src/. */
   oiCli: string;
+  /** oi compiled by `bun build --compile` from that snapshot (the start-up figure), when the build worked. */
+  oiBinary?: string;
   /** The descriptor limit that prefix sets. */
   fdLimit: number;
   hardwareCounters: boolean;
