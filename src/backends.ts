@@ -163,8 +163,13 @@ export class DialPlan {
     private readonly client: string,
   ) {}
 
-  /** The next target: another address of the current backend, or the next backend's first. undefined when none is left. */
-  async next(): Promise<DialTarget | undefined> {
+  /**
+   * The next target: another address of the current backend, or the next
+   * backend's first. undefined when none is left. Synchronous unless a name
+   * must be looked up: most connections (an IP address, or a name still in
+   * the DNS cache) get their target without a promise or a microtask.
+   */
+  next(): DialTarget | undefined | Promise<DialTarget | undefined> {
     for (;;) {
       if (this.abandoned) return undefined;
       if (this.index !== -1 && this.nextAddress < this.addresses.length) {
@@ -184,21 +189,38 @@ export class DialPlan {
       this.tried |= 1 << index;
       this.index = index;
       this.nextAddress = 0;
+      let found: readonly string[] | Promise<readonly string[]>;
       try {
-        const found = this.backends.addressesOf(index);
-        this.addresses = found instanceof Promise ? await found : found;
+        found = this.backends.addressesOf(index);
       } catch {
-        // The name does not resolve (and never did): this backend failed.
-        this.addresses = [];
+        found = [];
       }
-      if (this.abandoned) {
-        // The client left while the name was being looked up: release this pick too.
-        this.backends.pool.closed(index, 0, 0);
-        this.index = -1;
-        return undefined;
+      if (found instanceof Promise) {
+        // A name that does not resolve (and never did) leaves no address: this backend failed.
+        return found.then(
+          (addresses) => this.looked(index, addresses),
+          () => this.looked(index, []),
+        );
       }
-      this.startAddress = this.backends.startOffset(index, this.addresses.length);
+      this.useAddresses(index, found);
     }
+  }
+
+  /** A lookup for backend `index` finished: go on from its addresses, unless the client left meanwhile. */
+  private looked(index: number, addresses: readonly string[]): DialTarget | undefined | Promise<DialTarget | undefined> {
+    if (this.abandoned) {
+      // The client left while the name was being looked up: release this pick too.
+      this.backends.pool.closed(index, 0, 0);
+      this.index = -1;
+      return undefined;
+    }
+    this.useAddresses(index, addresses);
+    return this.next();
+  }
+
+  private useAddresses(index: number, addresses: readonly string[]): void {
+    this.addresses = addresses;
+    this.startAddress = this.backends.startOffset(index, addresses.length);
   }
 
   /** The connection to the current target is up. */

@@ -198,7 +198,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     if (relay.attempt !== attempt || relay.ended) return;
     relay.attempt = undefined;
     relay.lastFailure = why;
-    void this.connect(relay);
+    this.connect(relay);
   }
 
   private listenerHandlers() {
@@ -234,28 +234,46 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     // The client is not paused while its backend connects (see holdUntilConnected in relay.ts).
     if (early !== undefined && early.length > 0) holdUntilConnected(relay.client, early);
-    void this.connect(relay);
+    this.connect(relay);
   }
 
   /** Try the relay's next target; when there is none, the client is given up on. */
-  private async connect(relay: Relay): Promise<void> {
-    const dial = relay.dial;
+  private connect(relay: Relay): void {
     for (;;) {
-      const target = await dial.next();
-      if (relay.ended) return;
-      if (target === undefined) {
-        abort(relay, relay.lastFailure satisfies SessionResult);
+      const target = relay.dial.next();
+      if (target instanceof Promise) {
+        // A name being looked up: carry on when it is known.
+        target.then(
+          (known) => {
+            if (!this.dial(relay, known)) this.connect(relay);
+          },
+          () => abort(relay, "error: backend lookup failed"),
+        );
         return;
       }
-      const attempt = new Attempt(this, relay, target);
-      relay.attempt = attempt;
-      const timeout = relay.rule.connectTimeout;
-      if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-      if (connectStream(target, attempt, connectingHandlers, true)) return;
-      // Options Bun refuses outright (a malformed address): on to the next target.
-      if (attempt.timer !== undefined) clearTimeout(attempt.timer);
-      relay.attempt = undefined;
+      if (this.dial(relay, target)) return;
     }
+  }
+
+  /**
+   * Start connecting to `target` (or give the client up when there is none).
+   * False when Bun refused the target outright (a malformed address), so the
+   * caller moves on to the next one.
+   */
+  private dial(relay: Relay, target: DialTarget | undefined): boolean {
+    if (relay.ended) return true;
+    if (target === undefined) {
+      abort(relay, relay.lastFailure satisfies SessionResult);
+      return true;
+    }
+    const attempt = new Attempt(this, relay, target);
+    relay.attempt = attempt;
+    const timeout = relay.rule.connectTimeout;
+    if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
+    if (connectStream(target, attempt, connectingHandlers, true)) return true;
+    if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+    relay.attempt = undefined;
+    return false;
   }
 
   /** The PROXY header for this relay's backend, when the rule sends one. */
