@@ -235,8 +235,9 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
     state.issues.error(line, `${keyword} takes one ${what} (${keyword} ${form}), found ${args.length} argument${args.length === 1 ? "" : "s"}`);
     return;
   }
-  report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text)));
-  if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
+  const reason = spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text));
+  if (reason !== undefined) state.issues.error(line, reason);
+  else if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
 }
 
 function report(state: ConfState, line: number, reason: string | undefined): void {

@@ -160,7 +160,8 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "dns_multi_ip_expand",
     type: "switch",
     apply: (target, value) => {
-      target.defaults.dnsSpread = value === true;
+      if (typeof value !== "boolean") return `dns-multi-ip-expand must be on or off, got '${String(value)}'`;
+      target.defaults.dnsSpread = value;
       return undefined;
     },
   },
