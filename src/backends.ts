@@ -223,7 +223,14 @@ export class RuleBackends {
       }
     }
     const kept = new Set(live.filter((index) => !this.pool.isRetired(index)).map((index) => this.slots[index]!));
-    const ordinals = new Set([...kept].map((slot) => slot.ordinal));
+    // Names still shown (live, or retired and draining) are not given out again yet.
+    const ordinals = new Set(
+      this.slots.flatMap((slot, index) =>
+        slot.backend === backend && slot.address !== undefined && (!this.pool.isRetired(index) || (this.pool.backends[index]?.active ?? 0) > 0)
+          ? [slot.ordinal]
+          : [],
+      ),
+    );
     for (const address of addresses) {
       if ([...kept].some((slot) => slot.address === address)) continue;
       let ordinal = 0;
