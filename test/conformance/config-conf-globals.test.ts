@@ -20,7 +20,7 @@ describe(".conf global directives at work", () => {
     // A directory with a space: only a quoted path can name it.
     const dir = join(tempDir(), "with space");
     mkdirSync(dir);
-    const [logPath, pidPath, statusPath] = ["oi log.txt", "oi.pid", "status.txt"].map((name) => join(dir, name));
+    const [logPath, pidPath, statusPath] = [join(dir, "oi log.txt"), join(dir, "oi.pid"), join(dir, "status.txt")];
     const server = backend((peer) => void peer.send("hello", true));
     const hole = await startBlackhole();
     onCleanup(() => hole.close());
