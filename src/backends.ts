@@ -6,11 +6,19 @@
  * order, then the next backend the balancer picks, up to its retry bound.
  * Forwarders call it at the edges of a connection (connect, failure, end),
  * never per chunk.
+ *
+ * With rinetd-uv's dns-multi-ip-expand (`rule.dnsSpread`), a backend host
+ * name becomes one balancer entry per address, `NAME[0]`, `NAME[1]`...,
+ * each with its own health and counters: the name is looked up at start,
+ * every `dns_refresh` seconds, on SIGHUP and when one of its addresses
+ * reaches the failure threshold, and the entries follow the answer (a new
+ * address joins, a vanished one takes no new connections and drains). Until
+ * the first answer the name is one entry that tries its addresses in order.
  */
 import { consola } from "consola";
-import { BackendPool, type BackendStatus } from "./balance/pool.ts";
+import { BackendPool, type BackendStatus, MAX_BACKENDS } from "./balance/pool.ts";
 import { HealthProber, type ProbeAddress } from "./balance/probe.ts";
-import { Resolver } from "./dns.ts";
+import { isAddressLiteral, type LookupFn, Resolver } from "./dns.ts";
 import { bunUnixPath, formatTarget } from "./endpoint.ts";
 import type { Backend, ForwardRule } from "./types.ts";
 
@@ -30,6 +38,26 @@ const MS = 1000;
 /** Ten years: finite, so a failed connect can still invalidate the cached addresses. */
 const NO_PERIODIC_REFRESH_SECONDS = 10 * 365 * 24 * 3600;
 
+/**
+ * One balancer entry: a configured backend, or one address of an expanded
+ * backend name. Indexed like the pool's backends.
+ */
+interface Slot {
+  /** Index of the configured backend in `rule.backends`. */
+  backend: number;
+  /** For logs and metrics: the configured backend, or its copy named `NAME[ordinal]`. */
+  record: Backend;
+  /** The one address of an expanded name; undefined: the backend's host, resolved, all addresses in order. */
+  address: string | undefined;
+  /** The `[n]` of an expanded entry (lowest free among its name's live entries). */
+  ordinal: number;
+}
+
+export interface RuleBackendsOptions {
+  /** Injectable DNS lookup for tests (which must not query real DNS). */
+  lookup?: LookupFn;
+}
+
 /** The parts of a rule that decide how its backends behave: equal keys may share state across a reload. */
 function backendsKey(rule: ForwardRule): string {
   return JSON.stringify([rule.name, rule.backends, rule.balance, rule.dnsRefresh, rule.dnsFamily, rule.dnsSpread, rule.sourceAddress]);
@@ -40,12 +68,21 @@ export class RuleBackends {
   readonly key: string;
   private readonly resolver: Resolver;
   private readonly prober: HealthProber | undefined;
-  /** dnsSpread: where the next connection to each backend starts in its address list. */
-  private readonly rotation: number[];
+  /** Balancer entries, by pool index. */
+  private readonly slots: Slot[];
+  /** Configured backends whose host name expands into an entry per address. */
+  private readonly expanded: number[];
+  private refreshTimer: Timer | undefined;
+  private stopped = false;
+  /** The pool is full: an address past it was left out (warned about once). */
+  private warnedFull = false;
   /** Forwarders using this state now (a YAML rule with several binds has several). */
   users = 0;
 
-  constructor(readonly rule: ForwardRule) {
+  constructor(
+    readonly rule: ForwardRule,
+    options: RuleBackendsOptions = {},
+  ) {
     this.key = backendsKey(rule);
     const { balance } = rule;
     this.pool = new BackendPool(
@@ -59,18 +96,32 @@ export class RuleBackends {
         affinityMaxEntries: balance.affinityMaxEntries,
         onHealthChange: (_index, backend, healthy) => {
           // Only worth a line when there is a choice to make.
-          if (rule.backends.length > 1) consola.warn(`rule ${rule.name}: backend ${backend.name} is ${healthy ? "back in service" : "out of service"}`);
+          if (this.pool.liveCount > 1) consola.warn(`rule ${rule.name}: backend ${backend.name} is ${healthy ? "back in service" : "out of service"}`);
         },
       },
     );
     this.resolver = new Resolver({
       // dns_refresh 0 turns the periodic refresh off, as in rinetd-uv: only the DNS TTL, failed connects and SIGHUP renew.
       maxTtlSeconds: rule.dnsRefresh === 0 ? NO_PERIODIC_REFRESH_SECONDS : rule.dnsRefresh,
-      ...(rule.dnsFamily === "any" ? {} : { family: rule.dnsFamily === "ipv4" ? 4 : 6 }),
+      // As rinetd-uv: the family filter belongs to the expansion; a name that is not expanded uses every address.
+      ...(rule.dnsFamily === "any" || !rule.dnsSpread ? {} : { family: rule.dnsFamily === "ipv4" ? 4 : 6 }),
+      ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
       onFailure: (host, error) => consola.warn(`rule ${rule.name}: ${host} does not resolve (${error}); using its last known addresses`),
       onRecovery: (host) => consola.info(`rule ${rule.name}: ${host} resolves again`),
     });
-    this.rotation = rule.backends.map(() => 0);
+    this.slots = rule.backends.map((record, backend) => ({ backend, record, address: undefined, ordinal: 0 }));
+    this.expanded = rule.dnsSpread
+      ? rule.backends.flatMap((backend, index) =>
+          backend.endpoint.transport !== "unix" && !isAddressLiteral(backend.endpoint.host) ? [index] : [],
+        )
+      : [];
+    if (this.expanded.length > 0) {
+      this.refreshNames();
+      if (rule.dnsRefresh > 0) {
+        this.refreshTimer = setInterval(() => this.refreshNames(), rule.dnsRefresh * MS);
+        this.refreshTimer.unref();
+      }
+    }
     const interval = balance.probeInterval;
     if (interval !== undefined) {
       this.prober = new HealthProber({
@@ -84,43 +135,53 @@ export class RuleBackends {
     }
   }
 
+  /** The balancer entries in service, and retired ones still draining. */
   get statuses(): ReadonlyArray<BackendStatus> {
-    return this.pool.backends;
+    return this.pool.backends.filter((status, index) => !this.pool.isRetired(index) || status.active > 0);
   }
 
   /** A SIGHUP re-resolves every name at once (as in rinetd-uv). */
   forgetAddresses(): void {
     this.resolver.clear();
+    if (this.expanded.length > 0) this.refreshNames();
   }
 
   stop(): void {
+    this.stopped = true;
     this.prober?.stop();
+    if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
   }
 
-  /** Addresses of backend `index`, in the order a connection tries them. */
+  /** Look every expanded name up again and bring its entries in step; resolves when all have been. */
+  refreshNames(): Promise<void> {
+    return Promise.all(this.expanded.map((backend) => this.expand(backend))).then(() => undefined);
+  }
+
+  /** Addresses of entry `index`, in the order a connection tries them. */
   addressesOf(index: number): readonly string[] | Promise<readonly string[]> {
-    const backend = this.rule.backends[index];
-    if (backend === undefined || backend.endpoint.transport === "unix") return [];
-    return this.resolver.resolve(backend.endpoint.host);
+    const slot = this.slots[index];
+    if (slot === undefined) return [];
+    if (slot.address !== undefined) return [slot.address];
+    const { endpoint } = slot.record;
+    if (endpoint.transport === "unix") return [];
+    return this.resolver.resolve(endpoint.host);
   }
 
-  /** A connect to `host` failed: its cached addresses may be stale. */
+  /** A connect to entry `index` failed: its name's cached addresses may be stale. */
   invalidate(index: number): void {
-    const backend = this.rule.backends[index];
-    if (backend !== undefined && backend.endpoint.transport !== "unix") this.resolver.invalidate(backend.endpoint.host);
-  }
-
-  /** dnsSpread: the offset the next connection to backend `index` starts at. */
-  startOffset(index: number, count: number): number {
-    if (!this.rule.dnsSpread || count < 2) return 0;
-    const offset = (this.rotation[index] ?? 0) % count;
-    this.rotation[index] = offset + 1;
-    return offset;
+    const slot = this.slots[index];
+    if (slot === undefined || slot.record.endpoint.transport === "unix") return;
+    this.resolver.invalidate(slot.record.endpoint.host);
+    // An expanded address that reached the failure threshold: is it still in DNS? (rinetd-uv asks at once.)
+    if (slot.address !== undefined && this.pool.backends[index]?.consecutiveFailures === this.rule.balance.healthThreshold) {
+      void this.expand(slot.backend);
+    }
   }
 
   targetOf(index: number, address: string | undefined): DialTarget | undefined {
-    const backend = this.rule.backends[index];
-    if (backend === undefined) return undefined;
+    const slot = this.slots[index];
+    if (slot === undefined) return undefined;
+    const backend = slot.record;
     const { endpoint } = backend;
     return {
       backend,
@@ -129,6 +190,62 @@ export class RuleBackends {
       unix: endpoint.transport === "unix" ? bunUnixPath(endpoint.host) : undefined,
       localAddress: backend.sourceAddress ?? this.rule.sourceAddress,
     };
+  }
+
+  /** Look configured backend `backend`'s name up and bring its entries in step with the answer. */
+  private async expand(backend: number): Promise<void> {
+    const host = this.rule.backends[backend]?.endpoint.host;
+    if (host === undefined) return;
+    this.resolver.invalidate(host);
+    let addresses: readonly string[];
+    try {
+      const found = this.resolver.resolve(host);
+      addresses = found instanceof Promise ? await found : found;
+    } catch {
+      // Never resolved: the resolver has said so; the name stays one entry that is looked up per connection.
+      return;
+    }
+    if (!this.stopped) this.sync(backend, addresses);
+  }
+
+  /** Entries for `backend` become one per address in `addresses`: new ones added, vanished ones retired. */
+  private sync(backend: number, addresses: readonly string[]): void {
+    const configured = this.rule.backends[backend];
+    if (configured === undefined) return;
+    const live = this.slots.flatMap((slot, index) => (slot.backend === backend && !this.pool.isRetired(index) ? [index] : []));
+    for (const index of live) {
+      const slot = this.slots[index]!;
+      if (slot.address !== undefined && addresses.includes(slot.address)) continue;
+      if (slot.address === undefined && addresses.length === 0) continue;
+      this.pool.retire(index);
+      if (slot.address !== undefined) {
+        consola.info(`rule ${this.rule.name}: backend ${slot.record.name} removed: ${slot.address} is no longer an address of ${configured.endpoint.host}`);
+      }
+    }
+    const kept = new Set(live.filter((index) => !this.pool.isRetired(index)).map((index) => this.slots[index]!));
+    // Names still shown (live, or retired and draining) are not given out again yet.
+    const ordinals = new Set(
+      this.slots.flatMap((slot, index) =>
+        slot.backend === backend && slot.address !== undefined && (!this.pool.isRetired(index) || (this.pool.backends[index]?.active ?? 0) > 0)
+          ? [slot.ordinal]
+          : [],
+      ),
+    );
+    for (const address of addresses) {
+      if ([...kept].some((slot) => slot.address === address)) continue;
+      let ordinal = 0;
+      while (ordinals.has(ordinal)) ordinal++;
+      const record: Backend = { ...configured, name: `${configured.name}[${ordinal}]` };
+      const index = this.pool.add({ name: record.name, weight: record.weight, key: `${configured.name}@${address}` });
+      if (index === undefined) {
+        if (!this.warnedFull) consola.warn(`rule ${this.rule.name}: ${configured.endpoint.host} has more addresses than the ${MAX_BACKENDS} backends a rule may have; the rest are left out`);
+        this.warnedFull = true;
+        break;
+      }
+      ordinals.add(ordinal);
+      this.slots[index] = { backend, record, address, ordinal };
+      consola.info(`rule ${this.rule.name}: backend ${record.name} -> ${address} (an address of ${configured.endpoint.host})`);
+    }
   }
 
   private async probeTargets(index: number): Promise<readonly ProbeAddress[]> {
@@ -152,7 +269,6 @@ export class DialPlan {
   private index = -1;
   private addresses: readonly string[] = [];
   private nextAddress = 0;
-  private startAddress = 0;
   /** The backend of the connection that opened, for the log and the balancer's counts. */
   connected: Backend | undefined;
   /** The client left: nothing more is picked, and a pick made meanwhile is released. */
@@ -173,7 +289,7 @@ export class DialPlan {
     for (;;) {
       if (this.abandoned) return undefined;
       if (this.index !== -1 && this.nextAddress < this.addresses.length) {
-        const address = this.addresses[(this.startAddress + this.nextAddress++) % this.addresses.length];
+        const address = this.addresses[this.nextAddress++];
         return this.backends.targetOf(this.index, address);
       }
       if (this.index !== -1 && this.isUnix() && this.nextAddress === 0) {
@@ -202,7 +318,7 @@ export class DialPlan {
           () => this.looked(index, []),
         );
       }
-      this.useAddresses(index, found);
+      this.addresses = found;
     }
   }
 
@@ -214,20 +330,15 @@ export class DialPlan {
       this.index = -1;
       return undefined;
     }
-    this.useAddresses(index, addresses);
-    return this.next();
-  }
-
-  private useAddresses(index: number, addresses: readonly string[]): void {
     this.addresses = addresses;
-    this.startAddress = this.backends.startOffset(index, addresses.length);
+    return this.next();
   }
 
   /** The connection to the current target is up. */
   opened(): void {
     if (this.index === -1) return;
     this.backends.pool.opened(this.index);
-    this.connected = this.backends.rule.backends[this.index];
+    this.connected = this.backends.targetOf(this.index, undefined)?.backend;
   }
 
   /** The connection ended (after `opened`), with its byte counts. */
@@ -254,7 +365,7 @@ export class DialPlan {
   }
 
   private isUnix(): boolean {
-    return this.backends.rule.backends[this.index]?.endpoint.transport === "unix";
+    return this.backends.targetOf(this.index, undefined)?.unix !== undefined;
   }
 }
 

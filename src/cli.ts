@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
 import pkg from "../package.json" with { type: "json" };
-import { describeConfig } from "./config/describe.ts";
+import { findUnresolvedNames } from "./config/check-names.ts";
+import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
 
 /** Looked for in this order when no `-c` is given; the second is rinetd's own default. */
@@ -39,7 +40,14 @@ function parseGrace(text: string | undefined): number {
 
 const check = defineCommand({
   meta: { name: "check", description: "Validate a config without binding anything; print its rules or every error" },
-  args: { config: configArg },
+  args: {
+    config: configArg,
+    resolve: {
+      type: "boolean",
+      default: true,
+      description: "Look up the config's host names and warn about those that do not resolve here (--no-resolve: no DNS queries)",
+    },
+  },
   async run({ args }) {
     const path = resolveConfigPath(args.config);
     const config = await loadReporting(path);
@@ -47,6 +55,7 @@ const check = defineCommand({
       consola.error(`${path}: invalid`);
       process.exit(1);
     }
+    if (args.resolve) for (const warning of await findUnresolvedNames(config)) consola.warn(formatIssue(warning));
     process.stdout.write(`${describeConfig(config)}\n`);
   },
 });

@@ -125,6 +125,13 @@ export interface ForwardRule {
   framing: Framing;
   /** Largest datagram sent towards a UDP peer; longer TCP data is split (unframed rules). */
   maxDatagram: number;
+  /**
+   * rinetd-uv's `buffersize`: the largest datagram received from a UDP client
+   * or backend that is forwarded; a longer one would not have fitted
+   * rinetd-uv's buffer whole, and is dropped (and counted) rather than cut.
+   * TCP is not affected: Bun reads streams into buffers of its own.
+   */
+  bufferSize: number;
   /** Send a PROXY protocol header with the client's address to the backend. */
   proxyProtocol: ProxyProtocolVersion | undefined;
   /** Read (and strip) a PROXY header from each client, and take the client's address from it. */
@@ -135,12 +142,13 @@ export interface ForwardRule {
   socketMode: number | undefined;
   /** Seconds a backend host name's addresses are kept at most (also bounded by their DNS TTL); 0: every connection. */
   dnsRefresh: number;
-  /** Which addresses of a backend host name are used: IPv4 only, IPv6 only, or both. */
+  /** With `dnsSpread`: which addresses of a backend host name become backends (IPv4 only, IPv6 only, or both). */
   dnsFamily: "ipv4" | "ipv6" | "any";
   /**
-   * When a backend name has several addresses: spread new connections over
-   * them in turn (rinetd-uv's dns-multi-ip-expand), rather than always
-   * starting with the first. Either way the others are tried when one fails.
+   * rinetd-uv's dns-multi-ip-expand: a backend host name with several
+   * addresses becomes one backend per address (`NAME[0]`, `NAME[1]`...),
+   * of the family `dnsFamily` allows, kept in step with each DNS refresh.
+   * Off: the name is one backend whose addresses are tried in order.
    */
   dnsSpread: boolean;
   access: AccessList;
@@ -157,6 +165,7 @@ export type RuleOptions = Pick<
   | "maxSessions"
   | "framing"
   | "maxDatagram"
+  | "bufferSize"
   | "proxyProtocol"
   | "acceptProxy"
   | "keepalive"
@@ -220,3 +229,5 @@ export const DEFAULT_MAX_UDP_SESSIONS = 5000;
 /** The largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
 export const DEFAULT_DNS_REFRESH_SECONDS = 600;
+/** rinetd-uv's default buffersize: every UDP payload fits. */
+export const DEFAULT_BUFFER_SIZE = 65536;

@@ -89,7 +89,7 @@ describe(".conf: rinetd-uv's global directives", () => {
       "uv.conf",
       [
         "pidfile /run/oi.pid",
-        "buffersize 65536",
+        "buffersize 4096",
         "connect-timeout 3",
         "max-udp-connections 100",
         "dns-refresh 30",
@@ -104,13 +104,13 @@ describe(".conf: rinetd-uv's global directives", () => {
       ].join("\n"),
     );
     expect(result.errors).toEqual([]);
-    expect(linesAndReasons(result.warnings)).toEqual([[2, "buffersize has no effect in oi: Bun reads into its own buffers and oi keeps each chunk as read"]]);
+    expect(result.warnings).toEqual([]);
     const config = result.config;
     expect(config?.pidFile).toBe("/run/oi.pid");
     expect(config?.status).toEqual({ path: "/tmp/oi-status.json", interval: 5, format: "text" });
     expect(config?.statsLogInterval).toBe(60);
     const [dns, web] = config?.rules ?? [];
-    expect([dns?.maxSessions, dns?.connectTimeout, dns?.dnsRefresh, dns?.dnsFamily, dns?.dnsSpread]).toEqual([100, 3, 30, "ipv6", true]);
+    expect([dns?.maxSessions, dns?.connectTimeout, dns?.dnsRefresh, dns?.dnsFamily, dns?.dnsSpread, dns?.bufferSize]).toEqual([100, 3, 30, "ipv6", true, 4096]);
     expect([web?.connectTimeout, web?.dnsRefresh, web?.keepalive]).toEqual([7, 0, 60]);
   });
 

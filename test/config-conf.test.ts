@@ -354,8 +354,8 @@ describe(".conf errors, each with its line", () => {
     ).toEqual([
       [1, "timeout must be a positive whole number of seconds, got '0'"],
       [2, "timeout must be a positive whole number of seconds, got '1.5'"],
-      [3, "connect_timeout must be a number of seconds (0 for the system's own timeout), got '-1'"],
-      [4, "connect_timeout must be a number of seconds (0 for the system's own timeout), got 'soon'"],
+      [3, "connect_timeout must be a number of seconds from 0 (the system's own timeout) to 86400, got '-1'"],
+      [4, "connect_timeout must be a number of seconds from 0 (the system's own timeout) to 86400, got 'soon'"],
       [5, "source address 'example.com' must be an IP address"],
       [6, "option 'timeout' needs a value (timeout=...)"],
       [7, "option 'timeout' is given twice"],

@@ -193,7 +193,7 @@ describe("TOML errors, each with its line", () => {
         `logfile = "/x"\n${ruleTable(80, 'bindport = 80\n[[forwarding_rules.rules]]\ntype = "allow"\npattern = "1.2.3.4"\ncomment = "x"\n')}[[global_rules]]\ntype = "deny"\npattern = "1.2.3.4"\nnote = 1\n`,
       ),
     ).toEqual([
-      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, metrics, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval)"],
+      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, metrics, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, buffer_size)"],
       [
         7,
         "unknown key 'bindport' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, socket_mode, dns_refresh, load_balancing, rules)",
@@ -262,7 +262,7 @@ describe("TOML errors, each with its line", () => {
     expect(await errorsOf(text)).toEqual([
       [3, "bind port 70000 is out of range (1..65535)"],
       [6, "timeout must be a positive whole number of seconds, got '0'"],
-      [7, "connect_timeout must be a number of seconds (0 for the system's own timeout), got '-1'"],
+      [7, "connect_timeout must be a number of seconds from 0 (the system's own timeout) to 86400, got '-1'"],
       [8, "source address 'example.com' must be an IP address"],
       [10, "bind address '1.2.3' is not a valid IPv4 address"],
       [12, "connect address 'fe80::1%eth0': zone ids (%interface) are not supported"],
@@ -279,7 +279,7 @@ describe("TOML errors, each with its line", () => {
       "bind port 70000 is out of range (1..65535)",
       "connect port 0 is out of range (1..65535)",
       "timeout must be a positive whole number of seconds, got '0'",
-      "connect_timeout must be a number of seconds (0 for the system's own timeout), got '-1'",
+      "connect_timeout must be a number of seconds from 0 (the system's own timeout) to 86400, got '-1'",
       "source address 'example.com' must be an IP address",
       "bind address '1.2.3' is not a valid IPv4 address",
       "bad allow pattern 'example.com': host names are not permitted in allow/deny rules (rinetd)",

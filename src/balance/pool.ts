@@ -143,6 +143,12 @@ class BackendState implements BackendStatus {
 
 export class BackendPool {
   private readonly states: BackendState[];
+  /**
+   * Backends taken out of the pool for good (a DNS name no longer lists
+   * their address): never picked again, but still counted until their
+   * connections end, and their slot reused by the next `add` once idle.
+   */
+  private retired = 0;
   private readonly algorithm: Algorithm;
   private readonly threshold: number;
   private readonly recoveryMs: number;
@@ -152,8 +158,7 @@ export class BackendPool {
   private readonly onHealthChange: PoolOptions["onHealthChange"];
   /** Where `leastconn` starts looking, so ties rotate. */
   private cursor = 0;
-  /** Connect attempts per client, the first included. */
-  readonly maxAttempts: number;
+  private readonly fixedAttempts: number | undefined;
 
   constructor(backends: readonly BackendSpec[], options: PoolOptions) {
     if (backends.length === 0) throw new RangeError("a backend pool needs at least one backend");
@@ -181,13 +186,60 @@ export class BackendPool {
     this.now = now;
     this.random = options.random ?? Math.random;
     this.onHealthChange = options.onHealthChange;
-    const attempts = options.maxAttempts ?? defaultMaxAttempts(backends.length);
-    if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`max attempts must be a positive integer, not ${attempts}`);
-    this.maxAttempts = attempts;
+    const attempts = options.maxAttempts;
+    if (attempts !== undefined && (!Number.isInteger(attempts) || attempts < 1)) {
+      throw new RangeError(`max attempts must be a positive integer, not ${attempts}`);
+    }
+    this.fixedAttempts = attempts;
   }
 
+  /** Every slot, retired ones included (see `isRetired`): indexes are those `pick` returns. */
   get backends(): ReadonlyArray<BackendStatus> {
     return this.states;
+  }
+
+  /** Connect attempts per client, the first included. */
+  get maxAttempts(): number {
+    return this.fixedAttempts ?? defaultMaxAttempts(this.liveCount);
+  }
+
+  /** Backends that may be picked (not retired). */
+  get liveCount(): number {
+    let count = 0;
+    for (let i = 0; i < this.states.length; i++) if ((this.retired & (1 << i)) === 0) count++;
+    return count;
+  }
+
+  isRetired(index: number): boolean {
+    return (this.retired & (1 << index)) !== 0;
+  }
+
+  /**
+   * A backend joins the pool (a DNS name now lists one more address): in
+   * the slot of a retired backend whose connections have all ended, else in
+   * a new one. Its index, or undefined when the pool is full.
+   */
+  add(spec: BackendSpec): number | undefined {
+    if (!(spec.weight > 0) || !Number.isFinite(spec.weight)) {
+      throw new RangeError(`backend "${spec.name}": weight must be a positive number, not ${spec.weight}`);
+    }
+    const state = new BackendState(spec.name, spec.key, spec.weight, this.now);
+    for (let i = 0; i < this.states.length; i++) {
+      if (this.isRetired(i) && this.states[i]!.active === 0) {
+        this.states[i] = state;
+        this.retired &= ~(1 << i);
+        return i;
+      }
+    }
+    if (this.states.length >= MAX_BACKENDS) return undefined;
+    this.states.push(state);
+    return this.states.length - 1;
+  }
+
+  /** Backend `index` leaves the pool: no new connection goes to it; those it has finish. */
+  retire(index: number): void {
+    this.stateOf(index);
+    this.retired |= 1 << index;
   }
 
   /** Clients remembered for affinity (0 when affinity is off). */
@@ -210,10 +262,12 @@ export class BackendPool {
     // Affinity applies to a client's first attempt; a retry means its backend just failed.
     if (this.affinity !== undefined && tried === 0) {
       const remembered = this.affinity.lookup(client, now);
-      if (remembered !== undefined && (states[remembered]?.downUntil ?? 0) <= now) {
+      if (remembered !== undefined && !this.isRetired(remembered) && (states[remembered]?.downUntil ?? 0) <= now) {
         return this.chosen(remembered, client, now);
       }
     }
+    // Retired backends count as tried: never picked, not even fail-open.
+    tried |= this.retired;
 
     let down = 0;
     let untried = 0;

@@ -3,19 +3,13 @@
  * files, or the files a pattern matches, in reading order.
  */
 import { readdirSync, realpathSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { join, resolve, sep } from "node:path";
+
+const WILDCARD = /[*?[]/;
 
 /** The files an include names, in reading order, or why it names none. */
 export function expandInclude(path: string): string[] | string {
-  const name = basename(path);
-  if (name.includes("*") || name.includes("?")) {
-    const directory = dirname(path);
-    const matcher = globMatcher(name);
-    // As glob(3): a pattern in a directory that does not exist matches nothing (a warning, not an error).
-    const entries = listDirectory(directory, true);
-    if (typeof entries === "string") return entries;
-    return entries.filter((entry) => matcher.test(entry)).map((entry) => join(directory, entry));
-  }
+  if (WILDCARD.test(path)) return globFiles(path);
   let stats;
   try {
     stats = statSync(path);
@@ -28,22 +22,34 @@ export function expandInclude(path: string): string[] | string {
   return entries.filter((entry) => entry.endsWith(".conf")).map((entry) => join(path, entry));
 }
 
-/** Regular files of a directory, sorted by name; a reason when it cannot be listed (none when `missingIsEmpty` and it does not exist). */
-function listDirectory(directory: string, missingIsEmpty = false): string[] | string {
+/**
+ * The files an absolute pattern matches (`*`, `?`, `[...]` in any part, as
+ * glob(3)), sorted by path. The walk starts at the deepest directory without
+ * a wildcard; one that does not exist matches nothing (a warning, not an error).
+ */
+function globFiles(path: string): string[] {
+  const parts = path.split(sep);
+  const fixed = parts.findIndex((part) => WILDCARD.test(part));
+  const root = parts.slice(0, fixed).join(sep) || sep;
+  const pattern = parts.slice(fixed).join("/");
+  try {
+    if (!statSync(root).isDirectory()) return [];
+  } catch {
+    return [];
+  }
+  return [...new Bun.Glob(pattern).scanSync({ cwd: root, absolute: true, onlyFiles: true, followSymlinks: true })].sort();
+}
+
+/** Regular files of a directory, sorted by name; a reason when it cannot be listed. */
+function listDirectory(directory: string): string[] | string {
   try {
     return readdirSync(directory, { withFileTypes: true })
       .filter((entry) => entry.isFile() || entry.isSymbolicLink())
       .map((entry) => entry.name)
       .sort();
   } catch (error) {
-    if (missingIsEmpty && error instanceof Error && "code" in error && error.code === "ENOENT") return [];
     return `cannot list ${directory}: ${error instanceof Error ? error.message : String(error)}`;
   }
-}
-
-function globMatcher(pattern: string): RegExp {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp(`^${source}$`);
 }
 
 /** Identity of a file for cycle detection: symlinks and `..` resolved where possible. */

@@ -24,7 +24,11 @@ import { compileAccessRule } from "./validate.ts";
 /** As rinetd-uv: deeper nesting is taken for a mistake. */
 const MAX_INCLUDE_DEPTH = 10;
 
-/** One whitespace-separated word of a line; a `[...]` group is one token even with spaces inside. */
+/**
+ * One whitespace-separated word of a line; a `[...]` group is one token even
+ * with spaces inside, and so is a double-quoted string (a path with spaces),
+ * whose text is given without its quotes.
+ */
 interface Token {
   text: string;
   bracketed: boolean;
@@ -73,8 +77,7 @@ function parseText(state: ConfState, text: string): void {
 }
 
 function parseLine(state: ConfState, rawLine: string, line: number): void {
-  const hash = rawLine.indexOf("#");
-  const content = hash === -1 ? rawLine : rawLine.slice(0, hash);
+  const content = withoutComment(rawLine);
   const tokens = tokenize(content);
   if (typeof tokens === "string") {
     state.issues.error(line, tokens);
@@ -101,6 +104,30 @@ function parseLine(state: ConfState, rawLine: string, line: number): void {
   parseForwardingLine(state, tokens, line);
 }
 
+/** The line up to its `#` comment; a `#` inside double quotes is part of the string. */
+function withoutComment(line: string): string {
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i];
+    if (char === "\\" && quoted) i++;
+    else if (char === '"') quoted = !quoted;
+    else if (char === "#" && !quoted) return line.slice(0, i);
+  }
+  return line;
+}
+
+/** A double-quoted string starting at `open`: its text (`\"` and `\\` unescaped) and the index after it; undefined when unclosed. */
+function quotedString(content: string, open: number): { text: string; end: number } | undefined {
+  let text = "";
+  for (let i = open + 1; i < content.length; i++) {
+    const char = content[i] ?? "";
+    if (char === '"') return { text, end: i + 1 };
+    if (char === "\\" && i + 1 < content.length) text += content[++i];
+    else text += char;
+  }
+  return undefined;
+}
+
 /**
  * Split on spaces and tabs. A `[` opens a group that runs to its matching `]`,
  * spaces included, so `[ timeout = 30 ]` is one token and `[::1]:80,[::2]:80`
@@ -115,6 +142,13 @@ function tokenize(content: string): Token[] | string {
       continue;
     }
     const start = i;
+    if (content[i] === '"') {
+      const quoted = quotedString(content, i);
+      if (quoted === undefined) return `unclosed '"' in '${content.slice(i).trim()}'`;
+      tokens.push({ text: quoted.text, bracketed: false });
+      i = quoted.end;
+      continue;
+    }
     while (i < content.length && !/\s/.test(content[i] ?? "")) {
       // Two option groups written together, `[a=1][b=2]`, are two tokens.
       if (content[i] === "[" && i > start && content[start] === "[" && matchingBracket(content, start) === i - 1) break;
@@ -201,8 +235,9 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
     state.issues.error(line, `${keyword} takes one ${what} (${keyword} ${form}), found ${args.length} argument${args.length === 1 ? "" : "s"}`);
     return;
   }
-  report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text)));
-  if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
+  const reason = spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text));
+  if (reason !== undefined) state.issues.error(line, reason);
+  else if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
 }
 
 function report(state: ConfState, line: number, reason: string | undefined): void {
@@ -297,7 +332,8 @@ function includeFile(state: ConfState, file: string, line: number): void {
     return;
   }
   if (state.includeChain.length > MAX_INCLUDE_DEPTH) {
-    state.issues.error(line, `include ${file}: more than ${MAX_INCLUDE_DEPTH} levels of nested includes`);
+    const chain = [...state.includeChain, real].join(" -> ");
+    state.issues.error(line, `include ${file}: more than ${MAX_INCLUDE_DEPTH} levels of nested includes: ${chain}`);
     return;
   }
   let text: string;

@@ -62,15 +62,24 @@ function logFormat(format: LogFormat) {
   };
 }
 
-/** A tuning setting of rinetd-uv that oi has no use for: checked for type, then reported. */
-function noEffect(conf: string, yaml: string, type: GlobalValueType, why: string): GlobalSpec {
-  return { conf: [conf], yaml, type, apply: () => undefined, noEffect: why };
+/**
+ * A tuning setting of rinetd-uv that oi has no use for: checked against
+ * rinetd-uv's range (so a config rinetd-uv refuses is refused here too),
+ * then reported.
+ */
+function noEffect(conf: string, yaml: string, min: number, max: number, why: string): GlobalSpec {
+  return { conf: [conf], yaml, type: "integer", apply: bounded(conf, min, max, () => undefined), noEffect: why };
 }
 
 function status(target: GlobalTarget) {
   target.config.status ??= { path: "", interval: 30, format: "json" };
   return target.config.status;
 }
+
+/** rinetd-uv's range for buffersize. */
+const MIN_BUFFER_SIZE = 1024;
+const MAX_BUFFER_SIZE = 1_048_576;
+const NO_POOL = "oi keeps no pool of buffers: each chunk Bun reads is forwarded and then left to the garbage collector";
 
 export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
   {
@@ -151,7 +160,8 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "dns_multi_ip_expand",
     type: "switch",
     apply: (target, value) => {
-      target.defaults.dnsSpread = value === true;
+      if (typeof value !== "boolean") return `dns-multi-ip-expand must be on or off, got '${String(value)}'`;
+      target.defaults.dnsSpread = value;
       return undefined;
     },
   },
@@ -214,11 +224,18 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
       return undefined;
     },
   },
-  noEffect("buffersize", "buffer_size", "integer", "Bun reads into its own buffers and oi keeps each chunk as read"),
-  noEffect("pool-min-free", "pool_min_free", "integer", "oi has no buffer pool to size"),
-  noEffect("pool-max-free", "pool_max_free", "integer", "oi has no buffer pool to size"),
-  noEffect("pool-trim-delay", "pool_trim_delay", "integer", "oi has no buffer pool to size"),
-  noEffect("listen-backlog", "listen_backlog", "integer", "Bun does not let oi set the listen backlog"),
+  {
+    conf: ["buffersize", "buffer_size"],
+    toml: "buffer_size",
+    yaml: "buffer_size",
+    type: "integer",
+    // Bun reads TCP into buffers of its own; what a buffer bounds in oi is the datagram size (see ForwardRule.bufferSize).
+    apply: bounded("buffersize", MIN_BUFFER_SIZE, MAX_BUFFER_SIZE, (target, value) => (target.defaults.bufferSize = value)),
+  },
+  noEffect("pool-min-free", "pool_min_free", 0, 10_000, NO_POOL),
+  noEffect("pool-max-free", "pool_max_free", 1, 100_000, NO_POOL),
+  noEffect("pool-trim-delay", "pool_trim_delay", 100, 300_000, NO_POOL),
+  noEffect("listen-backlog", "listen_backlog", 1, 65_535, "Bun listens with a backlog of its own (512) and does not let oi change it"),
 ];
 
 /** Look a setting up by its .conf directive name. */

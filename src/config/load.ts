@@ -10,7 +10,7 @@ import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { parseToml } from "./toml.ts";
-import { findDuplicateBinds, findMisplacedOptions } from "./validate.ts";
+import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
 
 const PARSERS: Record<ConfigFormat, (text: string, file: string) => ParseResult> = { conf: parseConf, toml: parseToml, yaml: parseYaml };
@@ -35,11 +35,13 @@ export function loadConfigText(text: string, file: string): LoadResult {
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
   const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
-  const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules), ...findMisplacedOptions(rules)]);
+  // YAML rules have names (and a rule may span several lines): reasons about a rule name it.
+  const label: RuleLabel = parsed.config.format === "yaml" ? (rule) => `rule '${rule.name}': ` : () => "";
+  const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules, label), ...findMisplacedOptions(rules, label)]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,
-    warnings: inReadingOrder(parsed.files, parsed.warnings),
+    warnings: inReadingOrder(parsed.files, [...parsed.warnings, ...findIneffectiveOptions(rules, label)]),
   };
 }
 

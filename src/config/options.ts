@@ -7,6 +7,7 @@
  */
 import type { Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleOptions } from "../types.ts";
 import {
+  DEFAULT_BUFFER_SIZE,
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_DNS_REFRESH_SECONDS,
   DEFAULT_MAX_UDP_SESSIONS,
@@ -39,7 +40,10 @@ export interface OptionSpec {
 }
 
 /** Rule options whose default a global setting may change (rinetd-uv's global options). */
-export type RuleDefaults = Pick<RuleOptions, "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive">;
+export type RuleDefaults = Pick<
+  RuleOptions,
+  "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive" | "bufferSize"
+>;
 
 /** Seconds of silence before the first keepalive probe when it is just switched on (rinetd-uv's). */
 export const DEFAULT_KEEPALIVE_SECONDS = 60;
@@ -64,12 +68,13 @@ export function defaultRuleOptions(): RuleOptions {
     maxSessions: DEFAULT_MAX_UDP_SESSIONS,
     framing: "none",
     maxDatagram: MAX_UDP_PAYLOAD,
+    bufferSize: DEFAULT_BUFFER_SIZE,
     proxyProtocol: undefined,
     acceptProxy: false,
     keepalive: undefined,
     socketMode: undefined,
     dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
-    dnsFamily: "any",
+    dnsFamily: "ipv4",
     dnsSpread: false,
     balance: { ...BALANCE_DEFAULTS },
   };
@@ -279,5 +284,6 @@ export function defaultRuleDefaults(): RuleDefaults {
     dnsFamily: options.dnsFamily,
     dnsSpread: options.dnsSpread,
     keepalive: options.keepalive,
+    bufferSize: options.bufferSize,
   };
 }

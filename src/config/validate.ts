@@ -75,10 +75,13 @@ export function checkUdpTimeout(value: number, written: string = String(value)):
   return ok(value);
 }
 
+/** rinetd-uv's upper bound for connect-timeout: a day. */
+const MAX_CONNECT_TIMEOUT = 86_400;
+
 /** Seconds; 0 means no timer of oi's own (the kernel's connect timeout applies, as in rinetd-uv). */
 export function checkConnectTimeout(value: number, written: string = String(value)): Checked<number> {
-  if (!Number.isFinite(value) || value < 0) {
-    return invalid(`connect_timeout must be a number of seconds (0 for the system's own timeout), got '${written}'`);
+  if (!Number.isFinite(value) || value < 0 || value > MAX_CONNECT_TIMEOUT) {
+    return invalid(`connect_timeout must be a number of seconds from 0 (the system's own timeout) to ${MAX_CONNECT_TIMEOUT}, got '${written}'`);
   }
   return ok(value);
 }
@@ -121,12 +124,16 @@ export function compileAccessRule(kind: "allow" | "deny", text: string, at: Sour
   return ok({ kind, pattern, at });
 }
 
+/** What starts a reason about a whole rule: "" where the line says enough (.conf), `rule 'NAME': ` in YAML. */
+export type RuleLabel = (rule: ForwardRule) => string;
+const NO_LABEL: RuleLabel = () => "";
+
 /**
  * Two rules may not listen on the same address, port and transport. IP
  * literals are compared by bytes (`::` is `0::0`), host names without case.
  * The error goes on the later rule and names the earlier one's line.
  */
-export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
+export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
   const firstByBind = new Map<string, ForwardRule>();
   const issues: ConfigIssue[] = [];
   for (const rule of rules) {
@@ -139,7 +146,7 @@ export function findDuplicateBinds(rules: ForwardRule[]): ConfigIssue[] {
     issues.push({
       file: rule.at.file,
       line: rule.at.line,
-      reason: `duplicate bind: ${formatEndpoint(rule.bind)} is already bound by the rule ${
+      reason: `${label(rule)}duplicate bind: ${formatEndpoint(rule.bind)} is already bound by the rule ${
         first.at.file === rule.at.file ? `on line ${first.at.line}` : `at ${first.at.file}:${first.at.line}`
       }`,
     });
@@ -155,10 +162,10 @@ export function bindKey(endpoint: Endpoint): string {
 }
 
 /** Options that only make sense for some kinds of rule, used on another; backends of mixed kinds. */
-export function findMisplacedOptions(rules: ForwardRule[]): ConfigIssue[] {
+export function findMisplacedOptions(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const rule of rules) {
-    const report = (reason: string) => issues.push({ file: rule.at.file, line: rule.at.line, reason });
+    const report = (reason: string) => issues.push({ file: rule.at.file, line: rule.at.line, reason: label(rule) + reason });
     const kinds = new Set(rule.backends.map((backend) => (backend.endpoint.transport === "udp" ? "datagram" : "stream")));
     if (kinds.size > 1) report("backends of one rule must all be UDP, or all TCP or unix sockets");
     if (rule.framing !== "none" && rule.mode !== "udptotcp" && rule.mode !== "tcptoudp") {
@@ -170,8 +177,26 @@ export function findMisplacedOptions(rules: ForwardRule[]): ConfigIssue[] {
     }
     if (rule.socketMode !== undefined && rule.bind.transport !== "unix") report("mode applies to rules listening on a unix socket only");
     if (rule.bind.transport === "unix" && rule.mode !== "tcp") report("a unix socket listener forwards streams: its backends must be TCP or unix sockets");
+    if (rule.bind.transport === "udp" && rule.backends.some((backend) => backend.endpoint.transport === "unix")) {
+      report("UDP cannot be forwarded to a unix socket: unix sockets carry streams (forward TCP to it)");
+    }
     if (rule.balance.probeInterval !== undefined && rule.backends.some((backend) => backend.endpoint.transport === "udp")) {
       report("probe is a TCP connect: it applies to TCP and unix socket backends only");
+    }
+  }
+  return issues;
+}
+
+/** Settings that are valid but do nothing where they stand: warnings, not errors. */
+export function findIneffectiveOptions(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const rule of rules) {
+    if (rule.socketMode !== undefined && rule.bind.transport === "unix" && rule.bind.host.startsWith("@")) {
+      issues.push({
+        file: rule.at.file,
+        line: rule.at.line,
+        reason: `${label(rule)}mode has no effect on the abstract socket unix:${rule.bind.host}: it has no file (any process in this network namespace may connect)`,
+      });
     }
   }
   return issues;

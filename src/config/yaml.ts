@@ -156,9 +156,16 @@ function readRoot(context: YamlContext, root: Table, config: Config): void {
   const names = new Map<string, number>();
   rules.forEach((rule: unknown, index) => {
     const path = `rules[${index}]`;
-    if (isTable(rule)) readRule(context, rule, path, { config, defaults, names });
+    if (isTable(rule)) readRule(ruleContext(context, rule, path), rule, path, { config, defaults, names });
     else context.issues.error(context.lines.lineOf(path), `${path} must be a mapping (name, bind, connect, ...), got ${typeName(rule)}`);
   });
+}
+
+/** Problems inside a rule name it: by its `name` when it has a usable one, else by its position. */
+function ruleContext(context: YamlContext, rule: Table, path: string): YamlContext {
+  const name = typeof rule.name === "string" && rule.name.trim() !== "" ? rule.name : undefined;
+  const issues = name === undefined ? context.issues.withPrefix(`${path}: `, path) : context.issues.withPrefix(`rule '${name}': `);
+  return { ...context, issues };
 }
 
 /** Reject unknown keys; `include`, rinetd-uv's .conf directive, gets its own reason. */

@@ -110,7 +110,8 @@ const listenHandlers: udp.SocketHandler<"uint8array"> = {
   data(socket, datagram, port, address, flags) {
     const owner = (socket as ListenSocket).owner;
     if (owner === undefined) return;
-    if (flags.truncated) {
+    // buffersize (rinetd-uv's): a datagram longer than the buffer would not have been read whole.
+    if (flags.truncated || datagram.length > owner.rule.bufferSize) {
       owner.counters.droppedDatagrams++;
       return;
     }

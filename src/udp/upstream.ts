@@ -245,6 +245,8 @@ export class UdpLeg implements UdpLink {
       this.recent.clear();
       this.plan.opened();
     }
+    // buffersize, as for clients' datagrams: a reply longer than the buffer is dropped, not cut.
+    if (datagram.length > this.plan.backends.rule.bufferSize) return;
     this.owner.fromBackend(datagram);
   }
 
