@@ -10,7 +10,7 @@
 import { consola } from "consola";
 import { BackendPool, type BackendStatus } from "./balance/pool.ts";
 import { HealthProber, type ProbeAddress } from "./balance/probe.ts";
-import { Resolver } from "./dns.ts";
+import { isAddressLiteral, Resolver } from "./dns.ts";
 import { bunUnixPath, formatTarget } from "./endpoint.ts";
 import type { Backend, ForwardRule } from "./types.ts";
 
@@ -69,6 +69,8 @@ export class RuleBackends {
       ...(rule.dnsFamily === "any" ? {} : { family: rule.dnsFamily === "ipv4" ? 4 : 6 }),
       onFailure: (host, error) => consola.warn(`rule ${rule.name}: ${host} does not resolve (${error}); using its last known addresses`),
       onRecovery: (host) => consola.info(`rule ${rule.name}: ${host} resolves again`),
+      onResolved: (host, addresses, keptSeconds) =>
+        consola.debug(`rule ${rule.name}: DNS ${host} -> ${addresses.join(", ")} (kept ${Math.round(keptSeconds)}s)`),
     });
     this.rotation = rule.backends.map(() => 0);
     const interval = balance.probeInterval;
@@ -107,7 +109,10 @@ export class RuleBackends {
   /** A connect to `host` failed: its cached addresses may be stale. */
   invalidate(index: number): void {
     const backend = this.rule.backends[index];
-    if (backend !== undefined && backend.endpoint.transport !== "unix") this.resolver.invalidate(backend.endpoint.host);
+    if (backend === undefined || backend.endpoint.transport === "unix") return;
+    const { host } = backend.endpoint;
+    if (!isAddressLiteral(host)) consola.debug(`rule ${this.rule.name}: connect to ${backend.name} failed; ${host} will be looked up again`);
+    this.resolver.invalidate(host);
   }
 
   /** dnsSpread: the offset the next connection to backend `index` starts at. */
