@@ -168,7 +168,8 @@ export class Daemon {
     const deadline = Date.now() + this.options.graceSeconds * 1000;
     while (this.server.active > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     const left = this.server.active;
-    if (left > 0) consola.warn(`grace period over: closing ${left} connection(s)`);
+    // The grace period doing its job (UDP sessions end only by going idle): not a fault.
+    if (left > 0) consola.info(`grace period over: closing ${left} connection(s)`);
     await this.exitNow();
   }
 
@@ -176,6 +177,7 @@ export class Daemon {
     this.server.closeAll();
     // Connections closed just now log their end: give those lines their chance too.
     await this.releaseFiles();
+    consoleLog.drops.notice();
     await consoleLog.flush(LOG_FLUSH_MS);
     process.exit(0);
   }

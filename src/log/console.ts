@@ -50,7 +50,9 @@ export class LogDrops {
     this.timer.unref();
   }
 
-  private notice(): void {
+  /** Tell of the lines dropped since the last notice, now (also called at exit, for the last ones). */
+  notice(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.lastNoticeAt = Date.now();
     const parts: string[] = [];
