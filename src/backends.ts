@@ -108,6 +108,8 @@ export class RuleBackends {
       ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
       onFailure: (host, error) => consola.warn(`rule ${rule.name}: ${host} does not resolve (${error}); using its last known addresses`),
       onRecovery: (host) => consola.info(`rule ${rule.name}: ${host} resolves again`),
+      onResolved: (host, addresses, keptSeconds) =>
+        consola.debug(`rule ${rule.name}: DNS ${host} -> ${addresses.join(", ")} (kept ${Math.round(keptSeconds)}s)`),
     });
     this.slots = rule.backends.map((record, backend) => ({ backend, record, address: undefined, ordinal: 0 }));
     this.expanded = rule.dnsSpread
@@ -171,7 +173,9 @@ export class RuleBackends {
   invalidate(index: number): void {
     const slot = this.slots[index];
     if (slot === undefined || slot.record.endpoint.transport === "unix") return;
-    this.resolver.invalidate(slot.record.endpoint.host);
+    const { host } = slot.record.endpoint;
+    if (!isAddressLiteral(host)) consola.debug(`rule ${this.rule.name}: connect to ${slot.record.name} failed; ${host} will be looked up again`);
+    this.resolver.invalidate(host);
     // An expanded address that reached the failure threshold: is it still in DNS? (rinetd-uv asks at once.)
     if (slot.address !== undefined && this.pool.backends[index]?.consecutiveFailures === this.rule.balance.healthThreshold) {
       void this.expand(slot.backend);

@@ -1,19 +1,28 @@
 #!/usr/bin/env bun
 /**
  * @module The `oi` command line: `oi -c FILE` forwards, `oi check -c FILE`
- * validates. Flags follow rinetd's (`-c`, `-f`) so its command lines work
- * unchanged.
+ * validates. The flags of rinetd and rinetd-uv (`-f`, `-c FILE`, `-d`, `-h`,
+ * `-v`) and of oxidinetd (`--config`, `--verbose`, `-V`) all work. The one
+ * clash is `-v`: version for rinetd and rinetd-uv, verbose for oxidinetd.
+ * oxidinetd refuses to run without `-c`, so `-v` on its own can only be a
+ * rinetd user asking for the version; with other arguments it is verbose.
  */
 import { existsSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
+import { consoleLog } from "./log/console.ts";
 import pkg from "../package.json" with { type: "json" };
 import { findUnresolvedNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
 
-/** Looked for in this order when no `-c` is given; the second is rinetd's own default. */
-const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd.conf"];
+/** Looked for in this order when no `-c` is given: oi's own, then rinetd-uv's (in its order), then rinetd's. */
+const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd-uv.yml", "/etc/rinetd-uv.conf", "/etc/rinetd.conf"];
+/** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
+const VERSION_FLAGS = ["-v", "-V", "--version"];
+/** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
+const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--help"]);
+const KNOWN_SHORT = "cfvdh";
 const DEFAULT_GRACE_SECONDS = 10;
 
 const configArg = {
@@ -69,7 +78,16 @@ export const main = defineCommand({
       alias: "f",
       description: "Accepted for rinetd compatibility; oi always runs in the foreground",
     },
-    verbose: { type: "boolean", alias: "v", description: "Log every connection on the console" },
+    verbose: {
+      type: "boolean",
+      alias: "v",
+      description: "Log every connection on the console (as oxidinetd's -v; '-v' alone prints the version, as rinetd's)",
+    },
+    debug: {
+      type: "boolean",
+      alias: "d",
+      description: "Debug logging, as rinetd-uv's -d: DNS look-ups and refreshes, failed connects that trigger a new look-up",
+    },
     grace: {
       type: "string",
       description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
@@ -80,6 +98,7 @@ export const main = defineCommand({
   async run({ args }) {
     // citty runs the parent after a subcommand: `oi check` has already done its work.
     if (args._.length > 0) return;
+    if (args.debug === true) consola.level = LogLevels.debug;
     await Daemon.start({
       configPath: resolveConfigPath(args.config),
       verbose: args.verbose === true,
@@ -89,10 +108,36 @@ export const main = defineCommand({
   },
 });
 
+/** The first argument that is no option of oi's (`--bogus`, `-x`), if any. */
+function unknownOption(rawArgs: string[]): string | undefined {
+  return rawArgs.find((arg) => {
+    if (!arg.startsWith("-") || arg === "-") return false;
+    if (arg.startsWith("--")) return !KNOWN_OPTIONS.has(arg.split("=")[0]!);
+    // -fv, -fc FILE: short flags may be grouped, as getopt allows.
+    return [...arg.slice(1)].some((flag) => !KNOWN_SHORT.includes(flag));
+  });
+}
+
 /** Run the command line on this process's arguments. */
 export function runCli(): void {
-  // consola goes quiet when NODE_ENV=test or CI is set; a daemon's log must not depend on that.
-  consola.level = LogLevels.info;
+  consoleLog.install(false);
+  const rawArgs = process.argv.slice(2);
+  if (rawArgs.length === 1 && VERSION_FLAGS.includes(rawArgs[0]!)) {
+    process.stdout.write(`${pkg.version}\n`);
+    return;
+  }
+  const unknown = unknownOption(rawArgs);
+  if (unknown !== undefined) {
+    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] | oi check [-c FILE] | oi -h | oi -v\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const config = rawArgs.findIndex((arg) => arg === "-c" || arg === "--config");
+  if (config !== -1 && (rawArgs[config + 1] === undefined || rawArgs[config + 1]!.startsWith("-"))) {
+    process.stderr.write(`oi: ${rawArgs[config]} needs a FILE\n`);
+    process.exitCode = 1;
+    return;
+  }
   void runMain(main);
 }
 

@@ -12,6 +12,7 @@ import { formatIssue } from "./config/describe.ts";
 import { loadConfig } from "./config/load.ts";
 import { consoleSessionEvents } from "./connection-log.ts";
 import { Admission } from "./limits.ts";
+import { consoleLog } from "./log/console.ts";
 import { LogFile } from "./log/log-file.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
@@ -30,6 +31,8 @@ export interface DaemonOptions {
 
 /** How often a shutdown looks whether the last connection has ended. */
 const DRAIN_POLL_MS = 100;
+/** At exit, how long the log file and the console get to take their last lines. */
+const LOG_FLUSH_MS = 1000;
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -69,6 +72,8 @@ export class Daemon {
   private metricsServer: HttpServer<undefined> | undefined;
   private readonly status: StatusReporter;
   private stopping = false;
+  /** Holds the process up while no rule listens (rinetd waits for a SIGHUP that brings rules). */
+  private readonly keepAlive = setInterval(() => {}, 1 << 30);
 
   private constructor(
     config: Config,
@@ -78,7 +83,9 @@ export class Daemon {
     this.admission = new Admission(config.maxConnections);
     this.metrics = new Metrics(options.version, {
       forwarders: () => [...this.server.running, ...this.server.draining],
+      listening: () => this.server.running.length,
       backends: () => this.server.backends.all,
+      logDrops: () => consoleLog.drops.counts,
     });
     this.server = new Server(fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]), this.admission);
     this.status = new StatusReporter(this.metrics);
@@ -89,6 +96,7 @@ export class Daemon {
     const config = await loadReporting(options.configPath);
     if (config === undefined) {
       consola.error(`${options.configPath}: not started`);
+      await consoleLog.flush(LOG_FLUSH_MS);
       process.exit(1);
     }
     const daemon = new Daemon(config, options);
@@ -100,7 +108,8 @@ export class Daemon {
       daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {
       consola.error(errorText(error));
-      daemon.releaseFiles();
+      await daemon.releaseFiles();
+      await consoleLog.flush(LOG_FLUSH_MS);
       process.exit(1);
     }
     daemon.handleSignals();
@@ -146,7 +155,7 @@ export class Daemon {
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
       consola.warn(`${signal} again: exiting now`);
-      this.exitNow();
+      await this.exitNow();
     }
     this.stopping = true;
     this.server.stopAccepting();
@@ -159,13 +168,17 @@ export class Daemon {
     const deadline = Date.now() + this.options.graceSeconds * 1000;
     while (this.server.active > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     const left = this.server.active;
-    if (left > 0) consola.warn(`grace period over: closing ${left} connection(s)`);
-    this.exitNow();
+    // The grace period doing its job (UDP sessions end only by going idle): not a fault.
+    if (left > 0) consola.info(`grace period over: closing ${left} connection(s)`);
+    await this.exitNow();
   }
 
-  private exitNow(): never {
+  private async exitNow(): Promise<never> {
     this.server.closeAll();
-    this.releaseFiles();
+    // Connections closed just now log their end: give those lines their chance too.
+    await this.releaseFiles();
+    consoleLog.drops.notice();
+    await consoleLog.flush(LOG_FLUSH_MS);
     process.exit(0);
   }
 
@@ -177,17 +190,23 @@ export class Daemon {
     process.on("SIGINT", () => void this.shutdown("SIGINT"));
   }
 
-  private releaseFiles(): void {
-    this.logSlot.file?.close();
+  private async releaseFiles(): Promise<void> {
+    clearInterval(this.keepAlive);
+    const logFile = this.logSlot.file;
     this.logSlot.file = undefined;
     this.pidFile?.remove();
     this.pidFile = undefined;
+    await logFile?.close(LOG_FLUSH_MS);
+  }
+
+  private newLogFile(path: string, format: Config["logFormat"]): LogFile {
+    return new LogFile(path, format, (lines) => consoleLog.drops.add("logfile", lines));
   }
 
   private openLogFile(config: Config): void {
     if (config.logFile === undefined) return;
     try {
-      this.logSlot.file = new LogFile(config.logFile, config.logFormat);
+      this.logSlot.file = this.newLogFile(config.logFile, config.logFormat);
     } catch (error) {
       throw new Error(`${config.file}: cannot open log file ${config.logFile}: ${errorText(error)}`);
     }
@@ -210,8 +229,8 @@ export class Daemon {
       return;
     }
     try {
-      const next = config.logFile === undefined ? undefined : new LogFile(config.logFile, config.logFormat);
-      current?.close();
+      const next = config.logFile === undefined ? undefined : this.newLogFile(config.logFile, config.logFormat);
+      void current?.close(LOG_FLUSH_MS);
       this.logSlot.file = next;
     } catch (error) {
       consola.error(`cannot open log file ${config.logFile}: ${errorText(error)}; still logging to ${current?.path ?? "nowhere"}`);

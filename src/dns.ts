@@ -48,6 +48,8 @@ export interface ResolverOptions {
   onFailure?: (host: string, error: string) => void;
   /** A name that had failed resolves again. */
   onRecovery?: (host: string) => void;
+  /** A lookup answered: the addresses kept, and for how long (seconds). For `-d` debug lines. */
+  onResolved?: (host: string, addresses: readonly string[], keptSeconds: number) => void;
 }
 
 /** A failed lookup with no earlier answer to fall back on. */
@@ -102,6 +104,7 @@ export class Resolver {
   private readonly now: () => number;
   private readonly onFailure: ResolverOptions["onFailure"];
   private readonly onRecovery: ResolverOptions["onRecovery"];
+  private readonly onResolved: ResolverOptions["onResolved"];
 
   constructor(options: ResolverOptions) {
     if (!(options.maxTtlSeconds >= 0)) throw new RangeError(`DNS refresh must be >= 0 seconds, not ${options.maxTtlSeconds}`);
@@ -112,6 +115,7 @@ export class Resolver {
     this.now = options.now ?? (() => performance.now());
     this.onFailure = options.onFailure;
     this.onRecovery = options.onRecovery;
+    this.onResolved = options.onResolved;
   }
 
   /**
@@ -172,7 +176,9 @@ export class Resolver {
       return this.failedLookup(host, entry, reason);
     }
     entry.addresses = Object.freeze(addresses);
-    entry.expiresAt = this.now() + Math.min(ttlSeconds * 1000, this.maxTtlMs);
+    const keptMs = Math.min(ttlSeconds * 1000, this.maxTtlMs);
+    entry.expiresAt = this.now() + keptMs;
+    this.onResolved?.(host, entry.addresses, keptMs / 1000);
     if (entry.failing) {
       entry.failing = false;
       this.onRecovery?.(host);

@@ -12,8 +12,9 @@ import type { RuleBackends } from "./backends.ts";
 import type { Forwarder } from "./forwarder.ts";
 import { formatHostPort } from "./ip.ts";
 import { descriptorLimit, openDescriptors } from "./limits.ts";
+import type { LogSink } from "./log/console.ts";
 import type { SessionEvents, SessionRecord } from "./session.ts";
-import type { ForwardRule, MetricsAddress, RuleMode } from "./types.ts";
+import type { ForwardRule, MetricsAddress, RuleMode, Transport } from "./types.ts";
 
 /** One rule's counters (by rule name), kept for the life of the process, also after a reload removes the rule. */
 class RuleCounters {
@@ -26,7 +27,8 @@ class RuleCounters {
   constructor(
     readonly name: string,
     public mode: RuleMode,
-    public udp: boolean,
+    /** What the rule listens on: the status file counts TCP, UDP and unix socket rules apart. */
+    public transport: Transport,
   ) {}
 }
 
@@ -43,8 +45,8 @@ export interface BackendSnapshot {
 export interface RuleSnapshot {
   name: string;
   mode: RuleMode;
-  /** Rules listening on UDP count sessions rather than connections. */
-  udp: boolean;
+  /** What the rule listens on; rules listening on UDP count sessions rather than connections. */
+  transport: Transport;
   algorithm: string | undefined;
   active: number;
   total: number;
@@ -61,13 +63,20 @@ export interface Snapshot {
   startedAt: number;
   now: number;
   reloads: number;
+  /** Listeners open now. */
+  servers: number;
   rules: RuleSnapshot[];
+  /** Log lines dropped because their output could not keep up, per sink. */
+  logDrops: Readonly<Record<LogSink, number>>;
 }
 
 /** What the views need from the rest of oi, asked for each time a view is made. */
 export interface MetricsSources {
   forwarders(): Forwarder[];
+  /** How many of the forwarders are listening (the others drain after a reload). */
+  listening(): number;
   backends(): RuleBackends[];
+  logDrops(): Readonly<Record<LogSink, number>>;
 }
 
 export class Metrics implements SessionEvents {
@@ -121,7 +130,7 @@ export class Metrics implements SessionEvents {
       return {
         name: counters.name,
         mode: counters.mode,
-        udp: counters.udp,
+        transport: counters.transport,
         algorithm: backends === undefined || backends.rule.backends.length < 2 ? undefined : backends.rule.balance.algorithm,
         active: active.get(counters.name) ?? 0,
         total: counters.connections,
@@ -141,12 +150,20 @@ export class Metrics implements SessionEvents {
         })),
       };
     });
-    return { version: this.version, startedAt: this.startedAt, now: Date.now(), reloads: this.reloads, rules };
+    return {
+      version: this.version,
+      startedAt: this.startedAt,
+      now: Date.now(),
+      reloads: this.reloads,
+      servers: this.sources.listening(),
+      rules,
+      logDrops: this.sources.logDrops(),
+    };
   }
 
   /** The Prometheus text exposition of every counter, plus process figures. */
   render(): string {
-    const { rules, version, startedAt } = this.snapshot();
+    const { rules, version, startedAt, logDrops } = this.snapshot();
     const out = new Exposition();
     out.family("oi_build_info", "gauge", "Version of oi.");
     out.sample("oi_build_info", { version }, 1);
@@ -169,7 +186,7 @@ export class Metrics implements SessionEvents {
     for (const rule of rules) {
       for (const [reason, count] of rule.errors) out.sample("oi_errors_total", { ...labels(rule), reason }, count);
     }
-    const udp = rules.filter((rule) => rule.udp);
+    const udp = rules.filter((rule) => rule.transport === "udp");
     perRule("oi_udp_sessions_total", "counter", "UDP sessions started, per UDP rule.", (rule) => rule.total, udp);
     perRule("oi_udp_sessions_active", "gauge", "UDP sessions open now, per UDP rule.", (rule) => rule.active, udp);
 
@@ -188,6 +205,9 @@ export class Metrics implements SessionEvents {
         out.sample("oi_backend_bytes_total", { rule: rule.name, backend: backend.name, direction: "out" }, backend.bytesOut);
       }
     }
+
+    out.family("oi_log_lines_dropped_total", "counter", "Log lines dropped because stdout, stderr or the log file could not keep up.");
+    for (const [sink, count] of Object.entries(logDrops)) out.sample("oi_log_lines_dropped_total", { sink }, count);
 
     const memory = process.memoryUsage();
     const cpu = process.cpuUsage();
@@ -212,13 +232,12 @@ export class Metrics implements SessionEvents {
 
   private countersOf(rule: ForwardRule): RuleCounters {
     let counters = this.rules.get(rule.name);
-    const udp = rule.bind.transport === "udp";
     if (counters === undefined) {
-      counters = new RuleCounters(rule.name, rule.mode, udp);
+      counters = new RuleCounters(rule.name, rule.mode, rule.bind.transport);
       this.rules.set(rule.name, counters);
     }
     counters.mode = rule.mode;
-    counters.udp = udp;
+    counters.transport = rule.bind.transport;
     return counters;
   }
 }

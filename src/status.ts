@@ -6,10 +6,11 @@
  * same snapshot as the metrics endpoint. Like rinetd-uv's, they name rules
  * and backends but carry no client addresses.
  */
-import { renameSync, writeFileSync } from "node:fs";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { consola } from "consola";
+import { isoSeconds } from "./log/console.ts";
 import type { Metrics, RuleSnapshot, Snapshot } from "./metrics.ts";
-import type { StatusFileOptions } from "./types.ts";
+import type { StatusFileOptions, Transport } from "./types.ts";
 
 function sum(rules: RuleSnapshot[], pick: (rule: RuleSnapshot) => number): number {
   let total = 0;
@@ -17,35 +18,66 @@ function sum(rules: RuleSnapshot[], pick: (rule: RuleSnapshot) => number): numbe
   return total;
 }
 
+/** Failed connects to backends: the status file's `errors.connect`, as `oi_backend_failures_total` counts them. */
 function connectFailures(rule: RuleSnapshot): number {
-  return (rule.errors.get("refused") ?? 0) + (rule.errors.get("timeout") ?? 0);
+  let total = 0;
+  for (const backend of rule.backends) total += backend.failures;
+  return total;
 }
 
-/** The JSON status document: rinetd-uv's layout, with oi's figures. */
+/** Connection counts, overall and by what the rule listens on. */
+interface ConnectionCounts {
+  active: number;
+  total: number;
+  byTransport: Record<Transport, { active: number; total: number }>;
+}
+
+function connectionCounts(rules: RuleSnapshot[]): ConnectionCounts {
+  const byTransport = { tcp: { active: 0, total: 0 }, udp: { active: 0, total: 0 }, unix: { active: 0, total: 0 } };
+  for (const rule of rules) {
+    byTransport[rule.transport].active += rule.active;
+    byTransport[rule.transport].total += rule.total;
+  }
+  return { active: sum(rules, (rule) => rule.active), total: sum(rules, (rule) => rule.total), byTransport };
+}
+
+/** rinetd-uv's three error counts: accept (here: clients refused by a limit), connect, denied. */
+function errorCounts(rules: RuleSnapshot[]): { accept: number; connect: number; denied: number; limited: number } {
+  const limited = sum(rules, (rule) => rule.limited);
+  return { accept: limited, connect: sum(rules, connectFailures), denied: sum(rules, (rule) => rule.denied), limited };
+}
+
+/**
+ * The JSON status document, in rinetd-uv's layout and key names (a script
+ * written for its status file reads this one). Beyond rinetd-uv: per rule
+ * `mode`, per backend `failures`, and `errors.limited`. rinetd-uv's
+ * `buffer_pool` is left out: oi has no buffer pool (Bun manages buffers).
+ */
 export function statusJson(snapshot: Snapshot): string {
   const { rules } = snapshot;
-  const udp = rules.filter((rule) => rule.udp);
-  const stream = rules.filter((rule) => !rule.udp);
+  const connections = connectionCounts(rules);
+  const { tcp, udp, unix } = connections.byTransport;
   return `${JSON.stringify(
     {
-      timestamp: new Date(snapshot.now).toISOString(),
+      timestamp: isoSeconds(new Date(snapshot.now)),
       version: snapshot.version,
       uptime_seconds: Math.round((snapshot.now - snapshot.startedAt) / 1000),
       config_reloads: snapshot.reloads,
+      // The counters are kept across reloads: they count from the start.
+      stats_since_reload: isoSeconds(new Date(snapshot.startedAt)),
       connections: {
-        active: sum(rules, (rule) => rule.active),
-        active_tcp: sum(stream, (rule) => rule.active),
-        active_udp: sum(udp, (rule) => rule.active),
-        total: sum(rules, (rule) => rule.total),
-        total_tcp: sum(stream, (rule) => rule.total),
-        total_udp: sum(udp, (rule) => rule.total),
+        active: connections.active,
+        active_tcp: tcp.active,
+        active_udp: udp.active,
+        active_unix: unix.active,
+        total: connections.total,
+        total_tcp: tcp.total,
+        total_udp: udp.total,
+        total_unix: unix.total,
       },
       traffic: { bytes_in: sum(rules, (rule) => rule.bytesIn), bytes_out: sum(rules, (rule) => rule.bytesOut) },
-      errors: {
-        connect: sum(rules, connectFailures),
-        denied: sum(rules, (rule) => rule.denied),
-        limited: sum(rules, (rule) => rule.limited),
-      },
+      errors: errorCounts(rules),
+      servers: snapshot.servers,
       rules: rules.map((rule) => ({
         name: rule.name,
         mode: rule.mode,
@@ -89,28 +121,38 @@ function uptime(snapshot: Snapshot): string {
   return `${hours}:${String(minutes).padStart(2, "0")}:${String(seconds % 60).padStart(2, "0")}`;
 }
 
-/** The human-readable status report. */
+function byTransport(counts: ConnectionCounts, pick: "active" | "total"): string {
+  const { tcp, udp, unix } = counts.byTransport;
+  return `${counts[pick]} (TCP: ${tcp[pick]}, UDP: ${udp[pick]}, Unix: ${unix[pick]})`;
+}
+
+/** The human-readable status report, laid out as rinetd-uv's. */
 export function statusText(snapshot: Snapshot): string {
   const { rules } = snapshot;
+  const connections = connectionCounts(rules);
+  const errors = errorCounts(rules);
   const lines = [
-    "oi status report",
-    `Updated: ${new Date(snapshot.now).toISOString()}`,
+    "oi Status Report",
+    `Updated: ${isoSeconds(new Date(snapshot.now)).slice(0, 19).replace("T", " ")}`,
     `Version: ${snapshot.version}`,
     `Uptime: ${uptime(snapshot)}`,
     `Config reloads: ${snapshot.reloads}`,
     "",
     "CONNECTIONS",
-    `Active: ${sum(rules, (rule) => rule.active)}`,
-    `Total: ${sum(rules, (rule) => rule.total)}`,
+    `Active: ${byTransport(connections, "active")}`,
+    `Total: ${byTransport(connections, "total")}`,
     "",
     "TRAFFIC",
     `Bytes in: ${humanBytes(sum(rules, (rule) => rule.bytesIn))}`,
     `Bytes out: ${humanBytes(sum(rules, (rule) => rule.bytesOut))}`,
     "",
     "ERRORS",
-    `Connect: ${sum(rules, connectFailures)}`,
-    `Denied: ${sum(rules, (rule) => rule.denied)}`,
-    `Limited: ${sum(rules, (rule) => rule.limited)}`,
+    `Accept: ${errors.accept}`,
+    `Connect: ${errors.connect}`,
+    `Denied: ${errors.denied}`,
+    "",
+    "SERVERS",
+    `Count: ${snapshot.servers}`,
     "",
     "RULES",
   ];
@@ -120,29 +162,37 @@ export function statusText(snapshot: Snapshot): string {
     if (rule.backends.length > 1) {
       lines.push("    Backends:");
       for (const backend of rule.backends) {
-        lines.push(`      ${backend.name}: ${backend.healthy ? "healthy" : "down"}, active=${backend.active}, total=${backend.total}, failures=${backend.failures}`);
+        lines.push(`      ${backend.name}: ${backend.healthy ? "healthy" : "unhealthy"}, active=${backend.active}, total=${backend.total}`);
       }
     }
   }
   return `${lines.join("\n")}\n`;
 }
 
-/** The periodic log line: `STATS: uptime=3600s conns=150/50000 traffic=1.0G/2.0G errors=15/100/0`. */
+/** The periodic log line, as rinetd-uv's: `STATS: uptime=3600s conns=150/50000 tcp=120/45000 udp=25/4500 unix=5/500 traffic=1.0G/2.0G errors=0/15/100`. */
 export function statsLine(snapshot: Snapshot): string {
   const { rules } = snapshot;
   const seconds = Math.round((snapshot.now - snapshot.startedAt) / 1000);
-  return `STATS: uptime=${seconds}s conns=${sum(rules, (rule) => rule.active)}/${sum(rules, (rule) => rule.total)} traffic=${humanBytes(
-    sum(rules, (rule) => rule.bytesIn),
-  )}/${humanBytes(sum(rules, (rule) => rule.bytesOut))} errors=${sum(rules, connectFailures)}/${sum(rules, (rule) => rule.denied)}/${sum(
-    rules,
-    (rule) => rule.limited,
-  )}`;
+  const connections = connectionCounts(rules);
+  const { tcp, udp, unix } = connections.byTransport;
+  const errors = errorCounts(rules);
+  return [
+    "STATS:",
+    `uptime=${seconds}s`,
+    `conns=${connections.active}/${connections.total}`,
+    `tcp=${tcp.active}/${tcp.total}`,
+    `udp=${udp.active}/${udp.total}`,
+    `unix=${unix.active}/${unix.total}`,
+    `traffic=${humanBytes(sum(rules, (rule) => rule.bytesIn))}/${humanBytes(sum(rules, (rule) => rule.bytesOut))}`,
+    `errors=${errors.accept}/${errors.connect}/${errors.denied}`,
+  ].join(" ");
 }
 
 /** Writes the status file now and then; replaced (timers restarted) on reload. */
 export class StatusReporter {
   private fileTimer: Timer | undefined;
   private logTimer: Timer | undefined;
+  private failing = false;
 
   constructor(private readonly metrics: Metrics) {}
 
@@ -166,6 +216,7 @@ export class StatusReporter {
     this.logTimer = undefined;
   }
 
+  /** Written aside in the same directory, then renamed over the old file: a reader sees the old or the new file, whole. */
   private writeFile(status: StatusFileOptions): void {
     const snapshot = this.metrics.snapshot();
     const text = status.format === "json" ? statusJson(snapshot) : statusText(snapshot);
@@ -174,7 +225,13 @@ export class StatusReporter {
       writeFileSync(temporary, text);
       renameSync(temporary, status.path);
     } catch (error) {
-      consola.warn(`cannot write status file ${status.path}: ${error instanceof Error ? error.message : String(error)}`);
+      rmSync(temporary, { force: true });
+      // Once per failing spell, not every interval.
+      if (!this.failing) consola.warn(`cannot write status file ${status.path}: ${error instanceof Error ? error.message : String(error)}`);
+      this.failing = true;
+      return;
     }
+    if (this.failing) consola.info(`status file ${status.path} written again`);
+    this.failing = false;
   }
 }
