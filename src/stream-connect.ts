@@ -21,7 +21,7 @@ function ignoreRejection(): void {}
 export function connectStream<Data>(target: DialTarget, data: Data, handlers: SocketHandler<Data>, allowHalfOpen: boolean): boolean {
   try {
     if (target.unix !== undefined) {
-      Bun.connect<Data>({ unix: target.unix, data, socket: handlers }).catch(ignoreRejection);
+      Bun.connect<Data>({ unix: target.unix, allowHalfOpen, data, socket: handlers }).catch(ignoreRejection);
       return true;
     }
     const options: Bun.TCPSocketConnectOptions<Data> & ConnectSourceOptions = {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Socket } from "bun";
 import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
 import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, Peer, withTimeout } from "./helpers/peers.ts";
+import { connectPeer, freePort, Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
@@ -57,6 +57,96 @@ async function connectUnix(path: string): Promise<Peer> {
   });
   return peer;
 }
+
+/** A unix socket backend that answers, after the client's FIN, with the hash of what it received. */
+function unixHasher(path: string) {
+  const listener = Bun.listen<{ hash: Bun.CryptoHasher; bytes: number }>({
+    unix: path,
+    allowHalfOpen: true,
+    socket: {
+      open(socket) {
+        socket.data = { hash: new Bun.CryptoHasher("sha256"), bytes: 0 };
+      },
+      data(socket, chunk) {
+        socket.data.hash.update(chunk);
+        socket.data.bytes += chunk.length;
+      },
+      end(socket) {
+        socket.write(`received ${socket.data.bytes} bytes, sha256 ${socket.data.hash.digest("hex")}`);
+        socket.shutdown();
+      },
+    },
+  });
+  onCleanup(() => listener.stop(true));
+  return listener;
+}
+
+describe("half-close through unix sockets", () => {
+  test("a client of a unix socket listener half-closes and still gets the backend's answer", async () => {
+    const server = backend((peer) => {
+      peer.onEnd = (p) => void p.send(`received ${p.received} bytes, sha256 ${p.digest()}`, true);
+    });
+    const path = join(tempDir(), "half.sock");
+    await oi(`unix:${path} 127.0.0.1 ${server.port}\n`);
+    const payload = randomBytes(1024 * 1024);
+    const client = await connectUnix(path);
+    client.keep = [];
+    await client.send(payload, true);
+    await client.waitClosed();
+    expect(client.text()).toBe(`received ${payload.length} bytes, sha256 ${sha256(payload)}`);
+    expect(client.closeError).toBeUndefined();
+  });
+
+  test("a backend on a unix socket gets the client's FIN and its answer gets back", async () => {
+    const path = join(tempDir(), "hasher.sock");
+    unixHasher(path);
+    const port = freePort();
+    await oi(`127.0.0.1 ${port} unix:${path}\n`);
+    const payload = randomBytes(1024 * 1024);
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    await client.send(payload, true);
+    await client.waitClosed();
+    expect(client.text()).toBe(`received ${payload.length} bytes, sha256 ${sha256(payload)}`);
+    expect(client.closeError).toBeUndefined();
+  });
+
+  test("after a unix socket backend's FIN the client can still send, and the backend receives it all", async () => {
+    const path = join(tempDir(), "early.sock");
+    const { promise: received, resolve } = Promise.withResolvers<string>();
+    const listener = Bun.listen<{ hash: Bun.CryptoHasher; bytes: number }>({
+      unix: path,
+      allowHalfOpen: true,
+      socket: {
+        open(socket) {
+          socket.data = { hash: new Bun.CryptoHasher("sha256"), bytes: 0 };
+          socket.write("early goodbye");
+          socket.shutdown();
+        },
+        data(socket, chunk) {
+          socket.data.hash.update(chunk);
+          socket.data.bytes += chunk.length;
+        },
+        // After its own shutdown, Bun reports the peer's FIN as a close.
+        close(socket, error) {
+          resolve(error === undefined ? `${socket.data.bytes} ${socket.data.hash.digest("hex")}` : `reset: ${error.message}`);
+        },
+      },
+    });
+    onCleanup(() => listener.stop(true));
+    const port = freePort();
+    await oi(`127.0.0.1 ${port} unix:${path}\n`);
+
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    await client.waitEnd();
+    expect(client.text()).toBe("early goodbye");
+    expect(client.closed).toBe(false);
+    const payload = randomBytes(1024 * 1024);
+    await client.send(payload, true);
+    expect(await withTimeout(received, 10000, "the backend's FIN")).toBe(`${payload.length} ${sha256(payload)}`);
+  });
+});
 
 describe("unix sockets", () => {
   test("TCP clients reach a backend on a unix socket", async () => {

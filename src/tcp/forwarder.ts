@@ -87,7 +87,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     const handlers = this.listenerHandlers();
     if (bind.transport === "unix") {
       await clearStaleSocket(bind.host);
-      this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), socket: handlers });
+      // Half-close must pass through unix sockets as through TCP (see below).
+      this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
       applySocketMode(bind.host, this.rule.socketMode);
     } else {
       this.listener = Bun.listen<unknown>({
