@@ -23,6 +23,8 @@ const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
 const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--help"]);
 const KNOWN_SHORT = "cfvdh";
+/** Options of `oi check` only. */
+const CHECK_OPTIONS = new Set(["--resolve", "--no-resolve"]);
 const DEFAULT_GRACE_SECONDS = 10;
 
 const configArg = {
@@ -110,9 +112,13 @@ export const main = defineCommand({
 
 /** The first argument that is no option of oi's (`--bogus`, `-x`), if any. */
 function unknownOption(rawArgs: string[]): string | undefined {
+  const checking = rawArgs[0] === "check";
   return rawArgs.find((arg) => {
     if (!arg.startsWith("-") || arg === "-") return false;
-    if (arg.startsWith("--")) return !KNOWN_OPTIONS.has(arg.split("=")[0]!);
+    if (arg.startsWith("--")) {
+      const name = arg.split("=")[0]!;
+      return !KNOWN_OPTIONS.has(name) && !(checking && CHECK_OPTIONS.has(name));
+    }
     // -fv, -fc FILE: short flags may be grouped, as getopt allows.
     return [...arg.slice(1)].some((flag) => !KNOWN_SHORT.includes(flag));
   });
@@ -128,7 +134,7 @@ export function runCli(): void {
   }
   const unknown = unknownOption(rawArgs);
   if (unknown !== undefined) {
-    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] | oi check [-c FILE] | oi -h | oi -v\n`);
+    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
     process.exitCode = 1;
     return;
   }

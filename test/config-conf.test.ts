@@ -255,6 +255,8 @@ describe("valid .conf files", () => {
         "pid file: none",
         "max connections: descriptor limit",
         "metrics: off",
+        // rinetd-uv's default: a STATS line a minute.
+        "stats log: every 60s",
         `${result.path}:2  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  deny 10.0.0.5`,
         `${result.path}:4  udp  [::]:53 -> [::1]:53  timeout=9s  src=::2  max_sessions=5000  max_datagram=65507`,
       ].join("\n"),
@@ -456,5 +458,17 @@ describe("service table", () => {
     expect(table.get("domain/udp")).toBe(53);
     expect(table.get("ssh/tcp")).toBe(22);
     expect(table.get("ssh/udp")).toBeUndefined();
+  });
+});
+
+describe("the STATS line's default interval", () => {
+  test("is rinetd-uv's 60 s in .conf and YAML files, none in oxidinetd's TOML, and statsloginterval 0 turns it off", async () => {
+    const rule = "0.0.0.0 80 10.1.1.2 80\n";
+    expect((await loadText("stats.conf", rule)).config?.statsLogInterval).toBe(60);
+    expect((await loadText("stats-off.conf", `statsloginterval 0\n${rule}`)).config?.statsLogInterval).toBe(0);
+    const yaml = "rules:\n  - name: web\n    bind: 0.0.0.0:80\n    connect: 10.1.1.2:80\n";
+    expect((await loadText("stats.yaml", yaml)).config?.statsLogInterval).toBe(60);
+    const toml = '[[forwarding_rules]]\nbind_address = "0.0.0.0"\nbind_port = 80\nconnect_address = "10.1.1.2"\nconnect_port = 80\n';
+    expect((await loadText("stats.toml", toml)).config?.statsLogInterval).toBe(0);
   });
 });

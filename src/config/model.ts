@@ -11,6 +11,9 @@ export function emptyAccessList(): AccessList {
   return { allow: [], deny: [] };
 }
 
+/** Seconds between STATS lines in the log when the config does not say: rinetd-uv's default. */
+export const DEFAULT_STATS_LOG_INTERVAL = 60;
+
 export function emptyConfig(file: string, format: ConfigFormat): Config {
   return {
     file,
@@ -23,7 +26,8 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     maxConnections: undefined,
     metrics: undefined,
     status: undefined,
-    statsLogInterval: 0,
+    // rinetd-uv's default (a STATS line a minute) for the formats it reads; oxidinetd's TOML never had one.
+    statsLogInterval: format === "toml" ? 0 : DEFAULT_STATS_LOG_INTERVAL,
   };
 }
 
