@@ -214,6 +214,16 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
       return undefined;
     },
   },
+  {
+    conf: ["splice"],
+    toml: "splice",
+    yaml: "splice",
+    type: "switch",
+    apply: (target, value) => {
+      target.config.splice = value === true;
+      return undefined;
+    },
+  },
   noEffect("buffersize", "buffer_size", "integer", "Bun reads into its own buffers and oi keeps each chunk as read"),
   noEffect("pool-min-free", "pool_min_free", "integer", "oi has no buffer pool to size"),
   noEffect("pool-max-free", "pool_max_free", "integer", "oi has no buffer pool to size"),
