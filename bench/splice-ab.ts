@@ -58,7 +58,7 @@ function waitForOutput(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, needle
 
 const dir = mkdtempSync(join(tmpdir(), "oi-splice-ab-"));
 const backendPort = await freePort();
-const iperfServer = Bun.spawn(["iperf3", "-s", "--forceflush", "-p", String(backendPort)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+const iperfServer = Bun.spawn(["iperf3", "-s", "--forceflush", "-B", "127.0.0.1", "-p", String(backendPort)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
 
 interface Mode {
   name: string;
