@@ -80,7 +80,7 @@ export class SpliceEngine {
     const buffer = new SharedArrayBuffer(sharedBytes(layout));
     let worker: Worker;
     try {
-      worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+      worker = new Worker(workerUrl());
     } catch (error) {
       libc.close(wakeFd);
       return `cannot start the splice worker: ${error instanceof Error ? error.message : String(error)}`;
@@ -215,6 +215,17 @@ export class SpliceEngine {
       this.finish(handle);
     }
   }
+}
+
+/**
+ * The worker's module. In a `bun build --compile` binary (where the worker is
+ * a second entry point, see package.json's build script) this module is part
+ * of the bundle at the root of the embedded files, and the worker keeps its
+ * path under src/.
+ */
+function workerUrl(): string {
+  const embedded = import.meta.url.includes("$bunfs");
+  return new URL(embedded ? "./tcp/splice/worker.ts" : "./worker.ts", import.meta.url).href;
 }
 
 let engine: Promise<SpliceEngine | undefined> | undefined;
