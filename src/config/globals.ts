@@ -220,7 +220,8 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "splice",
     type: "switch",
     apply: (target, value) => {
-      target.config.splice = value === true;
+      if (typeof value !== "boolean") return `splice must be on or off, got '${String(value)}'`;
+      target.config.splice = value;
       return undefined;
     },
   },
