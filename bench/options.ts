@@ -4,7 +4,8 @@
  */
 import { ALL_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
 
-export const HELP = `oi bench: oi side by side with rinetd, socat, haproxy (TCP mode) and direct (no forwarder)
+export const HELP = `oi bench: oi (plain relay, and oi-splice: with \`splice on\`) side by side with rinetd, socat,
+haproxy (TCP mode) and direct (no forwarder)
 
 usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LIST] [--oi-rev REV] [--no-install]
 

@@ -146,7 +146,7 @@ async function bench(options: BenchOptions): Promise<number> {
   }
   const topology = options.netns ? await createNetnsTopology(log) : loopbackTopology();
   const backends = await startBackends(topology, tmpDir, missing, limitPrefix, log);
-  const oiBinary = options.systems.includes("oi") ? await buildOiBinary(oiCli, tmpDir, log) : undefined;
+  const oiBinary = options.systems.some((name) => name.startsWith("oi")) ? await buildOiBinary(oiCli, tmpDir, log) : undefined;
   const ctx: MeasureContext = { topology, options, backends, missing, limitPrefix, fdLimit: limit, oiCli, oiBinary, hardwareCounters, syscallTracepoint, tmpDir, log };
 
   const systems: RunningSystem[] = [];
@@ -167,7 +167,7 @@ async function bench(options: BenchOptions): Promise<number> {
       }
       systems.push(system);
       const pid = system.pid("iperf");
-      const version = name === "oi" ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
+      const version = name === "oi" || name === "oi-splice" ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
       runs.set(name, { system: name, version, samples: [], notes: [], rssStart: pid === undefined ? null : (rssKiB(pid) ?? null), rssEnd: null });
       log(`${name}: ready on ${system.host}:${system.port("iperf")}..${system.port("hold")}`);
     } catch (error) {

@@ -3,9 +3,10 @@
  * measured, the systems under test and the figures recorded for them.
  */
 
-export type SystemName = "oi" | "rinetd" | "socat" | "haproxy" | "direct";
+/** `oi-splice` is oi with `splice on` (established relays moved by splice(2) in a worker). */
+export type SystemName = "oi" | "oi-splice" | "rinetd" | "socat" | "haproxy" | "direct";
 
-export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "rinetd", "socat", "haproxy", "direct"];
+export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-splice", "rinetd", "socat", "haproxy", "direct"];
 
 export interface BenchOptions {
   quick: boolean;

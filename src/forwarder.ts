@@ -4,6 +4,7 @@
  * only; each protocol's module (tcp/, udp/) implements it.
  */
 import type { BackendRegistry } from "./backends.ts";
+import type { SpliceEngine } from "./tcp/splice/engine.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import type { AccessList, ForwardRule } from "./types.ts";
@@ -39,6 +40,8 @@ export interface ForwarderContext {
   admission: Admission;
   /** Backend state (balancer, DNS cache, probes) by rule name: `acquire` when starting, `release` when stopping. */
   backends: BackendRegistry;
+  /** The splice worker new TCP relays move to (`splice on`), when running; shared and updated by reloads. */
+  splice?: { engine: SpliceEngine | undefined };
 }
 
 export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

@@ -196,6 +196,8 @@ export interface Config {
   status: StatusFileOptions | undefined;
   /** Seconds between one-line summaries in the console log; 0: none. */
   statsLogInterval: number;
+  /** Move established TCP relays' bytes with splice(2) in a worker thread (Linux); false: the plain relay. */
+  splice: boolean;
 }
 
 export interface StatusFileOptions {

@@ -1,5 +1,7 @@
 /**
  * End to end: a real `oi` process between real loopback clients and backends.
+ * The data-path suites run twice: on the plain relay, and with `splice on`
+ * (bytes moved by splice(2) in a worker), which must behave the same.
  */
 import { describe, expect, test } from "bun:test";
 import { startBlackhole } from "./helpers/blackhole.ts";
@@ -10,153 +12,177 @@ cleanUpAfterEachTest();
 
 const MiB = 1024 * 1024;
 
-describe("byte integrity", () => {
-  test("32 MiB each way at once arrive intact and in order (SHA-256 both directions)", async () => {
-    const up = randomBytes(32 * MiB);
-    const down = randomBytes(32 * MiB);
-    const server = backend((peer) => void peer.send(down, true));
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+/** The two ways oi can move a relay's bytes, as the global directive that picks each. */
+const RELAY_PATHS = [
+  { name: "plain relay", directive: "" },
+  { name: "splice on", directive: "splice on\n" },
+] as const;
 
-    const client = await connectPeer("127.0.0.1", port);
-    const sending = client.send(up, true);
-    const far = await server.nextConnection();
-    await withTimeout(sending, 30000, "the client's upload");
-    await client.waitClosed(30000);
-    await far.waitClosed(30000);
+for (const { name, directive } of RELAY_PATHS) {
+  describe(name, () => {
+    describe("byte integrity", () => {
+      test("32 MiB each way at once arrive intact and in order (SHA-256 both directions)", async () => {
+        const up = randomBytes(32 * MiB);
+        const down = randomBytes(32 * MiB);
+        const server = backend((peer) => void peer.send(down, true));
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
 
-    expect(far.received).toBe(up.length);
-    expect(far.digest()).toBe(sha256(up));
-    expect(client.received).toBe(down.length);
-    expect(client.digest()).toBe(sha256(down));
-    // Both directions ended with FINs, not resets.
-    expect(client.closeError).toBeUndefined();
-    expect(far.closeError).toBeUndefined();
-  });
+        const client = await connectPeer("127.0.0.1", port);
+        const sending = client.send(up, true);
+        const far = await server.nextConnection();
+        await withTimeout(sending, 30000, "the client's upload");
+        await client.waitClosed(30000);
+        await far.waitClosed(30000);
 
-  test("200 concurrent connections each get their own bytes back", async () => {
-    // The backend answers each connection, after its FIN, with the hash of what it received.
-    const server = backend((peer) => {
-      peer.onEnd = (p) => void p.send(p.digest(), true);
+        expect(far.received).toBe(up.length);
+        expect(far.digest()).toBe(sha256(up));
+        expect(client.received).toBe(down.length);
+        expect(client.digest()).toBe(sha256(down));
+        // Both directions ended with FINs, not resets.
+        expect(client.closeError).toBeUndefined();
+        expect(far.closeError).toBeUndefined();
+      });
+
+      test("200 concurrent connections each get their own bytes back", async () => {
+        // The backend answers each connection, after its FIN, with the hash of what it received.
+        const server = backend((peer) => {
+          peer.onEnd = (p) => void p.send(p.digest(), true);
+        });
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+
+        const payloads = Array.from({ length: 200 }, (_, i) => randomBytes(64 * 1024 + i));
+        const replies = await Promise.all(
+          payloads.map(async (payload) => {
+            const client = await connectPeer("127.0.0.1", port);
+            client.keep = [];
+            await client.send(payload, true);
+            await client.waitClosed(30000);
+            return client.text();
+          }),
+        );
+        expect(replies).toEqual(payloads.map(sha256));
+        expect(server.connections.length).toBe(200);
+      });
     });
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
 
-    const payloads = Array.from({ length: 200 }, (_, i) => randomBytes(64 * 1024 + i));
-    const replies = await Promise.all(
-      payloads.map(async (payload) => {
+    describe("half-close", () => {
+      test("a backend that answers only after the client's FIN gets the FIN and its answer gets back", async () => {
+        const server = backend((peer) => {
+          peer.onEnd = (p) => void p.send(`received ${p.received} bytes, sha256 ${p.digest()}`, true);
+        });
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+
+        const payload = randomBytes(3 * MiB);
         const client = await connectPeer("127.0.0.1", port);
         client.keep = [];
         await client.send(payload, true);
-        await client.waitClosed(30000);
-        return client.text();
-      }),
-    );
-    expect(replies).toEqual(payloads.map(sha256));
-    expect(server.connections.length).toBe(200);
-  });
-});
+        await client.waitClosed();
+        expect(client.text()).toBe(`received ${payload.length} bytes, sha256 ${sha256(payload)}`);
+        expect(client.closeError).toBeUndefined();
+      });
 
-describe("half-close", () => {
-  test("a backend that answers only after the client's FIN gets the FIN and its answer gets back", async () => {
-    const server = backend((peer) => {
-      peer.onEnd = (p) => void p.send(`received ${p.received} bytes, sha256 ${p.digest()}`, true);
+      test("after the backend's FIN the client can still send, and the backend receives it all", async () => {
+        const server = backend((peer) => void peer.send("early goodbye", true));
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+
+        const client = await connectPeer("127.0.0.1", port);
+        client.keep = [];
+        await client.waitEnd();
+        expect(client.sawEnd).toBe(true);
+        expect(client.closed).toBe(false);
+        expect(client.text()).toBe("early goodbye");
+
+        const payload = randomBytes(2 * MiB);
+        await client.send(payload, true);
+        const far = await server.nextConnection();
+        await far.waitClosed();
+        await client.waitClosed();
+        expect(far.received).toBe(payload.length);
+        expect(far.digest()).toBe(sha256(payload));
+      });
     });
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
 
-    const payload = randomBytes(3 * MiB);
-    const client = await connectPeer("127.0.0.1", port);
-    client.keep = [];
-    await client.send(payload, true);
-    await client.waitClosed();
-    expect(client.text()).toBe(`received ${payload.length} bytes, sha256 ${sha256(payload)}`);
-    expect(client.closeError).toBeUndefined();
+    describe("resets", () => {
+      test("a client reset aborts the backend leg", async () => {
+        const server = backend();
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+        const client = await connectPeer("127.0.0.1", port);
+        await client.send("hello");
+        const far = await server.nextConnection();
+        await until(() => far.received === 5, 5000, "the first bytes");
+        client.socket?.terminate();
+        await far.waitClosed(5000);
+        expect(far.closeError).toBeDefined();
+      });
+
+      test("a backend reset aborts the client leg", async () => {
+        const server = backend();
+        const port = freePort();
+        await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+        const client = await connectPeer("127.0.0.1", port);
+        const far = await server.nextConnection();
+        far.socket?.terminate();
+        await client.waitClosed(5000);
+        expect(client.closeError).toBeDefined();
+      });
+    });
+
+    describe("backpressure", () => {
+      test("a backend that does not read throttles the client and oi's memory stays flat", async () => {
+        const server = backend((peer) => peer.socket?.pause());
+        const port = freePort();
+        const forwarder = await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+
+        // 1 MiB of random bytes repeated: cheap to build, still hashed end to end.
+        const block = randomBytes(MiB);
+        const payload = new Uint8Array(192 * MiB);
+        for (let offset = 0; offset < payload.length; offset += MiB) payload.set(block, offset);
+
+        const client = await connectPeer("127.0.0.1", port);
+        const baseline = forwarder.rssKiB();
+        const sending = client.send(payload, true);
+        const far = await server.nextConnection();
+
+        // Wait until the client is stalled: its sent count stops moving for half a second.
+        let last = -1;
+        let peakKiB = baseline;
+        for (let i = 0; i < 100 && client.sent !== last; i++) {
+          last = client.sent;
+          await Bun.sleep(500);
+          peakKiB = Math.max(peakKiB, forwarder.rssKiB());
+        }
+        expect(client.sent).toBeLessThan(64 * MiB);
+        expect(peakKiB - baseline).toBeLessThan(48 * 1024);
+
+        // Let the backend read: everything still arrives, intact.
+        far.socket?.resume();
+        await withTimeout(sending, 60000, "the client's upload");
+        await far.waitEnd(60000);
+        expect(far.received).toBe(payload.length);
+        expect(far.digest()).toBe(sha256(payload));
+      });
+    });
+
+    describe("verbose", () => {
+      test("-v logs each connection with its bytes and result", async () => {
+        const server = backend((peer) => {
+          peer.onEnd = (p) => void p.send("12345", true);
+        });
+        const port = freePort();
+        const forwarder = await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["-v"]);
+        const client = await connectPeer("127.0.0.1", port);
+        await client.send("abc", true);
+        await client.waitClosed();
+        await forwarder.stdout.waitFor(/127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+\/tcp -> 127\.0\.0\.1:\d+\/tcp done in=3 out=5/, 5000);
+      });
+    });
   });
-
-  test("after the backend's FIN the client can still send, and the backend receives it all", async () => {
-    const server = backend((peer) => void peer.send("early goodbye", true));
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-
-    const client = await connectPeer("127.0.0.1", port);
-    client.keep = [];
-    await client.waitEnd();
-    expect(client.sawEnd).toBe(true);
-    expect(client.closed).toBe(false);
-    expect(client.text()).toBe("early goodbye");
-
-    const payload = randomBytes(2 * MiB);
-    await client.send(payload, true);
-    const far = await server.nextConnection();
-    await far.waitClosed();
-    await client.waitClosed();
-    expect(far.received).toBe(payload.length);
-    expect(far.digest()).toBe(sha256(payload));
-  });
-});
-
-describe("resets", () => {
-  test("a client reset aborts the backend leg", async () => {
-    const server = backend();
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const client = await connectPeer("127.0.0.1", port);
-    await client.send("hello");
-    const far = await server.nextConnection();
-    await until(() => far.received === 5, 5000, "the first bytes");
-    client.socket?.terminate();
-    await far.waitClosed(5000);
-    expect(far.closeError).toBeDefined();
-  });
-
-  test("a backend reset aborts the client leg", async () => {
-    const server = backend();
-    const port = freePort();
-    await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const client = await connectPeer("127.0.0.1", port);
-    const far = await server.nextConnection();
-    far.socket?.terminate();
-    await client.waitClosed(5000);
-    expect(client.closeError).toBeDefined();
-  });
-});
-
-describe("backpressure", () => {
-  test("a backend that does not read throttles the client and oi's memory stays flat", async () => {
-    const server = backend((peer) => peer.socket?.pause());
-    const port = freePort();
-    const forwarder = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-
-    // 1 MiB of random bytes repeated: cheap to build, still hashed end to end.
-    const block = randomBytes(MiB);
-    const payload = new Uint8Array(192 * MiB);
-    for (let offset = 0; offset < payload.length; offset += MiB) payload.set(block, offset);
-
-    const client = await connectPeer("127.0.0.1", port);
-    const baseline = forwarder.rssKiB();
-    const sending = client.send(payload, true);
-    const far = await server.nextConnection();
-
-    // Wait until the client is stalled: its sent count stops moving for half a second.
-    let last = -1;
-    let peakKiB = baseline;
-    for (let i = 0; i < 100 && client.sent !== last; i++) {
-      last = client.sent;
-      await Bun.sleep(500);
-      peakKiB = Math.max(peakKiB, forwarder.rssKiB());
-    }
-    expect(client.sent).toBeLessThan(64 * MiB);
-    expect(peakKiB - baseline).toBeLessThan(48 * 1024);
-
-    // Let the backend read: everything still arrives, intact.
-    far.socket?.resume();
-    await withTimeout(sending, 60000, "the client's upload");
-    await far.waitEnd(60000);
-    expect(far.received).toBe(payload.length);
-    expect(far.digest()).toBe(sha256(payload));
-  });
-});
+}
 
 describe("unreachable backends", () => {
   test("a refused backend closes the client promptly and oi keeps serving", async () => {
@@ -280,19 +306,5 @@ describe("addresses", () => {
     client.keep = [];
     await client.waitEnd();
     expect(client.text()).toBe("by name");
-  });
-});
-
-describe("verbose", () => {
-  test("-v logs each connection with its bytes and result", async () => {
-    const server = backend((peer) => {
-      peer.onEnd = (p) => void p.send("12345", true);
-    });
-    const port = freePort();
-    const forwarder = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["-v"]);
-    const client = await connectPeer("127.0.0.1", port);
-    await client.send("abc", true);
-    await client.waitClosed();
-    await forwarder.stdout.waitFor(/127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+\/tcp -> 127\.0\.0\.1:\d+\/tcp done in=3 out=5/, 5000);
   });
 });

@@ -21,7 +21,7 @@ function run(command: string[], cwd: string): { code: number; output: string } {
 }
 
 describe("single binary", () => {
-  test("`bun build --compile` makes one file that forwards on its own", async () => {
+  test("`bun build --compile` makes one file that forwards on its own, its splice worker included", async () => {
     const dir = tempDir();
     onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     // The same flags as `npm run build`, into a temporary folder.
@@ -36,7 +36,8 @@ describe("single binary", () => {
     rmSync(dir, { recursive: true, force: true });
     const server = backend((peer) => void peer.send("from the binary", true));
     const port = freePort();
-    writeFileSync(join(alone, "oi.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    // `splice on` needs the worker, a second entry point of the build.
+    writeFileSync(join(alone, "oi.conf"), `splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
     const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1"], {
       cwd: alone,
       env: { PATH: "/usr/bin:/bin" },
@@ -44,6 +45,7 @@ describe("single binary", () => {
       stderr: "pipe",
     });
     onCleanup(() => proc.kill("SIGKILL"));
+    const stderr = new Response(proc.stderr).text();
     const stdout = proc.stdout.getReader();
     let text = "";
     while (!text.includes("listening")) {
@@ -57,6 +59,7 @@ describe("single binary", () => {
     expect(client.text()).toBe("from the binary");
     proc.kill("SIGTERM");
     expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+    expect(await stderr).not.toContain("splice on: not available");
   });
 });
 

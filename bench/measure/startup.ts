@@ -6,8 +6,8 @@
  * (`bun build --compile`, built from the bench's snapshot of src/ when the
  * bench starts). Several starts per round; the median counts.
  */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { BACKEND_PORTS, frontPort } from "../net.ts";
 import { runBounded, spawnLogged } from "../procs.ts";
 import type { RunningSystem } from "../systems.ts";
@@ -31,7 +31,7 @@ const REQUEST = new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n");
 export async function buildOiBinary(cli: string, dir: string, log: (line: string) => void): Promise<string | undefined> {
   const outfile = join(dir, "oi-compiled");
   const build = await runBounded(
-    [process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm", cli, "--outfile", outfile],
+    [process.execPath, "build", "--compile", "--minify", "--bytecode", "--format=esm", ...entryPoints(cli), "--outfile", outfile],
     120_000,
   );
   if (build.code !== 0) {
@@ -41,6 +41,22 @@ export async function buildOiBinary(cli: string, dir: string, log: (line: string
   return outfile;
 }
 
+/**
+ * The entry points `npm run build` compiles (cli.ts and the worker files),
+ * as the snapshot's package.json lists them, inside the snapshot.
+ */
+function entryPoints(cli: string): string[] {
+  const root = dirname(dirname(cli));
+  try {
+    const script: unknown = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts?.build;
+    const entries = typeof script === "string" ? script.split(/\s+/).filter((word) => word.endsWith(".ts")) : [];
+    if (entries.length > 0) return entries.map((entry) => join(root, entry));
+  } catch {
+    // No readable package.json: the cli alone.
+  }
+  return [cli];
+}
+
 /** The command starting `name` on `config` (written here), or undefined when the figure does not apply. */
 function startCommand(name: SystemName, ctx: MeasureContext, listen: number): string[] | undefined {
   const { forwardHost, backendHost } = ctx.topology;
@@ -48,8 +64,9 @@ function startCommand(name: SystemName, ctx: MeasureContext, listen: number): st
   const config = join(ctx.tmpDir, `startup-${name}.conf`);
   switch (name) {
     case "oi":
+    case "oi-splice":
       if (ctx.oiBinary === undefined) return undefined;
-      writeFileSync(config, `${forwardHost} ${listen} ${backendHost} ${backend}\n`);
+      writeFileSync(config, `${name === "oi-splice" ? "splice on\n" : ""}${forwardHost} ${listen} ${backendHost} ${backend}\n`);
       return [ctx.oiBinary, "-c", config];
     case "rinetd":
       writeFileSync(config, `${forwardHost} ${listen} ${backendHost} ${backend}\n`);

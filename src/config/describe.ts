@@ -24,6 +24,7 @@ export function describeConfig(config: Config): string {
     `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
+    ...(config.splice ? ["splice: on (established TCP relays move in a splice(2) worker)"] : []),
     ...config.rules.map(describeRule),
   ].join("\n");
 }

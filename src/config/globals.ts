@@ -225,6 +225,17 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     },
   },
   {
+    conf: ["splice"],
+    toml: "splice",
+    yaml: "splice",
+    type: "switch",
+    apply: (target, value) => {
+      if (typeof value !== "boolean") return `splice must be on or off, got '${String(value)}'`;
+      target.config.splice = value;
+      return undefined;
+    },
+  },
+  {
     conf: ["buffersize", "buffer_size"],
     toml: "buffer_size",
     yaml: "buffer_size",

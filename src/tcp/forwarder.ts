@@ -21,6 +21,8 @@ import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
 /** A relayed connection holds two descriptors: the client's and the backend's. */
 const DESCRIPTORS_PER_RELAY = 2;
+/** A spliced one holds the two sockets (duplicated) and two pipes. */
+const DESCRIPTORS_PER_SPLICED_RELAY = 6;
 /** Idle connections are looked for this often at most (and at a quarter of the idle timeout). */
 const IDLE_SWEEP_MAX_MS = 1000;
 const IDLE_SWEEP_MIN_MS = 50;
@@ -144,7 +146,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     // A connect still in flight: its timer has nothing left to time.
     const attempt = relay.attempt;
     if (attempt instanceof Attempt && attempt.timer !== undefined) clearTimeout(attempt.timer);
-    this.admission.release(DESCRIPTORS_PER_RELAY);
+    this.admission.release(relay.descriptors);
     const backend = relay.dial.connected;
     if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);
     else relay.dial.abandon();
@@ -187,6 +189,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     upstream.reload({ socket: legHandlers });
     upstream.data = relay.upstream;
     relay.dial.opened();
+    // splice(2) is wired for TCP on both legs only.
+    if (relay.dial.connected?.endpoint.transport !== "tcp") relay.spliceEngine = undefined;
     const keepalive = relay.rule.keepalive;
     if (keepalive !== undefined) upstream.setKeepAlive(true, keepalive * 1000);
     upstreamOpened(relay.upstream, upstream, this.proxyHeader(relay));
@@ -220,8 +224,10 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
     const rule = this.rule;
     const backends = this.backends;
+    const engine = rule.bind.transport === "tcp" ? this.context.splice?.engine : undefined;
+    const descriptors = engine === undefined ? DESCRIPTORS_PER_RELAY : DESCRIPTORS_PER_SPLICED_RELAY;
     const verdict =
-      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY);
+      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, descriptors);
     if (verdict !== "ok" || backends === undefined) {
       // Closed before any upstream exists: a refused client never reaches the backend.
       socket.terminate();
@@ -230,6 +236,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     }
     const relay = new Relay(this, rule, socket, client.address || "unix", client.port, new DialPlan(backends, client.address));
     relay.destination = destination;
+    relay.descriptors = descriptors;
+    relay.spliceEngine = engine;
     this.relays.add(relay);
     this.events.started(rule);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);

@@ -17,6 +17,7 @@ import type { Socket, SocketHandler } from "bun";
 import type { DialPlan } from "../backends.ts";
 import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
+import type { SpliceEngine, SpliceHandle, SplicedOwner } from "./splice/engine.ts";
 
 export type Side = "client" | "upstream";
 
@@ -59,7 +60,7 @@ export class Leg {
   }
 }
 
-export class Relay {
+export class Relay implements SplicedOwner {
   readonly client: Leg;
   readonly upstream: Leg;
   readonly startedAt = Date.now();
@@ -73,6 +74,12 @@ export class Relay {
   /** For the idle sweep: bytes moved when it last looked, and when they last changed. */
   bytesAtLastSweep = 0;
   lastActivity = Date.now();
+  /** Descriptors admitted for this relay, released when it ends. */
+  descriptors = 2;
+  /** Set when the rule splices: once the relay holds nothing in JS, its bytes move in the splice worker. */
+  spliceEngine: SpliceEngine | undefined = undefined;
+  /** The relay is in the splice worker's hands. */
+  spliced: SpliceHandle | undefined = undefined;
   private reported = false;
 
   constructor(
@@ -95,12 +102,21 @@ export class Relay {
 
   /** Bytes received from the client. */
   get bytesIn(): number {
-    return this.client.bytesRead;
+    const spliced = this.spliced;
+    return spliced === undefined ? this.client.bytesRead : this.client.bytesRead + this.spliceEngine!.bytesIn(spliced);
   }
 
   /** Bytes received from the backend (and so sent towards the client). */
   get bytesOut(): number {
-    return this.upstream.bytesRead;
+    const spliced = this.spliced;
+    return spliced === undefined ? this.upstream.bytesRead : this.upstream.bytesRead + this.spliceEngine!.bytesOut(spliced);
+  }
+
+  /** The splice worker saw both FINs, or a reset. */
+  splicedEnded(result: SessionResult): void {
+    if (this.ended) return;
+    this.result = result;
+    this.report();
   }
 
   get ended(): boolean {
@@ -111,6 +127,13 @@ export class Relay {
   report(): void {
     if (this.reported) return;
     this.reported = true;
+    const spliced = this.spliced;
+    if (spliced !== undefined) {
+      // Final counts: what was read in JS before the handoff plus what the worker moved.
+      this.client.bytesRead = this.bytesIn;
+      this.upstream.bytesRead = this.bytesOut;
+      this.spliced = undefined;
+    }
     this.result ??= "done";
     this.owner.relayEnded(this);
   }
@@ -233,7 +256,7 @@ function flush(src: Leg): void {
   src.pending = undefined;
   src.pendingOffset = 0;
   if (src.eof) passEof(src);
-  else if (!src.closed) resumeLeg(src);
+  else if (!src.closed && (src.relay.spliceEngine === undefined || !trySplice(src.relay))) resumeLeg(src);
 }
 
 /** `src`'s remote will send nothing more: once its data is written, pass the FIN on. */
@@ -281,6 +304,7 @@ function legClosed(leg: Leg, error: Error | undefined): void {
 export function abort(relay: Relay, result: SessionResult): void {
   if (relay.ended) return;
   relay.result = result;
+  if (relay.spliced !== undefined) relay.spliceEngine?.abort(relay.spliced);
   for (const leg of [relay.client, relay.upstream]) {
     if (!leg.closed && leg.socket !== undefined) {
       leg.closed = true;
@@ -333,5 +357,45 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Ar
   const client = relay.client;
   if (client.pending !== undefined) flush(client);
   else if (client.eof) passEof(client);
-  else resumeLeg(client);
+  else if (relay.spliceEngine === undefined || !trySplice(relay)) resumeLeg(client);
+}
+
+/**
+ * Hand the relay to the splice worker if nothing of it is held in JS: no
+ * tail either way, no FIN seen or passed, both legs open. Bun's sockets are
+ * closed here (their duplicates carry the connection on), so Bun never reads
+ * them again. False, and nothing changed, when the relay stays plain.
+ */
+function trySplice(relay: Relay): boolean {
+  const { client, upstream } = relay;
+  const engine = relay.spliceEngine;
+  if (engine === undefined || relay.ended || relay.spliced !== undefined) return false;
+  if (client.pending !== undefined || upstream.pending !== undefined) return false;
+  if (client.eof || upstream.eof || client.shut || upstream.shut || client.closed || upstream.closed) return false;
+  const clientSocket = client.socket;
+  const upstreamSocket = upstream.socket;
+  if (clientSocket === undefined || upstreamSocket === undefined) return false;
+  const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay);
+  if (handle === undefined) {
+    // No slot or descriptor for it now: this relay stays plain for good.
+    relay.spliceEngine = undefined;
+    return false;
+  }
+  for (const leg of [client, upstream]) {
+    const socket = leg.socket!;
+    leg.closed = true;
+    leg.socket = undefined;
+    // The close handler runs inside end(): without a leg it leaves the relay alone.
+    (socket as Socket<Leg | undefined>).data = undefined;
+    socket.end();
+  }
+  relay.spliced = handle;
+  engine.begin(handle);
+  return true;
+}
+
+/** Bun's undocumented descriptor getter on sockets; -1 when there is none. */
+function socketFd(socket: Socket<Leg>): number {
+  const fd = (socket as unknown as { fd?: unknown }).fd;
+  return typeof fd === "number" ? fd : -1;
 }

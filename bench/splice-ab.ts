@@ -1,0 +1,144 @@
+/**
+ * @module A/B of oi's two TCP paths on loopback: the plain relay and
+ * `splice on`, run side by side (one oi each, same iperf3 server) and
+ * measured interleaved, plain then splice, round after round, so drift and
+ * noise of a shared machine fall on both alike. Per run: iperf3's received
+ * rate and the oi process's CPU seconds (user + system, all threads, from
+ * /proc/PID/stat) per GiB moved. Prints medians and min..max.
+ *
+ *   bun bench/splice-ab.ts [--rounds 5] [--seconds 5] [--parallel 1,8]
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "5" },
+    seconds: { type: "string", default: "5" },
+    parallel: { type: "string", default: "1,8" },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const parallels = values.parallel.split(",").map(Number);
+
+const CLI = join(import.meta.dir, "..", "src", "cli.ts");
+const TICKS_PER_SECOND = 100;
+const GiB = 1024 ** 3;
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(): void {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+/** Resolves once `proc` printed `needle`. (A probe connection would reach iperf3, which counts it as a failed test.) */
+function waitForOutput(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, needle: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const decoder = new TextDecoder();
+    let text = "";
+    // Keep reading to the end, so the process never blocks on a full pipe.
+    void (async () => {
+      for await (const chunk of proc.stdout) {
+        text += decoder.decode(chunk, { stream: true });
+        if (text.includes(needle)) resolve();
+      }
+      reject(new Error(`exited before printing '${needle}': ${text}`));
+    })();
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), "oi-splice-ab-"));
+const backendPort = await freePort();
+const iperfServer = Bun.spawn(["iperf3", "-s", "--forceflush", "-B", "127.0.0.1", "-p", String(backendPort)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+
+interface Mode {
+  name: string;
+  port: number;
+  proc: Bun.Subprocess<"ignore", "pipe", "inherit">;
+}
+
+async function startOi(name: string, splice: boolean): Promise<Mode> {
+  const port = await freePort();
+  const config = join(dir, `${name}.conf`);
+  writeFileSync(config, `splice ${splice ? "on" : "off"}\n127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
+  const proc = Bun.spawn([process.execPath, CLI, "-c", config], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  await waitForOutput(proc, "listening");
+  return { name, port, proc };
+}
+
+interface Run {
+  gbps: number;
+  cpuPerGiB: number;
+}
+
+async function iperf(mode: Mode, parallel: number): Promise<Run | undefined> {
+  const before = cpuSeconds(mode.proc.pid);
+  const client = Bun.spawn(["iperf3", "-c", "127.0.0.1", "-p", String(mode.port), "-t", String(seconds), "-P", String(parallel), "-J"], {
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const timer = setTimeout(() => client.kill("SIGKILL"), (seconds + 20) * 1000);
+  const text = await new Response(client.stdout).text();
+  await client.exited;
+  clearTimeout(timer);
+  // Let the last connection's end reach oi before reading its CPU time.
+  await Bun.sleep(300);
+  const cpu = cpuSeconds(mode.proc.pid) - before;
+  try {
+    const sum = (JSON.parse(text) as { end?: { sum_received?: { bytes: number; bits_per_second: number } } }).end?.sum_received;
+    if (sum === undefined || sum.bytes === 0) return undefined;
+    return { gbps: sum.bits_per_second / 1e9, cpuPerGiB: cpu / (sum.bytes / GiB) };
+  } catch {
+    return undefined;
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function summary(values: number[], digits: number): string {
+  if (values.length === 0) return "n/a";
+  return `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}..${Math.max(...values).toFixed(digits)})`;
+}
+
+await waitForOutput(iperfServer, "Server listening");
+const modes = [await startOi("plain", false), await startOi("splice", true)];
+const results = new Map<string, Run[]>();
+try {
+  for (const parallel of parallels) {
+    for (let round = 0; round < rounds; round++) {
+      for (const mode of modes) {
+        const run = await iperf(mode, parallel);
+        const key = `${mode.name} -P ${parallel}`;
+        results.set(key, [...(results.get(key) ?? []), ...(run === undefined ? [] : [run])]);
+        console.error(`${key} round ${round + 1}: ${run === undefined ? "failed" : `${run.gbps.toFixed(2)} Gbit/s, ${run.cpuPerGiB.toFixed(3)} CPU s/GiB`}`);
+      }
+    }
+  }
+} finally {
+  for (const mode of modes) mode.proc.kill("SIGTERM");
+  iperfServer.kill("SIGTERM");
+}
+
+console.log(`| path | iperf3 -P | Gbit/s median (min..max) | oi CPU s/GiB median (min..max) | runs |`);
+console.log(`|---|---|---|---|---|`);
+for (const parallel of parallels) {
+  for (const mode of modes) {
+    const runs = results.get(`${mode.name} -P ${parallel}`) ?? [];
+    console.log(
+      `| ${mode.name} | ${parallel} | ${summary(runs.map((r) => r.gbps), 2)} | ${summary(runs.map((r) => r.cpuPerGiB), 3)} | ${runs.length} |`,
+    );
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * @module The few Linux system calls the splice relay needs, bound through
+ * `bun:ffi` (libc's wrappers). Loaded lazily and only on Linux x64/arm64,
+ * where the constants below hold; anywhere else, or when `bun:ffi` or libc
+ * cannot be loaded, `loadLibc` says why and the plain relay is used.
+ */
+import type { Pointer } from "bun:ffi";
+
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const F_DUPFD_CLOEXEC = 1030;
+export const F_SETPIPE_SZ = 1031;
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
+export const SOL_SOCKET = 1;
+export const SO_LINGER = 13;
+export const SHUT_WR = 1;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLLIN = 0x1;
+export const EPOLLOUT = 0x4;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 0x80000000;
+export const EAGAIN = 11;
+export const EINTR = 4;
+/** struct epoll_event is packed on x86-64 (4 + 8 bytes), naturally aligned elsewhere. */
+export const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
+export const EPOLL_DATA_OFFSET = process.arch === "x64" ? 4 : 8;
+
+type Fd = number;
+type Buffer = Pointer | NodeJS.TypedArray | null;
+
+export interface Libc {
+  dupCloexec(fd: Fd): Fd;
+  close(fd: Fd): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  fcntl(fd: Fd, command: number, argument: number): number;
+  splice(from: Fd, fromOffset: Buffer, to: Fd, toOffset: Buffer, length: number, flags: number): number;
+  shutdown(fd: Fd, how: number): number;
+  /** SO_LINGER {on, 0}: the next close sends a reset. */
+  lingerZero(fd: Fd): number;
+  epollCreate(): Fd;
+  epollCtl(epoll: Fd, op: number, fd: Fd, event: Buffer): number;
+  epollWait(epoll: Fd, events: Uint8Array, max: number, timeoutMs: number): number;
+  eventfd(flags: number): Fd;
+  write(fd: Fd, bytes: Uint8Array, length: number): number;
+  read(fd: Fd, bytes: Uint8Array, length: number): number;
+  /** errno of the calling thread, read right after a call that failed. */
+  errno(): number;
+}
+
+export type LibcResult = { libc: Libc } | { unavailable: string };
+
+let loaded: LibcResult | undefined;
+
+/** libc's bindings for this thread (each Worker loads its own), or why there are none. */
+export async function loadLibc(): Promise<LibcResult> {
+  loaded ??= await bind();
+  return loaded;
+}
+
+async function bind(): Promise<LibcResult> {
+  if (process.platform !== "linux") return { unavailable: `splice(2) is Linux only (this is ${process.platform})` };
+  if (process.arch !== "x64" && process.arch !== "arm64") return { unavailable: `no splice support for ${process.arch}` };
+  try {
+    const { dlopen, FFIType: T, read } = await import("bun:ffi");
+    const { symbols: c } = dlopen("libc.so.6", {
+      fcntl: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+      close: { args: [T.i32], returns: T.i32 },
+      pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
+      splice: { args: [T.i32, T.ptr, T.i32, T.ptr, T.u64, T.u32], returns: T.i32 },
+      shutdown: { args: [T.i32, T.i32], returns: T.i32 },
+      setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+      epoll_create1: { args: [T.i32], returns: T.i32 },
+      epoll_ctl: { args: [T.i32, T.i32, T.i32, T.ptr], returns: T.i32 },
+      epoll_wait: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
+      eventfd: { args: [T.u32, T.i32], returns: T.i32 },
+      write: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
+      read: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
+      __errno_location: { args: [], returns: T.ptr },
+    });
+    // errno lives at a fixed address per thread: look it up once.
+    const errnoAt = c.__errno_location();
+    if (errnoAt === null) return { unavailable: "libc gave no errno location" };
+    const linger = new Int32Array([1, 0]);
+    return {
+      libc: {
+        dupCloexec: (fd) => c.fcntl(fd, F_DUPFD_CLOEXEC, 0),
+        close: (fd) => c.close(fd),
+        pipe2: (fds, flags) => c.pipe2(fds, flags),
+        fcntl: (fd, command, argument) => c.fcntl(fd, command, argument),
+        splice: (from, fromOffset, to, toOffset, length, flags) => c.splice(from, fromOffset, to, toOffset, length, flags),
+        shutdown: (fd, how) => c.shutdown(fd, how),
+        lingerZero: (fd) => c.setsockopt(fd, SOL_SOCKET, SO_LINGER, linger, linger.byteLength),
+        epollCreate: () => c.epoll_create1(O_CLOEXEC),
+        epollCtl: (epoll, op, fd, event) => c.epoll_ctl(epoll, op, fd, event),
+        epollWait: (epoll, events, max, timeoutMs) => c.epoll_wait(epoll, events, max, timeoutMs),
+        eventfd: (flags) => c.eventfd(0, flags),
+        write: (fd, bytes, length) => c.write(fd, bytes, length),
+        read: (fd, bytes, length) => c.read(fd, bytes, length),
+        errno: () => read.i32(errnoAt, 0),
+      },
+    };
+  } catch (error) {
+    return { unavailable: `bun:ffi cannot bind libc: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}

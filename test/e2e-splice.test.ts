@@ -1,0 +1,165 @@
+/**
+ * `splice on` end to end, beyond the shared TCP suites (e2e-tcp runs those on
+ * both paths): that relays really move to the splice worker (each spliced
+ * relay holds two pipes, which the plain relay never opens), and that what
+ * the relay holds in JS at handoff (a PROXY header to send, bytes that came
+ * with the client's header) goes first; then the idle timeout, the shutdown
+ * grace period and the byte counts of the log line and the metrics.
+ */
+import { readdirSync, readlinkSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
+import { encodeProxyV1, parseProxyHeader } from "../src/proxy-protocol.ts";
+import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
+import type { OiProcess } from "./helpers/oi-process.ts";
+import { connectPeer, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+
+cleanUpAfterEachTest();
+
+const MiB = 1024 * 1024;
+
+/** Pipes the process has open (a spliced relay holds two, that is four descriptors). */
+function pipeDescriptors(process: OiProcess): number {
+  const dir = `/proc/${process.proc.pid}/fd`;
+  let pipes = 0;
+  for (const fd of readdirSync(dir)) {
+    try {
+      if (readlinkSync(`${dir}/${fd}`).startsWith("pipe:")) pipes++;
+    } catch {
+      // Closed while listing.
+    }
+  }
+  return pipes;
+}
+
+/** A backend echoing every chunk back, and closing after the client's FIN. */
+function echoBackend() {
+  return backend((peer) => {
+    peer.onData = (p, chunk) => void p.socket?.write(chunk);
+    peer.onEnd = (p) => void p.socket?.end();
+  });
+}
+
+describe("splice on", () => {
+  for (const splice of [true, false]) {
+    test(`an open relay holds ${splice ? "four pipe descriptors in the worker" : "no pipe with splice off"}; none once it ends`, async () => {
+      const server = echoBackend();
+      const port = freePort();
+      const forwarder = await oi(`splice ${splice ? "on" : "off"}\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+      const baseline = pipeDescriptors(forwarder);
+      const client = await connectPeer("127.0.0.1", port);
+      client.keep = [];
+      client.socket?.write("ping");
+      await until(() => client.received === 4, 5000, "the echo");
+      expect(client.text()).toBe("ping");
+      expect(pipeDescriptors(forwarder) - baseline).toBe(splice ? 4 : 0);
+      client.socket?.end();
+      await until(() => pipeDescriptors(forwarder) === baseline, 5000, "the pipes to close");
+    });
+  }
+
+  test("bytes held at handoff go first: the PROXY header to the backend, then what came with the client's header", async () => {
+    const server = backend((peer) => {
+      peer.keep = [];
+      peer.onEnd = (p) => void p.send(sha256(new Uint8Array(Buffer.concat(p.keep ?? []))), true);
+    });
+    const port = freePort();
+    const forwarder = await oi(`splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy,proxy=v1]\n`);
+    const baseline = pipeDescriptors(forwarder);
+
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    const incoming = encodeProxyV1({ address: "192.0.2.7", port: 4242 }, { address: "198.51.100.1", port: 80 });
+    const early = new TextEncoder().encode("early bytes, in the header's segment");
+    await client.send(new Uint8Array([...incoming, ...early]));
+    const far = await server.nextConnection();
+    await until(() => far.received > 0, 5000, "the first bytes at the backend");
+    await until(() => pipeDescriptors(forwarder) - baseline === 4, 5000, "the handoff");
+
+    const rest = randomBytes(4 * MiB);
+    await client.send(rest, true);
+    await client.waitClosed(20000);
+
+    const all = new Uint8Array(Buffer.concat(far.keep ?? []));
+    const header = parseProxyHeader(all);
+    if (header.status !== "ok") throw new Error(`no PROXY header at the backend (${header.status})`);
+    expect(header.source?.address).toBe("192.0.2.7");
+    const body = all.subarray(header.headerLength);
+    expect(body.length).toBe(early.length + rest.length);
+    expect(sha256(body)).toBe(sha256(new Uint8Array([...early, ...rest])));
+    expect(client.text()).toBe(sha256(all));
+  });
+
+  test("[idle=S] resets a silent spliced relay and spares one that keeps talking", async () => {
+    const server = echoBackend();
+    const port = freePort();
+    const forwarder = await oi(`splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port} [idle=0.6]\n`, ["-v"]);
+    const silent = await connectPeer("127.0.0.1", port);
+    const chatty = await connectPeer("127.0.0.1", port);
+    silent.socket?.write("once");
+    await until(() => silent.received === 4, 5000, "the echo");
+    const started = Date.now();
+    const talking = setInterval(() => chatty.socket?.write("ping"), 150);
+    onCleanup(() => clearInterval(talking));
+    await silent.waitClosed(5000);
+    const silentFor = Date.now() - started;
+    expect(silentFor).toBeGreaterThanOrEqual(500);
+    expect(silentFor).toBeLessThan(2500);
+    expect(silent.closeError).toBeDefined();
+    await forwarder.stdout.waitFor(/timeout in=4 out=4/, 3000);
+    await Bun.sleep(800);
+    expect(chatty.closed).toBe(false);
+    expect(chatty.received).toBeGreaterThan(8);
+  });
+
+  test("the log line and the metrics count a spliced relay's bytes, while it is open and at its end", async () => {
+    const up = randomBytes(MiB + 17);
+    const down = randomBytes(3 * MiB + 5);
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const server = backend((peer) => {
+      // Answer after the client's FIN, and hold the connection open until the test has read the metrics.
+      peer.onEnd = (p) => void released.then(() => p.send(down, true));
+    });
+    const [port, metricsPort] = [freePort(), freePort()];
+    const forwarder = await oi(`splice on\nmetrics 127.0.0.1:${metricsPort}\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["-v"]);
+    const client = await connectPeer("127.0.0.1", port);
+    await client.send(up, true);
+    const far = await server.nextConnection();
+    await far.waitEnd(10000);
+
+    const metric = async (): Promise<string> => (await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+    expect(await metric()).toMatch(new RegExp(`oi_bytes_total\\{[^}]*direction="in"[^}]*\\} ${up.length}\\b`));
+
+    release();
+    await client.waitClosed(10000);
+    expect(client.received).toBe(down.length);
+    expect(client.digest()).toBe(sha256(down));
+    await forwarder.stdout.waitFor(new RegExp(`done in=${up.length} out=${down.length}`), 5000);
+    expect(await metric()).toMatch(new RegExp(`oi_bytes_total\\{[^}]*direction="out"[^}]*\\} ${down.length}\\b`));
+  });
+
+  test("shutdown: spliced relays finish within the grace period; the rest are reset when it ends and oi exits 0", async () => {
+    const payload = randomBytes(8 * MiB);
+    const server = backend((peer) => {
+      peer.onEnd = (p) => void p.send(p.digest(), true);
+    });
+    const port = freePort();
+    const forwarder = await oi(`splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "1.5"]);
+    const idle = await connectPeer("127.0.0.1", port);
+    const busy = await connectPeer("127.0.0.1", port);
+    busy.keep = [];
+    await until(() => server.connections.length === 2, 5000, "both connections at the backend");
+
+    forwarder.signal("SIGTERM");
+    await forwarder.stdout.waitFor("stopped accepting", 3000);
+    await busy.send(payload, true);
+    await busy.waitClosed(10000);
+    expect(busy.text()).toBe(sha256(payload));
+
+    const started = Date.now();
+    expect(await withTimeout(forwarder.proc.exited, 5000, "exit")).toBe(0);
+    await idle.waitClosed(3000);
+    expect(idle.closeError).toBeDefined();
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+});
