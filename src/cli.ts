@@ -10,6 +10,7 @@ import { consola, LogLevels } from "consola";
 import pkg from "../package.json" with { type: "json" };
 import { describeConfig } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
+import { parseWorkers } from "./workers/count.ts";
 
 /** Looked for in this order when no `-c` is given; the second is rinetd's own default. */
 const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd.conf"];
@@ -35,6 +36,16 @@ function parseGrace(text: string | undefined): number {
     process.exit(1);
   }
   return seconds;
+}
+
+function parseWorkerCount(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const workers = parseWorkers(text);
+  if (typeof workers === "string") {
+    consola.error(workers);
+    process.exit(1);
+  }
+  return workers;
 }
 
 const check = defineCommand({
@@ -66,6 +77,11 @@ export const main = defineCommand({
       description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
       valueHint: "SECONDS",
     },
+    workers: {
+      type: "string",
+      description: "Forwarding worker threads, overriding the config's `workers` (default 1)",
+      valueHint: "N",
+    },
   },
   subCommands: { check },
   async run({ args }) {
@@ -75,6 +91,7 @@ export const main = defineCommand({
       configPath: resolveConfigPath(args.config),
       verbose: args.verbose === true,
       graceSeconds: parseGrace(args.grace),
+      workers: parseWorkerCount(args.workers),
       version: pkg.version,
     });
   },

@@ -39,6 +39,8 @@ export interface ForwarderContext {
   admission: Admission;
   /** Backend state (balancer, DNS cache, probes) by rule name: `acquire` when starting, `release` when stopping. */
   backends: BackendRegistry;
+  /** Listen on TCP with SO_REUSEPORT, beside the other worker threads (src/workers/) serving the same rule. */
+  reusePort?: boolean;
 }
 
 export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

@@ -187,6 +187,8 @@ export interface Config {
   status: StatusFileOptions | undefined;
   /** Seconds between one-line summaries in the console log; 0: none. */
   statsLogInterval: number;
+  /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
+  workers: number | undefined;
 }
 
 export interface StatusFileOptions {

@@ -24,6 +24,7 @@ export function describeConfig(config: Config): string {
     `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
+    ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");
 }

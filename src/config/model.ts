@@ -24,6 +24,7 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     metrics: undefined,
     status: undefined,
     statsLogInterval: 0,
+    workers: undefined,
   };
 }
 
