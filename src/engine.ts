@@ -10,6 +10,14 @@ import { type ApplySummary, Server } from "./server.ts";
 import type { SessionEvents } from "./session.ts";
 import type { Config } from "./types.ts";
 
+/**
+ * Where a worker thread's code is. Resolved from this module, which sits in
+ * src/ beside cli.ts: in the single binary (`npm run build`, whose entry points
+ * are src/cli.ts and src/workers/worker-main.ts) the bundle stands for src/,
+ * so the same relative path holds there as in the source tree.
+ */
+export const WORKER_ENTRY = new URL("./workers/worker-main.ts", import.meta.url).href;
+
 export interface Engine {
   /** Make forwarding match `config`; throws a BindError (and changes nothing) when a listener cannot bind. */
   apply(config: Config): Promise<ApplySummary>;

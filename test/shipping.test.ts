@@ -37,26 +37,29 @@ describe("single binary", () => {
     const server = backend((peer) => void peer.send("from the binary", true));
     const port = freePort();
     writeFileSync(join(alone, "oi.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1"], {
-      cwd: alone,
-      env: { PATH: "/usr/bin:/bin" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    onCleanup(() => proc.kill("SIGKILL"));
-    const stdout = proc.stdout.getReader();
-    let text = "";
-    while (!text.includes("listening")) {
-      const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
-      if (done) throw new Error(`binary exited: ${text}`);
-      text += new TextDecoder().decode(value);
+    // Once in the main thread, once in worker threads (their code is a second entry point of the binary).
+    for (const workers of ["1", "2"]) {
+      const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1", "--workers", workers], {
+        cwd: alone,
+        env: { PATH: "/usr/bin:/bin" },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      onCleanup(() => proc.kill("SIGKILL"));
+      const stdout = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("listening")) {
+        const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
+        if (done) throw new Error(`binary exited: ${text}`);
+        text += new TextDecoder().decode(value);
+      }
+      const client = await connectPeer("127.0.0.1", port);
+      client.keep = [];
+      await client.waitEnd();
+      expect(client.text()).toBe("from the binary");
+      proc.kill("SIGTERM");
+      expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
     }
-    const client = await connectPeer("127.0.0.1", port);
-    client.keep = [];
-    await client.waitEnd();
-    expect(client.text()).toBe("from the binary");
-    proc.kill("SIGTERM");
-    expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
   });
 });
 

@@ -5,6 +5,7 @@
  * process and never restarted: Bun's Workers are not reliable when
  * terminated and created again.
  */
+import { WORKER_ENTRY } from "../engine.ts";
 import type { FromWorker, Notice, Reply, Request, WorkerInit } from "./wire.ts";
 
 /** A request without its number (the link numbers them). */
@@ -26,7 +27,7 @@ export class WorkerLink {
     init: Omit<WorkerInit, "type" | "id">,
     private readonly handlers: LinkHandlers,
   ) {
-    this.worker = new Worker(new URL("./worker-main.ts", import.meta.url).href);
+    this.worker = new Worker(WORKER_ENTRY);
     this.worker.onmessage = (event: MessageEvent<FromWorker>) => this.received(event.data);
     this.worker.addEventListener("error", (event) => this.die(event.message));
     this.worker.addEventListener("close", () => this.die("the thread ended"));
