@@ -8,6 +8,7 @@ import type { BenchReport, SystemName } from "./types.ts";
 
 const COLORS: Record<SystemName, string> = {
   oi: "#d9480f",
+  "oi-w2": "#f08c00",
   rinetd: "#495057",
   socat: "#1c7ed6",
   haproxy: "#2f9e44",

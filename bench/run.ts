@@ -161,7 +161,7 @@ async function bench(options: BenchOptions): Promise<number> {
       }
       systems.push(system);
       const pid = system.pid("iperf");
-      const version = name === "oi" ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
+      const version = name === "oi" || name === "oi-w2" ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
       runs.set(name, { system: name, version, samples: [], notes: [], rssStart: pid === undefined ? null : (rssKiB(pid) ?? null), rssEnd: null });
       log(`${name}: ready on ${system.host}:${system.port("iperf")}..${system.port("hold")}`);
     } catch (error) {

@@ -116,7 +116,9 @@ async function launch(name: ForwarderName, rules: Rule[], options: LaunchOptions
     } else {
       const config = join(dir, `${tag}.conf`);
       writeFileSync(config, rinetdStyleRules(rules, topology));
-      cmd = name === "oi" ? [process.execPath, options.oiCli, "-c", config] : ["rinetd", "-f", "-c", config];
+      if (name === "oi") cmd = [process.execPath, options.oiCli, "-c", config];
+      else if (name === "oi-w2") cmd = [process.execPath, options.oiCli, "-c", config, "--workers", "2"];
+      else cmd = ["rinetd", "-f", "-c", config];
     }
     const proc = spawnLogged(tag, [...limitPrefix, ...cmd], { log, env: options.env ?? {} });
     for (const rule of rules) byService.set(rule.service, proc);

@@ -3,9 +3,11 @@
  * measured, the systems under test and the figures recorded for them.
  */
 
-export type SystemName = "oi" | "rinetd" | "socat" | "haproxy" | "direct";
+/** `oi-w2`: oi with `--workers 2` (not in the default set; ask for it with --systems). */
+export type SystemName = "oi" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct";
 
-export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "rinetd", "socat", "haproxy", "direct"];
+export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-w2", "rinetd", "socat", "haproxy", "direct"];
+export const DEFAULT_SYSTEMS: readonly SystemName[] = ALL_SYSTEMS.filter((name) => name !== "oi-w2");
 
 export interface BenchOptions {
   quick: boolean;

@@ -145,6 +145,9 @@ export class Daemon {
     this.status.configure(config.status, config.statsLogInterval);
     this.metrics.reloads++;
     this.config = config;
+    if (this.options.workers === undefined && (config.workers ?? 1) !== this.workers) {
+      consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
+    }
     consola.info(
       `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.engine.active} connection(s) open`,
     );
