@@ -126,6 +126,16 @@ describe("--workers 2: forwarding", () => {
   });
 });
 
+describe("--workers 2: start", () => {
+  test("a port in use stops the start with the rule's file and line and exit code 1, as with one worker", async () => {
+    const blocker = backend();
+    const path = writeTempFile("busy.conf", `127.0.0.1 ${freePort()} 127.0.0.1 9\n127.0.0.1 ${blocker.port} 127.0.0.1 9\n`);
+    const result = await runOi(["-c", path, ...WORKERS]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${path}:2: cannot listen on 127.0.0.1:${blocker.port}`);
+  });
+});
+
 describe("--workers 2: SIGHUP", () => {
   test("added, removed and changed rules apply in every worker; a kept port never refuses", async () => {
     const [one, two] = [greeter("one"), greeter("two")];

@@ -191,8 +191,6 @@ export class WorkerEngine implements Engine {
       case "log":
         consola[notice.level](notice.text);
         return;
-      case "ready":
-        return;
     }
   }
 

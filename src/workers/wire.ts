@@ -141,8 +141,7 @@ export type Reply =
 /** Unprompted messages from a worker. */
 export type Notice =
   | { type: "events"; events: WireEvent[] }
-  | { type: "log"; level: LogLevelName; text: string }
-  | { type: "ready" };
+  | { type: "log"; level: LogLevelName; text: string };
 
 export type LogLevelName = "info" | "warn" | "error" | "debug";
 
