@@ -2,7 +2,7 @@
  * @module Command line of the bench (`npm run bench -- [flags]`) and its help
  * text; the settings of the full and the quick suite.
  */
-import { ALL_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
+import { ALL_SYSTEMS, DEFAULT_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
 
 export const HELP = `oi bench: oi (plain relay, and oi-splice: with \`splice on\`) side by side with rinetd, socat,
 haproxy (TCP mode) and direct (no forwarder)
@@ -49,7 +49,7 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
   let noInstall = false;
   let runs: number | undefined;
   let oiRev: string | undefined;
-  let systems: SystemName[] = [...ALL_SYSTEMS];
+  let systems: SystemName[] = [...DEFAULT_SYSTEMS];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {

@@ -167,7 +167,7 @@ async function bench(options: BenchOptions): Promise<number> {
       }
       systems.push(system);
       const pid = system.pid("iperf");
-      const version = name === "oi" || name === "oi-splice" ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
+      const version = name.startsWith("oi") ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
       runs.set(name, { system: name, version, samples: [], notes: [], rssStart: pid === undefined ? null : (rssKiB(pid) ?? null), rssEnd: null });
       log(`${name}: ready on ${system.host}:${system.port("iperf")}..${system.port("hold")}`);
     } catch (error) {

@@ -115,9 +115,10 @@ async function launch(name: ForwarderName, rules: Rule[], options: LaunchOptions
       cmd = ["haproxy", "-db", "-f", config];
     } else {
       const config = join(dir, `${tag}.conf`);
-      const oi = name === "oi" || name === "oi-splice";
       writeFileSync(config, (name === "oi-splice" ? "splice on\n" : "") + rinetdStyleRules(rules, topology));
-      cmd = oi ? [process.execPath, options.oiCli, "-c", config] : ["rinetd", "-f", "-c", config];
+      if (name === "oi" || name === "oi-splice") cmd = [process.execPath, options.oiCli, "-c", config];
+      else if (name === "oi-w2") cmd = [process.execPath, options.oiCli, "-c", config, "--workers", "2"];
+      else cmd = ["rinetd", "-f", "-c", config];
     }
     const proc = spawnLogged(tag, [...limitPrefix, ...cmd], { log, env: options.env ?? {} });
     for (const rule of rules) byService.set(rule.service, proc);

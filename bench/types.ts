@@ -3,10 +3,14 @@
  * measured, the systems under test and the figures recorded for them.
  */
 
-/** `oi-splice` is oi with `splice on` (established relays moved by splice(2) in a worker). */
-export type SystemName = "oi" | "oi-splice" | "rinetd" | "socat" | "haproxy" | "direct";
+/**
+ * `oi-splice` is oi with `splice on` (established relays moved by splice(2) in a worker);
+ * `oi-w2` is oi with `--workers 2` (not in the default set; ask for it with --systems).
+ */
+export type SystemName = "oi" | "oi-splice" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct";
 
-export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-splice", "rinetd", "socat", "haproxy", "direct"];
+export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-splice", "oi-w2", "rinetd", "socat", "haproxy", "direct"];
+export const DEFAULT_SYSTEMS: readonly SystemName[] = ALL_SYSTEMS.filter((name) => name !== "oi-w2");
 
 export interface BenchOptions {
   quick: boolean;

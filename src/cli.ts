@@ -15,13 +15,14 @@ import pkg from "../package.json" with { type: "json" };
 import { findUnresolvedNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
+import { parseWorkers } from "./workers/count.ts";
 
 /** Looked for in this order when no `-c` is given: oi's own, then rinetd-uv's (in its order), then rinetd's. */
 const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd-uv.yml", "/etc/rinetd-uv.conf", "/etc/rinetd.conf"];
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
-const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--help"]);
+const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--workers", "--help"]);
 const KNOWN_SHORT = "cfvdh";
 /** Options of `oi check` only. */
 const CHECK_OPTIONS = new Set(["--resolve", "--no-resolve"]);
@@ -47,6 +48,16 @@ function parseGrace(text: string | undefined): number {
     process.exit(1);
   }
   return seconds;
+}
+
+function parseWorkerCount(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const workers = parseWorkers(text);
+  if (typeof workers === "string") {
+    consola.error(workers);
+    process.exit(1);
+  }
+  return workers;
 }
 
 const check = defineCommand({
@@ -95,6 +106,11 @@ export const main = defineCommand({
       description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
       valueHint: "SECONDS",
     },
+    workers: {
+      type: "string",
+      description: "Forwarding worker threads, overriding the config's `workers` (default 1)",
+      valueHint: "N",
+    },
   },
   subCommands: { check },
   async run({ args }) {
@@ -105,6 +121,7 @@ export const main = defineCommand({
       configPath: resolveConfigPath(args.config),
       verbose: args.verbose === true,
       graceSeconds: parseGrace(args.grace),
+      workers: parseWorkerCount(args.workers),
       version: pkg.version,
     });
   },
@@ -134,7 +151,7 @@ export function runCli(): void {
   }
   const unknown = unknownOption(rawArgs);
   if (unknown !== undefined) {
-    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
+    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--workers N] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
     process.exitCode = 1;
     return;
   }

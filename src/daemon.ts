@@ -11,15 +11,16 @@ import { consola } from "consola";
 import { formatIssue } from "./config/describe.ts";
 import { loadConfig } from "./config/load.ts";
 import { consoleSessionEvents } from "./connection-log.ts";
-import { Admission } from "./limits.ts";
 import { consoleLog } from "./log/console.ts";
+import { type Engine, LocalEngine } from "./engine.ts";
 import { LogFile } from "./log/log-file.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
-import { BindError, Server } from "./server.ts";
+import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
+import { WorkerEngine } from "./workers/supervisor.ts";
 
 export interface DaemonOptions {
   configPath: string;
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   /** Seconds open connections get to finish after SIGTERM/SIGINT. */
   graceSeconds: number;
   version: string;
+  /** `--workers N`: overrides the config's `workers`; undefined: as the config says (default 1). */
+  workers?: number | undefined;
 }
 
 /** How often a shutdown looks whether the last connection has ended. */
@@ -64,8 +67,7 @@ function sameAddress(a: MetricsAddress | undefined, b: MetricsAddress | undefine
 
 export class Daemon {
   private config: Config;
-  private readonly server: Server;
-  private readonly admission: Admission;
+  private readonly engine: Engine;
   private readonly metrics: Metrics;
   private readonly logSlot = new LogFileSlot();
   private pidFile: PidFile | undefined;
@@ -80,16 +82,21 @@ export class Daemon {
     private readonly options: DaemonOptions,
   ) {
     this.config = config;
-    this.admission = new Admission(config.maxConnections);
     this.metrics = new Metrics(options.version, {
-      forwarders: () => [...this.server.running, ...this.server.draining],
-      listening: () => this.server.running.length,
-      backends: () => this.server.backends.all,
+      forwarders: () => this.engine.sources.forwarders(),
+      listening: () => this.engine.sources.listening(),
+      backends: () => this.engine.sources.backends(),
       logDrops: () => consoleLog.drops.counts,
     });
-    this.server = new Server(fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]), this.admission);
-    this.status = new StatusReporter(this.metrics);
+    const events = fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]);
+    // The count is fixed at start: a reload cannot add or remove threads (see README, "Several cores").
+    this.workers = options.workers ?? config.workers ?? 1;
+    this.engine = this.workers > 1 ? new WorkerEngine(this.workers, config, events) : new LocalEngine(config, events);
+    this.engine.onFailure?.((reason) => void this.fail(reason));
+    this.status = new StatusReporter(this.metrics, this.workers > 1 ? () => this.engine.refresh() : undefined);
   }
+
+  private readonly workers: number;
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -103,18 +110,20 @@ export class Daemon {
     try {
       daemon.openLogFile(config);
       daemon.writePidFile(config);
-      await daemon.server.apply(config);
+      await daemon.engine.apply(config);
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {
       consola.error(errorText(error));
+      await daemon.engine.closeAll();
       await daemon.releaseFiles();
       await consoleLog.flush(LOG_FLUSH_MS);
       process.exit(1);
     }
     daemon.handleSignals();
-    const count = daemon.server.running.length;
-    consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening (${options.configPath}), pid ${process.pid}`);
+    const count = config.rules.length;
+    const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
+    consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
     return daemon;
   }
 
@@ -125,7 +134,7 @@ export class Daemon {
     // logrotate sends SIGHUP after moving the file away: write to a fresh one.
     this.reopenLogFile();
     // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
-    this.server.backends.forgetAddresses();
+    await this.engine.forgetAddresses();
     const config = await loadReporting(this.options.configPath);
     if (config === undefined) {
       consola.error("reload failed: the running configuration stays in force");
@@ -133,21 +142,23 @@ export class Daemon {
     }
     let summary;
     try {
-      summary = await this.server.apply(config);
+      summary = await this.engine.apply(config);
     } catch (error) {
       if (!(error instanceof BindError)) throw error;
       consola.error(`${error.message}; reload failed: the running configuration stays in force`);
       return;
     }
-    this.admission.maxConnections = config.maxConnections;
     this.switchLogFile(config);
     this.switchPidFile(config);
     this.switchMetrics(config);
     this.status.configure(config.status, config.statsLogInterval);
     this.metrics.reloads++;
     this.config = config;
+    if (this.options.workers === undefined && (config.workers ?? 1) !== this.workers) {
+      consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
+    }
     consola.info(
-      `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.admission.open} connection(s) open`,
+      `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.engine.active} connection(s) open`,
     );
   }
 
@@ -155,31 +166,41 @@ export class Daemon {
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
       consola.warn(`${signal} again: exiting now`);
-      await this.exitNow();
+      await this.exitNow(0);
     }
     this.stopping = true;
-    this.server.stopAccepting();
     this.status.stop();
     this.metricsServer?.stop(true);
-    const open = this.server.active;
+    await this.engine.stopAccepting();
+    const open = this.engine.active;
     consola.info(
       `${signal}: stopped accepting; ${open} connection(s) open${open > 0 ? `, waiting up to ${this.options.graceSeconds}s` : ""}`,
     );
     const deadline = Date.now() + this.options.graceSeconds * 1000;
-    while (this.server.active > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
-    const left = this.server.active;
+    while (this.engine.active > 0 && Date.now() < deadline && !this.exiting) await Bun.sleep(DRAIN_POLL_MS);
+    const left = this.engine.active;
     // The grace period doing its job (UDP sessions end only by going idle): not a fault.
     if (left > 0) consola.info(`grace period over: closing ${left} connection(s)`);
-    await this.exitNow();
+    await this.exitNow(0);
   }
 
-  private async exitNow(): Promise<never> {
-    this.server.closeAll();
+  private exiting = false;
+
+  private async exitNow(code: number): Promise<never> {
+    this.exiting = true;
+    await this.engine.closeAll();
     // Connections closed just now log their end: give those lines their chance too.
     await this.releaseFiles();
     consoleLog.drops.notice();
     await consoleLog.flush(LOG_FLUSH_MS);
-    process.exit(0);
+    process.exit(code);
+  }
+
+  /** A worker thread died: the others cannot make up for it, so oi stops as a crashed single process would. */
+  private async fail(reason: string): Promise<void> {
+    consola.error(`${reason}; exiting`);
+    this.stopping = true;
+    await this.exitNow(1);
   }
 
   private handleSignals(): void {
@@ -260,7 +281,11 @@ export class Daemon {
   private startMetrics(address: MetricsAddress | undefined): void {
     if (address === undefined) return;
     try {
-      this.metricsServer = serveMetrics(address, this.metrics);
+      const { metrics, engine } = this;
+      this.metricsServer =
+        this.workers > 1
+          ? serveMetrics(address, { render: async () => (await engine.refresh(), metrics.render() + engine.extraMetrics()) })
+          : serveMetrics(address, metrics);
     } catch (error) {
       throw new Error(`${this.config.file}: cannot serve metrics on ${address.host}:${address.port}: ${errorText(error)}`);
     }

@@ -42,6 +42,8 @@ export interface ForwarderContext {
   backends: BackendRegistry;
   /** The splice worker new TCP relays move to (`splice on`), when running; shared and updated by reloads. */
   splice?: { engine: SpliceEngine | undefined };
+  /** Listen on TCP with SO_REUSEPORT, beside the other worker threads (src/workers/) serving the same rule. */
+  reusePort?: boolean;
 }
 
 export type ForwarderFactory = (rule: ForwardRule, context: ForwarderContext) => Forwarder;

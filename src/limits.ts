@@ -36,48 +36,95 @@ export function openDescriptors(): number | undefined {
   }
 }
 
-export class Admission {
-  private connections = 0;
-  private descriptors = 0;
-  private lastWarning = 0;
-  /** Descriptors connections may hold in all; Infinity when the limit is unknown. */
-  readonly descriptorBudget: number;
+/** Descriptors connections may hold in all, from this process's limit and what it has open now; Infinity when unknown. */
+export function computeDescriptorBudget(): number {
+  const limit = descriptorLimit();
+  if (limit === undefined) return Number.POSITIVE_INFINITY;
+  const headroom = Math.min(HEADROOM_MAX, Math.ceil(limit / 8));
+  return Math.max(0, limit - (openDescriptors() ?? 0) - headroom);
+}
 
-  constructor(public maxConnections: number | undefined) {
-    const limit = descriptorLimit();
-    if (limit === undefined) {
-      this.descriptorBudget = Number.POSITIVE_INFINITY;
-    } else {
-      const headroom = Math.min(HEADROOM_MAX, Math.ceil(limit / 8));
-      this.descriptorBudget = Math.max(0, limit - (openDescriptors() ?? 0) - headroom);
-    }
+/** Where the counts live in `Admission.counts`; per-rule counts (workers only) follow. */
+const CONNECTIONS = 0;
+const DESCRIPTORS = 1;
+export const FIRST_RULE_SLOT = 2;
+
+/** Add `amount` to `counts[index]` unless that would pass `limit`; exact when several threads share the array. */
+function reserve(counts: Int32Array, index: number, amount: number, limit: number): boolean {
+  for (;;) {
+    const now = Atomics.load(counts, index);
+    if (now + amount > limit) return false;
+    if (Atomics.compareExchange(counts, index, now, now + amount) === now) return true;
   }
+}
+
+/**
+ * The counts live in an Int32Array so that worker threads (src/workers/) can
+ * share one over a SharedArrayBuffer: the global bounds then hold across all
+ * of them exactly. A rule served by several workers gets a slot of its own
+ * there for its `maxconn` (`shareRule`); other rules are counted by their
+ * forwarder, as with one worker.
+ */
+export class Admission {
+  private lastWarning = 0;
+  private readonly ruleSlots = new WeakMap<ForwardRule, number>();
+
+  /**
+   * @param descriptorBudget descriptors connections may hold in all; Infinity when the limit is unknown.
+   * @param counts the counts, from 0; give a view of a SharedArrayBuffer to share them between threads.
+   */
+  constructor(
+    public maxConnections: number | undefined,
+    readonly descriptorBudget: number = computeDescriptorBudget(),
+    private readonly counts: Int32Array = new Int32Array(FIRST_RULE_SLOT),
+  ) {}
 
   /** Connections (and UDP sessions) open now. */
   get open(): number {
-    return this.connections;
+    return Atomics.load(this.counts, CONNECTIONS);
+  }
+
+  /** Count `rule`'s connections in `counts[slot]` (shared by every worker serving the rule). */
+  shareRule(rule: ForwardRule, slot: number): void {
+    this.ruleSlots.set(rule, slot);
   }
 
   /** Count a new connection needing `descriptors` descriptors, or say no. */
   admit(descriptors: number): boolean {
-    if (this.maxConnections !== undefined && this.connections >= this.maxConnections) {
+    if (!reserve(this.counts, CONNECTIONS, 1, this.maxConnections ?? Number.POSITIVE_INFINITY)) {
       this.warn(`global connection limit reached (maxconn ${this.maxConnections}): refusing new clients until some close`);
       return false;
     }
-    if (this.descriptors + descriptors > this.descriptorBudget) {
+    if (!reserve(this.counts, DESCRIPTORS, descriptors, this.descriptorBudget)) {
+      Atomics.sub(this.counts, CONNECTIONS, 1);
       this.warn(
-        `file descriptor limit nearly reached (${this.descriptors} held by connections, budget ${this.descriptorBudget}; raise it with ulimit -n): refusing new clients until some close`,
+        `file descriptor limit nearly reached (${Atomics.load(this.counts, DESCRIPTORS)} held by connections, budget ${this.descriptorBudget}; raise it with ulimit -n): refusing new clients until some close`,
       );
       return false;
     }
-    this.connections++;
-    this.descriptors += descriptors;
     return true;
   }
 
-  release(descriptors: number): void {
-    this.connections--;
-    this.descriptors -= descriptors;
+  /**
+   * Admit a connection on `rule` against its `maxconn` too: `openOnRule` is
+   * what its forwarder carries now, unless the rule is shared between workers.
+   */
+  admitOnRule(rule: ForwardRule, openOnRule: number, descriptors: number): boolean {
+    const slot = this.ruleSlots.get(rule);
+    const max = rule.maxConnections ?? Number.POSITIVE_INFINITY;
+    if (slot === undefined) return openOnRule < max && this.admit(descriptors);
+    if (!reserve(this.counts, slot, 1, max)) return false;
+    if (this.admit(descriptors)) return true;
+    Atomics.sub(this.counts, slot, 1);
+    return false;
+  }
+
+  /** A connection ended; `rule` is the one it was admitted on by `admitOnRule`. */
+  release(descriptors: number, rule?: ForwardRule): void {
+    Atomics.sub(this.counts, CONNECTIONS, 1);
+    Atomics.sub(this.counts, DESCRIPTORS, descriptors);
+    const slot = rule === undefined ? undefined : this.ruleSlots.get(rule);
+    if (slot !== undefined) Atomics.sub(this.counts, slot, 1);
   }
 
   private warn(message: string): void {
@@ -106,6 +153,5 @@ export function admitClient(
     const client = parseClientAddress(address);
     if (client === undefined || !isAllowed(client, globalAccess, rule.access)) return "denied";
   }
-  if (rule.maxConnections !== undefined && openOnRule >= rule.maxConnections) return "limit";
-  return admission.admit(descriptors) ? "ok" : "limit";
+  return admission.admitOnRule(rule, openOnRule, descriptors) ? "ok" : "limit";
 }

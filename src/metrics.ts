@@ -70,12 +70,17 @@ export interface Snapshot {
   logDrops: Readonly<Record<LogSink, number>>;
 }
 
+/** What the views read of a forwarder (worker threads report these figures for theirs). */
+export type ForwarderFigures = Pick<Forwarder, "rule" | "active" | "bytesInFlight">;
+/** What the views read of a rule's backends. */
+export type BackendFigures = Pick<RuleBackends, "rule" | "statuses">;
+
 /** What the views need from the rest of oi, asked for each time a view is made. */
 export interface MetricsSources {
-  forwarders(): Forwarder[];
+  forwarders(): ForwarderFigures[];
   /** How many of the forwarders are listening (the others drain after a reload). */
   listening(): number;
-  backends(): RuleBackends[];
+  backends(): BackendFigures[];
   logDrops(): Readonly<Record<LogSink, number>>;
 }
 
@@ -122,7 +127,7 @@ export class Metrics implements SessionEvents {
       const sum = inFlight.get(name) ?? [0, 0];
       inFlight.set(name, [sum[0] + bytesIn, sum[1] + bytesOut]);
     }
-    const backendsByRule = new Map<string, RuleBackends>();
+    const backendsByRule = new Map<string, BackendFigures>();
     for (const backends of this.sources.backends()) backendsByRule.set(backends.rule.name, backends);
     const rules = [...this.rules.values()].map((counters): RuleSnapshot => {
       const [liveIn, liveOut] = inFlight.get(counters.name) ?? [0, 0];
@@ -265,14 +270,14 @@ function escapeLabel(text: string): string {
 }
 
 /** Serves `metrics.render()` at GET /metrics; throws (with Bun's reason) if the address cannot be bound. */
-export function serveMetrics(address: MetricsAddress, metrics: Metrics): HttpServer<undefined> {
+export function serveMetrics(address: MetricsAddress, metrics: { render(): string | Promise<string> }): HttpServer<undefined> {
   const server = Bun.serve({
     hostname: address.host,
     port: address.port,
-    fetch(request) {
+    async fetch(request) {
       const path = new URL(request.url).pathname;
       if (path !== "/metrics") return new Response("not found: metrics are at /metrics\n", { status: 404 });
-      return new Response(metrics.render(), {
+      return new Response(await metrics.render(), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     },

@@ -45,6 +45,8 @@ export class Server {
   constructor(
     private readonly events: SessionEvents,
     private readonly admission: Admission,
+    /** Set in worker threads: TCP listeners share their ports with the other workers' (SO_REUSEPORT). */
+    private readonly reusePort = false,
   ) {}
 
   /** Forwarders running now, in no particular order. */
@@ -81,6 +83,7 @@ export class Server {
       admission: this.admission,
       backends: this.backends,
       splice: this.splice,
+      reusePort: this.reusePort,
     };
     const wanted = new Map<string, ForwardRule>();
     for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);

@@ -194,19 +194,28 @@ export class StatusReporter {
   private logTimer: Timer | undefined;
   private failing = false;
 
-  constructor(private readonly metrics: Metrics) {}
+  /** `refresh`: brings the figures up to date before each view (worker threads report theirs on request). */
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly refresh?: () => Promise<void>,
+  ) {}
 
   configure(status: StatusFileOptions | undefined, statsLogInterval: number): void {
     this.stop();
     if (status !== undefined) {
-      this.writeFile(status);
-      this.fileTimer = setInterval(() => this.writeFile(status), status.interval * 1000);
+      this.refreshed(() => this.writeFile(status));
+      this.fileTimer = setInterval(() => this.refreshed(() => this.writeFile(status)), status.interval * 1000);
       this.fileTimer.unref();
     }
     if (statsLogInterval > 0) {
-      this.logTimer = setInterval(() => consola.info(statsLine(this.metrics.snapshot())), statsLogInterval * 1000);
+      this.logTimer = setInterval(() => this.refreshed(() => consola.info(statsLine(this.metrics.snapshot()))), statsLogInterval * 1000);
       this.logTimer.unref();
     }
+  }
+
+  private refreshed(view: () => void): void {
+    if (this.refresh === undefined) view();
+    else void this.refresh().then(view);
   }
 
   stop(): void {

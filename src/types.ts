@@ -198,6 +198,8 @@ export interface Config {
   statsLogInterval: number;
   /** Move established TCP relays' bytes with splice(2) in a worker thread (Linux); false: the plain relay. */
   splice: boolean;
+  /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
+  workers: number | undefined;
 }
 
 export interface StatusFileOptions {

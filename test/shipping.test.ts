@@ -36,30 +36,33 @@ describe("single binary", () => {
     rmSync(dir, { recursive: true, force: true });
     const server = backend((peer) => void peer.send("from the binary", true));
     const port = freePort();
-    // `splice on` needs the worker, a second entry point of the build.
-    writeFileSync(join(alone, "oi.conf"), `splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1"], {
-      cwd: alone,
-      env: { PATH: "/usr/bin:/bin" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    onCleanup(() => proc.kill("SIGKILL"));
-    const stderr = new Response(proc.stderr).text();
-    const stdout = proc.stdout.getReader();
-    let text = "";
-    while (!text.includes("listening")) {
-      const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
-      if (done) throw new Error(`binary exited: ${text}`);
-      text += new TextDecoder().decode(value);
+    // The main thread, worker threads (--workers), and `splice on`: both kinds of worker code are entry points of the binary.
+    const cases: Array<[globals: string, workers: string]> = [["", "1"], ["", "2"], ["splice on\n", "1"], ["splice on\n", "2"]];
+    for (const [globals, workers] of cases) {
+      writeFileSync(join(alone, "oi.conf"), `${globals}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+      const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1", "--workers", workers], {
+        cwd: alone,
+        env: { PATH: "/usr/bin:/bin" },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      onCleanup(() => proc.kill("SIGKILL"));
+      const stderr = new Response(proc.stderr).text();
+      const stdout = proc.stdout.getReader();
+      let text = "";
+      while (!text.includes("listening")) {
+        const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
+        if (done) throw new Error(`binary exited: ${text}`);
+        text += new TextDecoder().decode(value);
+      }
+      const client = await connectPeer("127.0.0.1", port);
+      client.keep = [];
+      await client.waitEnd();
+      expect(client.text()).toBe("from the binary");
+      proc.kill("SIGTERM");
+      expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+      expect(await stderr).not.toContain("splice on: not available");
     }
-    const client = await connectPeer("127.0.0.1", port);
-    client.keep = [];
-    await client.waitEnd();
-    expect(client.text()).toBe("from the binary");
-    proc.kill("SIGTERM");
-    expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
-    expect(await stderr).not.toContain("splice on: not available");
   });
 });
 

@@ -25,6 +25,7 @@ export function describeConfig(config: Config): string {
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
     ...(config.splice ? ["splice: on (established TCP relays move in a splice(2) worker)"] : []),
+    ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");
 }

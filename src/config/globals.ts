@@ -8,6 +8,7 @@
  */
 import type { Config, LogFormat } from "../types.ts";
 import type { RuleDefaults } from "./options.ts";
+import { MAX_WORKERS } from "../workers/count.ts";
 import { checkConnectTimeout, checkMaxConnections, checkMetricsAddress } from "./validate.ts";
 
 /**
@@ -212,6 +213,13 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "stats_log_interval",
     type: "integer",
     apply: bounded("statsloginterval", 0, 86_400, (target, value) => (target.config.statsLogInterval = value)),
+  },
+  {
+    conf: ["workers"],
+    toml: "workers",
+    yaml: "workers",
+    type: "integer",
+    apply: bounded("workers", 1, MAX_WORKERS, (target, value) => (target.config.workers = value)),
   },
   {
     conf: [],

@@ -29,6 +29,7 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     // rinetd-uv's default (a STATS line a minute) for the formats it reads; oxidinetd's TOML never had one.
     statsLogInterval: format === "toml" ? 0 : DEFAULT_STATS_LOG_INTERVAL,
     splice: false,
+    workers: undefined,
   };
 }
 

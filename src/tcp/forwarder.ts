@@ -99,6 +99,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
         // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
         allowHalfOpen: true,
         socket: handlers,
+        // Worker threads each listen on the port; the kernel spreads clients over them. Bun's types omit the option.
+        ...(this.context.reusePort === true ? ({ reusePort: true } as object) : {}),
       });
     }
     this.backends = this.context.backends.acquire(this.rule);
@@ -146,7 +148,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     // A connect still in flight: its timer has nothing left to time.
     const attempt = relay.attempt;
     if (attempt instanceof Attempt && attempt.timer !== undefined) clearTimeout(attempt.timer);
-    this.admission.release(relay.descriptors);
+    this.admission.release(relay.descriptors, relay.rule);
     const backend = relay.dial.connected;
     if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);
     else relay.dial.abandon();

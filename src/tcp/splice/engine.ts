@@ -217,15 +217,21 @@ export class SpliceEngine {
   }
 }
 
+/** Where a `bun build --compile` binary keeps its entry points (src/ of the tree). */
+const EMBEDDED_ROOT = "$bunfs/root/";
+
 /**
- * The worker's module. In a `bun build --compile` binary (where the worker is
- * a second entry point, see package.json's build script) this module is part
- * of the bundle at the root of the embedded files, and the worker keeps its
- * path under src/.
+ * The worker's module. In a `bun build --compile` binary the worker is an
+ * entry point of its own (see package.json's build script), kept at its path
+ * under src/ from the embedded root; this module is bundled into whichever
+ * entry point uses it (cli.ts at the root, or workers/worker-main.ts a level
+ * down with --workers), so the path is taken from the root, not from here.
  */
 function workerUrl(): string {
-  const embedded = import.meta.url.includes("$bunfs");
-  return new URL(embedded ? "./tcp/splice/worker.ts" : "./worker.ts", import.meta.url).href;
+  const here = import.meta.url;
+  const root = here.indexOf(EMBEDDED_ROOT);
+  if (root !== -1) return `${here.slice(0, root + EMBEDDED_ROOT.length)}tcp/splice/worker.ts`;
+  return new URL("./worker.ts", here).href;
 }
 
 let engine: Promise<SpliceEngine | undefined> | undefined;

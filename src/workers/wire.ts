@@ -1,0 +1,149 @@
+/**
+ * @module What crosses between the supervisor (main thread) and the
+ * forwarding worker threads: the config (its access patterns travel as the
+ * text the user wrote and are compiled again in the worker, since compiled
+ * matchers cannot be copied between threads), session events in batches, the
+ * live figures the metrics need, and the requests and replies that drive
+ * start-up, reload and shutdown.
+ */
+import { compilePattern } from "../access.ts";
+import type { ApplySummary } from "../server.ts";
+import type { BackendStatus } from "../balance/pool.ts";
+import type { SessionResult } from "../session.ts";
+import type { AccessList, AccessRule, Backend, Config, ForwardRule } from "../types.ts";
+
+interface WireAccessRule {
+  kind: AccessRule["kind"];
+  pattern: string;
+  at: AccessRule["at"];
+}
+
+interface WireAccessList {
+  allow: WireAccessRule[];
+  deny: WireAccessRule[];
+}
+
+export type WireRule = Omit<ForwardRule, "access"> & { access: WireAccessList };
+export type WireConfig = Omit<Config, "rules" | "globalAccess"> & { rules: WireRule[]; globalAccess: WireAccessList };
+
+function accessToWire(list: AccessList): WireAccessList {
+  const rule = (entry: AccessRule): WireAccessRule => ({ kind: entry.kind, pattern: entry.pattern.text, at: entry.at });
+  return { allow: list.allow.map(rule), deny: list.deny.map(rule) };
+}
+
+function accessFromWire(list: WireAccessList): AccessList {
+  const rule = (entry: WireAccessRule): AccessRule => {
+    const pattern = compilePattern(entry.pattern);
+    // The supervisor loaded this very text without error: a failure here is a bug, not bad input.
+    if (typeof pattern === "string") throw new Error(`${entry.at.file}:${entry.at.line}: ${pattern}`);
+    return { kind: entry.kind, pattern, at: entry.at };
+  };
+  return { allow: list.allow.map(rule), deny: list.deny.map(rule) };
+}
+
+export function configToWire(config: Config): WireConfig {
+  return {
+    ...config,
+    globalAccess: accessToWire(config.globalAccess),
+    rules: config.rules.map((rule) => ({ ...rule, access: accessToWire(rule.access) })),
+  };
+}
+
+export function configFromWire(wire: WireConfig): Config {
+  return {
+    ...wire,
+    globalAccess: accessFromWire(wire.globalAccess),
+    rules: wire.rules.map((rule) => ({ ...rule, access: accessFromWire(rule.access) })),
+  };
+}
+
+/**
+ * Whether every worker serves `rule`, each with its own SO_REUSEPORT
+ * listener. The others are served by worker 0 alone: UDP binds (Bun's UDP
+ * sockets cannot share a port), unix sockets (one path, one listener),
+ * cross-protocol rules (their UDP side keeps per-client state), and rules
+ * with client affinity over several backends (the affinity table is per
+ * thread, so a client must always reach the same one).
+ */
+export function servedByAll(rule: ForwardRule): boolean {
+  const affinity = rule.backends.length > 1 && rule.balance.affinityTtl > 0;
+  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity;
+}
+
+/**
+ * Which config a rule belongs to (`generation`, counted by the supervisor)
+ * and its position in it; the name finds it in a newer config when the
+ * supervisor no longer keeps that one.
+ */
+export interface RuleRef {
+  generation: number;
+  index: number;
+  name: string;
+}
+
+/** Session events as the worker batches them; the supervisor turns them back into SessionEvents calls. */
+export type WireEvent =
+  | { kind: "started"; rule: RuleRef }
+  | { kind: "denied"; rule: RuleRef; address: string; port: number; reason: "denied" | "limit" }
+  | {
+      kind: "ended";
+      rule: RuleRef;
+      backend: Backend | undefined;
+      clientAddress: string;
+      clientPort: number;
+      bytesIn: number;
+      bytesOut: number;
+      startedAt: number;
+      endedAt: number;
+      result: SessionResult;
+    };
+
+/** A forwarder's live figures: connections open now and their bytes so far. */
+export interface LiveForwarder {
+  rule: RuleRef;
+  active: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface LiveBackends {
+  rule: RuleRef;
+  statuses: BackendStatus[];
+}
+
+export interface LiveFigures {
+  forwarders: LiveForwarder[];
+  backends: LiveBackends[];
+  /** Connections and sessions open in this worker, on current and removed rules. */
+  active: number;
+}
+
+/** Requests from the supervisor; each is answered by one reply with the same `request` number. */
+export type Request =
+  | { type: "apply"; request: number; generation: number; config: WireConfig; slots: Array<[index: number, slot: number]> }
+  | { type: "forget-addresses"; request: number }
+  | { type: "live"; request: number }
+  | { type: "stop-accepting"; request: number }
+  | { type: "close-all"; request: number };
+
+/** The first message a worker gets: who it is and where the shared counts are. */
+export interface WorkerInit {
+  type: "init";
+  id: number;
+  counts: SharedArrayBuffer;
+  descriptorBudget: number;
+}
+
+export type Reply =
+  | { type: "reply"; request: number; ok: true; summary?: ApplySummary; live?: LiveFigures }
+  | { type: "reply"; request: number; ok: false; message: string };
+
+/** Unprompted messages from a worker. */
+export type Notice =
+  | { type: "events"; events: WireEvent[] }
+  | { type: "log"; level: LogLevelName; text: string };
+
+export type LogLevelName = "info" | "warn" | "error" | "debug";
+
+export type FromWorker = Reply | Notice;
+export type ToWorker = WorkerInit | Request;
