@@ -91,13 +91,16 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
       applySocketMode(bind.host, this.rule.socketMode);
     } else {
-      this.listener = Bun.listen<unknown>({
+      // ipv6Only is honoured by Bun's listen though its types leave it out (hence the typed variable).
+      const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean } = {
         hostname: bind.host,
         port: bind.port,
         // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
         allowHalfOpen: true,
+        ipv6Only: this.rule.bindIpv6Only === true,
         socket: handlers,
-      });
+      };
+      this.listener = Bun.listen<unknown>(options);
     }
     this.backends = this.context.backends.acquire(this.rule);
     this.armIdleSweep();
