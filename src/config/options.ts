@@ -191,7 +191,13 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     apply: (options, value, written) => {
       if (value === false) options.keepalive = undefined;
       else if (value === true) options.keepalive = DEFAULT_KEEPALIVE_SECONDS;
-      else return store(checkCount("keepalive", Number(value), written, 1, 86_400), (v) => (options.keepalive = v));
+      else {
+        const seconds = Number(value);
+        if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400) {
+          return `keepalive must be on, off or a whole number of seconds from 1 to 86400, got '${written}'`;
+        }
+        options.keepalive = seconds;
+      }
       return undefined;
     },
     inherits: "keepalive",
