@@ -18,7 +18,7 @@ import { Daemon, loadReporting } from "./daemon.ts";
 import { parseWorkers } from "./workers/count.ts";
 
 /** Looked for in this order when no `-c` is given: oi's own, then rinetd-uv's (in its order), then rinetd's. */
-const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd-uv.yml", "/etc/rinetd-uv.conf", "/etc/rinetd.conf"];
+export const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd-uv.yml", "/etc/rinetd-uv.conf", "/etc/rinetd.conf"];
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
@@ -35,9 +35,10 @@ const configArg = {
   valueHint: "FILE",
 } as const;
 
-function resolveConfigPath(given: string | undefined): string {
+/** The config to read: the one given, else the first default that exists (else oi's own, for its "cannot read" error). */
+export function resolveConfigPath(given: string | undefined, exists: (path: string) => boolean = existsSync): string {
   if (given !== undefined && given !== "") return given;
-  return DEFAULT_CONFIG_PATHS.find((path) => existsSync(path)) ?? DEFAULT_CONFIG_PATHS[0]!;
+  return DEFAULT_CONFIG_PATHS.find((path) => exists(path)) ?? DEFAULT_CONFIG_PATHS[0]!;
 }
 
 function parseGrace(text: string | undefined): number {

@@ -7,7 +7,7 @@
  * file and line.
  */
 import { consola } from "consola";
-import { bindKey } from "./config/validate.ts";
+import { listenerKey } from "./config/validate.ts";
 import { formatEndpoint } from "./endpoint.ts";
 import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.ts";
 import { BackendRegistry } from "./backends.ts";
@@ -86,7 +86,7 @@ export class Server {
       reusePort: this.reusePort,
     };
     const wanted = new Map<string, ForwardRule>();
-    for (const rule of config.rules) wanted.set(bindKey(rule.bind), rule);
+    for (const rule of config.rules) wanted.set(listenerKey(rule), rule);
 
     // A bind kept across a change of kind (tcp <-> tcptoudp) needs another forwarder:
     // stop the old listener first, so the new one can take the port (a short gap).

@@ -152,6 +152,12 @@ export interface ForwardRule {
    */
   dnsSpread: boolean;
   access: AccessList;
+  /**
+   * Set on a TCP listener on `::` when another rule listens on `0.0.0.0` on
+   * the same port (rinetd-uv's fan-in example binds both): `::` then takes
+   * IPv6 clients only, so both can be bound. Otherwise `::` is dual-stack.
+   */
+  bindIpv6Only?: true;
 }
 
 /** The subset of a rule that per-rule options set, shared by every config format. */

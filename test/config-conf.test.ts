@@ -88,7 +88,7 @@ describe("valid .conf files", () => {
           ...OTHER_OPTION_DEFAULTS,
           line: 11,
           mode: "tcp",
-          bind: { host: "0.0.0.0", port: 80, transport: "tcp" },
+          bind: { host: "0.0.0.0", port: 8000, transport: "tcp" },
           connect: { host: "10.1.1.2", port: 80, transport: "tcp" },
           ...defaults,
           sourceAddress: undefined,

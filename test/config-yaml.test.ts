@@ -190,7 +190,7 @@ describe("a rinetd-uv style YAML config of our own", () => {
       dnsRefresh: 300,
       dnsFamily: "any",
       dnsSpread: true,
-      timeout: DEFAULT_UDP_TIMEOUT_SECONDS,
+      timeout: 10, // rinetd-uv's UDP default in YAML (72 is rinetd's, for .conf)
       maxDatagram: MAX_UDP_PAYLOAD,
       framing: "none",
       proxyProtocol: undefined,

@@ -48,6 +48,7 @@ export function describeRule(rule: ForwardRule): string {
     `${bind} -> ${rule.backends.map((backend) => describeBackend(backend, several)).join(",")}`,
   ];
   if (rule.name !== formatEndpoint(rule.bind)) parts.push(`name=${rule.name}`);
+  if (rule.bindIpv6Only === true) parts.push("ipv6_only (0.0.0.0 has the port for IPv4)");
   const datagrams = rule.bind.transport === "udp" || rule.backends.some((backend) => backend.endpoint.transport === "udp");
   const streamBackends = rule.backends.some((backend) => backend.endpoint.transport !== "udp");
   // Only the settings that act on this kind of rule.

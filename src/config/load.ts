@@ -10,7 +10,7 @@ import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { parseToml } from "./toml.ts";
-import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, type RuleLabel } from "./validate.ts";
+import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
 
 const PARSERS: Record<ConfigFormat, (text: string, file: string) => ParseResult> = { conf: parseConf, toml: parseToml, yaml: parseYaml };
@@ -35,6 +35,7 @@ export function loadConfigText(text: string, file: string): LoadResult {
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
   const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
+  markIpv6OnlyBinds(rules);
   // YAML rules have names (and a rule may span several lines): reasons about a rule name it.
   const label: RuleLabel = parsed.config.format === "yaml" ? (rule) => `rule '${rule.name}': ` : () => "";
   const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules, label), ...findMisplacedOptions(rules, label)]);

@@ -42,7 +42,7 @@ export interface OptionSpec {
 /** Rule options whose default a global setting may change (rinetd-uv's global options). */
 export type RuleDefaults = Pick<
   RuleOptions,
-  "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive" | "bufferSize"
+  "timeout" | "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive" | "bufferSize"
 >;
 
 /** Seconds of silence before the first keepalive probe when it is just switched on (rinetd-uv's). */
@@ -136,6 +136,7 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     toml: "timeout",
     type: "integer",
     apply: (options, value, written) => store(checkUdpTimeout(Number(value), written), (v) => (options.timeout = v)),
+    inherits: "timeout",
   },
   {
     conf: ["src"],
@@ -190,7 +191,13 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     apply: (options, value, written) => {
       if (value === false) options.keepalive = undefined;
       else if (value === true) options.keepalive = DEFAULT_KEEPALIVE_SECONDS;
-      else return store(checkCount("keepalive", Number(value), written, 1, 86_400), (v) => (options.keepalive = v));
+      else {
+        const seconds = Number(value);
+        if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400) {
+          return `keepalive must be on, off or a whole number of seconds from 1 to 86400, got '${written}'`;
+        }
+        options.keepalive = seconds;
+      }
       return undefined;
     },
     inherits: "keepalive",
@@ -278,6 +285,7 @@ export function inheritDefaults(options: RuleOptions, defaults: RuleDefaults, ex
 export function defaultRuleDefaults(): RuleDefaults {
   const options = defaultRuleOptions();
   return {
+    timeout: options.timeout,
     connectTimeout: options.connectTimeout,
     maxSessions: options.maxSessions,
     dnsRefresh: options.dnsRefresh,

@@ -131,27 +131,70 @@ const NO_LABEL: RuleLabel = () => "";
 /**
  * Two rules may not listen on the same address, port and transport. IP
  * literals are compared by bytes (`::` is `0::0`), host names without case.
- * The error goes on the later rule and names the earlier one's line.
+ * A wildcard also takes the port on the addresses it covers, so the kernel
+ * would refuse the second bind (as rinetd-uv's manual warns, `0.0.0.0` and
+ * `::` are one "any"): `0.0.0.0` overlaps every IPv4 address and `::`, and
+ * `::` (dual-stack on Linux) overlaps every address. The error goes on the
+ * later rule and names the earlier one's line, before anything is bound.
  */
 export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
   const firstByBind = new Map<string, ForwardRule>();
+  const ipBindsByPort = new Map<string, ForwardRule[]>();
   const issues: ConfigIssue[] = [];
-  for (const rule of rules) {
-    const key = bindKey(rule.bind);
-    const first = firstByBind.get(key);
-    if (first === undefined) {
-      firstByBind.set(key, rule);
-      continue;
-    }
+  const report = (rule: ForwardRule, first: ForwardRule, what: string) =>
     issues.push({
       file: rule.at.file,
       line: rule.at.line,
-      reason: `${label(rule)}duplicate bind: ${formatEndpoint(rule.bind)} is already bound by the rule ${
+      reason: `${label(rule)}${what} the rule ${
         first.at.file === rule.at.file ? `on line ${first.at.line}` : `at ${first.at.file}:${first.at.line}`
       }`,
     });
+  for (const rule of rules) {
+    const key = bindKey(rule.bind);
+    const first = firstByBind.get(key);
+    if (first !== undefined) {
+      report(rule, first, `duplicate bind: ${formatEndpoint(rule.bind)} is already bound by`);
+      continue;
+    }
+    firstByBind.set(key, rule);
+    if (rule.bind.transport === "unix" || !isIpLiteral(rule.bind.host)) continue;
+    const portKey = `${rule.bind.port}/${rule.bind.transport}`;
+    const samePort = ipBindsByPort.get(portKey) ?? [];
+    const overlapped = samePort.find((earlier) => wildcardsOverlap(earlier, rule));
+    if (overlapped !== undefined) {
+      report(rule, overlapped, `bind ${formatEndpoint(rule.bind)} overlaps ${formatEndpoint(overlapped.bind)} (a wildcard address takes the port on every address it covers) of`);
+      continue;
+    }
+    samePort.push(rule);
+    ipBindsByPort.set(portKey, samePort);
   }
   return issues;
+}
+
+/** Whether two rules binding different IP literals on one port and transport cannot both be bound, because one is a wildcard covering the other. */
+function wildcardsOverlap(a: ForwardRule, b: ForwardRule): boolean {
+  const [x, y] = [normalizeIp(a.bind.host), normalizeIp(b.bind.host)];
+  if (x === undefined || y === undefined) return false;
+  const isIPv4 = (ip: string) => !ip.includes(":");
+  const coversIPv4 = (ip: string, rule: ForwardRule) => ip === "0.0.0.0" || (ip === "::" && rule.bindIpv6Only !== true);
+  const coversIPv6 = (ip: string) => ip === "::";
+  const covers = (ip: string, rule: ForwardRule, other: string) => (isIPv4(other) ? coversIPv4(ip, rule) : coversIPv6(ip));
+  return covers(x, a, y) || covers(y, b, x);
+}
+
+/**
+ * A TCP listener on `::` beside one on `0.0.0.0` with the same port listens
+ * for IPv6 only, so the pair (as in rinetd-uv's fan-in example) serves both
+ * families instead of failing at bind. UDP has no such switch in Bun: a UDP
+ * pair stays an overlap error.
+ */
+export function markIpv6OnlyBinds(rules: ForwardRule[]): void {
+  const ipv4AnyPorts = new Set<number>();
+  const isTcpListener = (rule: ForwardRule) => rule.bind.transport === "tcp";
+  for (const rule of rules) if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "0.0.0.0") ipv4AnyPorts.add(rule.bind.port);
+  for (const rule of rules) {
+    if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "::" && ipv4AnyPorts.has(rule.bind.port)) rule.bindIpv6Only = true;
+  }
 }
 
 /** Identity of a listening socket: equal keys cannot both be bound (and a reload keeps such a listener). */
@@ -159,6 +202,11 @@ export function bindKey(endpoint: Endpoint): string {
   if (endpoint.transport === "unix") return `unix:${endpoint.host}`;
   const hostKey = normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
   return `${hostKey} ${endpoint.port}/${endpoint.transport}`;
+}
+
+/** Identity of a rule's listening socket: its bind, and whether `::` takes IPv6 clients only (another socket). */
+export function listenerKey(rule: ForwardRule): string {
+  return rule.bindIpv6Only === true ? `${bindKey(rule.bind)} ipv6-only` : bindKey(rule.bind);
 }
 
 /** Options that only make sense for some kinds of rule, used on another; backends of mixed kinds. */

@@ -35,7 +35,9 @@
  *   warning when they differ.
  * - Defaults that differ from the `.conf` ones, as rinetd-uv's: host names
  *   with several addresses are spread over (`dns_multi_ip_expand: true`),
- *   and TCP rules have keepalive after 60 s unless `keepalive: false`.
+ *   TCP rules have keepalive after 60 s unless `keepalive: false`, and a UDP
+ *   session ends after 10 s without traffic (rinetd's 72 s stays the `.conf`
+ *   default, since a `.conf` file may be rinetd's).
  * - `status` writes a status file only with `enabled: true`.
  * - Beyond rinetd-uv's schema, and unambiguous: a rule-level `src` and
  *   `dns_refresh` (as the .conf options), plain strings in a `connect` list,
@@ -85,6 +87,8 @@ interface YamlContext extends DocumentContext {
 
 const yamlKey = (spec: GlobalSpec) => spec.yaml;
 const STATUS_PREFIX = "status.";
+/** UDP session idle timeout in rinetd-uv (its manual: 10 s), the default of YAML rules. */
+const RINETD_UV_UDP_TIMEOUT_SECONDS = 10;
 const TOP_LEVEL_KEYS = ["global", "rules"];
 const GLOBAL_KEYS = [...globalKeys(yamlKey), "access"];
 const STATUS_KEYS = GLOBAL_SETTINGS.flatMap((spec) => (spec.yaml?.startsWith(STATUS_PREFIX) ? [spec.yaml.slice(STATUS_PREFIX.length)] : []));
@@ -144,6 +148,7 @@ function readRoot(context: YamlContext, root: Table, config: Config): void {
   const defaults = defaultRuleDefaults();
   defaults.dnsSpread = true;
   defaults.keepalive = DEFAULT_KEEPALIVE_SECONDS;
+  defaults.timeout = RINETD_UV_UDP_TIMEOUT_SECONDS;
   const global = mapping(context, root, "", "global");
   if (global !== undefined) readGlobal(context, global, config, defaults);
 

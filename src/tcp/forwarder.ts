@@ -93,15 +93,18 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
       applySocketMode(bind.host, this.rule.socketMode);
     } else {
-      this.listener = Bun.listen<unknown>({
+      // ipv6Only and reusePort are honoured by Bun's listen though its types leave them out (hence the typed variable).
+      const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean; reusePort: boolean } = {
         hostname: bind.host,
         port: bind.port,
         // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
         allowHalfOpen: true,
+        ipv6Only: this.rule.bindIpv6Only === true,
         socket: handlers,
-        // Worker threads each listen on the port; the kernel spreads clients over them. Bun's types omit the option.
-        ...(this.context.reusePort === true ? ({ reusePort: true } as object) : {}),
-      });
+        // Worker threads each listen on the port; the kernel spreads clients over them.
+        reusePort: this.context.reusePort === true,
+      };
+      this.listener = Bun.listen<unknown>(options);
     }
     this.backends = this.context.backends.acquire(this.rule);
     this.armIdleSweep();

@@ -241,13 +241,16 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   }
 
   start(): void {
-    this.listener = Bun.listen<unknown>({
+    // ipv6Only is honoured by Bun's listen though its types leave it out (hence the typed variable).
+    const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean } = {
       hostname: this.rule.bind.host,
       port: this.rule.bind.port,
       // The client's FIN must arrive as `end`, so what is queued for it can still be written.
       allowHalfOpen: true,
+      ipv6Only: this.rule.bindIpv6Only === true,
       socket: this.listenerHandlers(),
-    });
+    };
+    this.listener = Bun.listen<unknown>(options);
     this.backends = this.context.backends.acquire(this.rule);
   }
 

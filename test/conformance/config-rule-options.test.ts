@@ -95,7 +95,7 @@ describe("per-rule options in one bracket", () => {
     expect(issuesIn(result)).toEqual([
       [1, "timeout must be a positive whole number of seconds, got '0'"],
       [2, "source address 'example.com' must be an IP address"],
-      [3, "keepalive must be a whole number from 1 to 86400, got 'sometimes'"],
+      [3, "keepalive must be on, off or a whole number of seconds from 1 to 86400, got 'sometimes'"],
       [4, "dns_refresh must be a whole number from 0 to 86400, got 'soon'"],
       [5, "mode must be octal permissions like 0660, got '0999'"],
       [6, expect.stringContaining("unknown option 'colour'") as unknown as string],
