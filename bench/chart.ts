@@ -8,7 +8,7 @@ import type { BenchReport, SystemName } from "./types.ts";
 
 const COLORS: Record<SystemName, string> = {
   oi: "#d9480f",
-  "oi-splice": "#f08c00",
+  "oi-plain": "#f08c00",
   "oi-w2": "#2f9e44",
   rinetd: "#495057",
   socat: "#1c7ed6",

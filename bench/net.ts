@@ -6,7 +6,7 @@ import type { Service, SystemName } from "./types.ts";
 
 export const BACKEND_PORTS: Record<Service, number> = { iperf: 23101, sockperf: 23102, http: 23103, hold: 23104 };
 
-const SYSTEM_BASE: Record<Exclude<SystemName, "direct">, number> = { oi: 23010, rinetd: 23020, socat: 23030, haproxy: 23040, "oi-splice": 23050, "oi-w2": 23060 };
+const SYSTEM_BASE: Record<Exclude<SystemName, "direct">, number> = { oi: 23010, rinetd: 23020, socat: 23030, haproxy: 23040, "oi-plain": 23050, "oi-w2": 23060 };
 const SERVICE_OFFSET: Record<Service, number> = { iperf: 1, sockperf: 2, http: 3, hold: 4 };
 
 /** Port on which `system` forwards `service` (for `direct`: the backend's own port). */

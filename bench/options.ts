@@ -4,13 +4,13 @@
  */
 import { ALL_SYSTEMS, DEFAULT_SYSTEMS, type BenchOptions, type SystemName } from "./types.ts";
 
-export const HELP = `oi bench: oi (plain relay, and oi-splice: with \`splice on\`) side by side with rinetd, socat,
-haproxy (TCP mode) and direct (no forwarder)
+export const HELP = `oi bench: oi (its defaults, splice auto; and oi-plain: \`splice off\`; oi-w2: \`--workers 2\`, on request)
+side by side with rinetd, socat, haproxy (TCP mode) and direct (no forwarder)
 
 usage: npm run bench -- [--quick] [--netns] [--profile] [--runs N] [--systems LIST] [--oi-rev REV] [--no-install]
 
   (no flag)        full suite on loopback: 5 interleaved runs per figure, iperf3 8 s,
-                   2000 idle connections (about 15 minutes on 2 cores)
+                   2000 idle connections (about 20 minutes on 2 cores)
   --quick          short suite: 3 runs, iperf3 2 s, 500 idle connections (under 4 minutes)
   --netns          measure over the seed's real-routing path instead of loopback: client and
                    server network namespaces joined to the host by veth pairs (root only;

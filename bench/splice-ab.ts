@@ -1,7 +1,7 @@
 /**
- * @module A/B of oi's two TCP paths on loopback: the plain relay and
- * `splice on`, run side by side (one oi each, same iperf3 server) and
- * measured interleaved, plain then splice, round after round, so drift and
+ * @module A/B of oi's TCP paths on loopback: the plain relay, `splice on`
+ * and `splice auto`, run side by side (one oi each, same iperf3 server) and
+ * measured interleaved, one after the other, round after round, so drift and
  * noise of a shared machine fall on both alike. Per run: iperf3's received
  * rate and the oi process's CPU seconds (user + system, all threads, from
  * /proc/PID/stat) per GiB moved. Prints medians and min..max.
@@ -66,10 +66,11 @@ interface Mode {
   proc: Bun.Subprocess<"ignore", "pipe", "inherit">;
 }
 
-async function startOi(name: string, splice: boolean): Promise<Mode> {
+async function startOi(splice: "off" | "on" | "auto"): Promise<Mode> {
+  const name = splice === "off" ? "plain" : `splice ${splice}`;
   const port = await freePort();
-  const config = join(dir, `${name}.conf`);
-  writeFileSync(config, `splice ${splice ? "on" : "off"}\n127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
+  const config = join(dir, `${splice}.conf`);
+  writeFileSync(config, `splice ${splice}\n127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
   const proc = Bun.spawn([process.execPath, CLI, "-c", config], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
   await waitForOutput(proc, "listening");
   return { name, port, proc };
@@ -114,7 +115,7 @@ function summary(values: number[], digits: number): string {
 }
 
 await waitForOutput(iperfServer, "Server listening");
-const modes = [await startOi("plain", false), await startOi("splice", true)];
+const modes = [await startOi("off"), await startOi("on"), await startOi("auto")];
 const results = new Map<string, Run[]>();
 try {
   for (const parallel of parallels) {

@@ -115,8 +115,8 @@ async function launch(name: ForwarderName, rules: Rule[], options: LaunchOptions
       cmd = ["haproxy", "-db", "-f", config];
     } else {
       const config = join(dir, `${tag}.conf`);
-      writeFileSync(config, (name === "oi-splice" ? "splice on\n" : "") + rinetdStyleRules(rules, topology));
-      if (name === "oi" || name === "oi-splice") cmd = [process.execPath, options.oiCli, "-c", config];
+      writeFileSync(config, (name === "oi-plain" ? "splice off\n" : "") + rinetdStyleRules(rules, topology));
+      if (name === "oi" || name === "oi-plain") cmd = [process.execPath, options.oiCli, "-c", config];
       else if (name === "oi-w2") cmd = [process.execPath, options.oiCli, "-c", config, "--workers", "2"];
       else cmd = ["rinetd", "-f", "-c", config];
     }

@@ -4,12 +4,13 @@
  */
 
 /**
- * `oi-splice` is oi with `splice on` (established relays moved by splice(2) in a worker);
+ * `oi` runs with its defaults (`splice auto`: bulk relays move to a splice(2) worker);
+ * `oi-plain` with `splice off` (every byte through JavaScript);
  * `oi-w2` is oi with `--workers 2` (not in the default set; ask for it with --systems).
  */
-export type SystemName = "oi" | "oi-splice" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct";
+export type SystemName = "oi" | "oi-plain" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct";
 
-export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-splice", "oi-w2", "rinetd", "socat", "haproxy", "direct"];
+export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-plain", "oi-w2", "rinetd", "socat", "haproxy", "direct"];
 export const DEFAULT_SYSTEMS: readonly SystemName[] = ALL_SYSTEMS.filter((name) => name !== "oi-w2");
 
 export interface BenchOptions {

@@ -4,7 +4,7 @@
  * only; each protocol's module (tcp/, udp/) implements it.
  */
 import type { BackendRegistry } from "./backends.ts";
-import type { SpliceEngine } from "./tcp/splice/engine.ts";
+import type { SpliceChoice } from "./tcp/splice/choice.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import type { AccessList, ForwardRule } from "./types.ts";
@@ -41,7 +41,7 @@ export interface ForwarderContext {
   /** Backend state (balancer, DNS cache, probes) by rule name: `acquire` when starting, `release` when stopping. */
   backends: BackendRegistry;
   /** The splice worker new TCP relays move to (`splice on`), when running; shared and updated by reloads. */
-  splice?: { engine: SpliceEngine | undefined };
+  splice?: SpliceChoice;
   /** Listen on TCP with SO_REUSEPORT, beside the other worker threads (src/workers/) serving the same rule. */
   reusePort?: boolean;
 }

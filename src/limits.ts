@@ -119,6 +119,19 @@ export class Admission {
     return false;
   }
 
+  /**
+   * More descriptors for a connection already counted (a relay moving to the
+   * splice worker); false, and nothing counted, when the budget has no room.
+   */
+  reserveDescriptors(descriptors: number): boolean {
+    return reserve(this.counts, DESCRIPTORS, descriptors, this.descriptorBudget);
+  }
+
+  /** Give back descriptors `reserveDescriptors` counted but that were not used after all. */
+  returnDescriptors(descriptors: number): void {
+    Atomics.sub(this.counts, DESCRIPTORS, descriptors);
+  }
+
   /** A connection ended; `rule` is the one it was admitted on by `admitOnRule`. */
   release(descriptors: number, rule?: ForwardRule): void {
     Atomics.sub(this.counts, CONNECTIONS, 1);

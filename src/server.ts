@@ -14,7 +14,7 @@ import { BackendRegistry } from "./backends.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { createTcpForwarder } from "./tcp/forwarder.ts";
-import { type SpliceEngine, spliceEngine } from "./tcp/splice/engine.ts";
+import { SpliceChoice } from "./tcp/splice/choice.ts";
 import { createTcpToUdpForwarder, createUdpForwarder } from "./udp/forwarders.ts";
 import type { Config, ForwardRule, RuleMode } from "./types.ts";
 
@@ -39,8 +39,8 @@ export class Server {
   private readonly forwarders = new Map<string, Forwarder>();
   /** Balancer, DNS and probe state per rule name, shared by the rule's forwarders. */
   readonly backends = new BackendRegistry();
-  /** Where new TCP relays go once established (`splice on`); every forwarder sees the latest config's choice. */
-  private readonly splice: { engine: SpliceEngine | undefined } = { engine: undefined };
+  /** Whether TCP relays move to the splice worker; every forwarder sees the latest config's choice. */
+  private readonly splice = new SpliceChoice();
 
   constructor(
     private readonly events: SessionEvents,
@@ -76,7 +76,7 @@ export class Server {
    * only when all succeeded are kept rules updated and removed ones stopped.
    */
   async apply(config: Config): Promise<ApplySummary> {
-    this.splice.engine = config.splice ? await spliceEngine() : undefined;
+    await this.splice.configure(config.splice);
     const context: ForwarderContext = {
       globalAccess: config.globalAccess,
       events: this.events,

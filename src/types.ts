@@ -14,6 +14,11 @@ export type Transport = "tcp" | "udp" | "unix";
  */
 export type RuleMode = "tcp" | "udp" | "udptotcp" | "tcptoudp";
 
+export type SpliceMode = "off" | "on" | "auto";
+
+/** With `splice auto`, a relay moves to the splice worker once it has carried this much (both ways together). */
+export const SPLICE_AUTO_AFTER_BYTES = 1024 * 1024;
+
 export type ConfigFormat = "conf" | "toml" | "yaml";
 
 /** rinetd's tab-separated format, the web server "common log format", or JSON lines. */
@@ -202,8 +207,12 @@ export interface Config {
   status: StatusFileOptions | undefined;
   /** Seconds between one-line summaries in the console log; 0: none. */
   statsLogInterval: number;
-  /** Move established TCP relays' bytes with splice(2) in a worker thread (Linux); false: the plain relay. */
-  splice: boolean;
+  /**
+   * Move established TCP relays' bytes with splice(2) in a worker thread
+   * (Linux): "on" every relay once connected, "auto" a relay once it has
+   * carried SPLICE_AUTO_AFTER_BYTES, "off" none (the plain relay).
+   */
+  splice: SpliceMode;
   /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
   workers: number | undefined;
 }

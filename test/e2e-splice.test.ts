@@ -57,6 +57,40 @@ describe("splice on", () => {
     });
   }
 
+  test("splice auto: a relay stays plain until it has carried 1 MiB, then moves, its bytes intact both ways", async () => {
+    const server = echoBackend();
+    const port = freePort();
+    const forwarder = await oi(`splice auto\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const baseline = pipeDescriptors(forwarder);
+    const client = await connectPeer("127.0.0.1", port);
+    client.keep = [];
+    client.socket?.write("ping");
+    await until(() => client.received === 4, 5000, "the echo");
+    // A small exchange: no pipe, no handoff.
+    expect(pipeDescriptors(forwarder) - baseline).toBe(0);
+
+    // The first bulk read starts the splice worker; a read after it is up moves the relay.
+    const echoed = new Bun.CryptoHasher("sha256").update("ping");
+    let expected = 4;
+    for (let round = 0; round < 20 && pipeDescriptors(forwarder) - baseline === 0; round++) {
+      const payload = randomBytes(2 * MiB);
+      echoed.update(payload);
+      expected += payload.length;
+      await client.send(payload, false);
+      await until(() => client.received === expected, 20000, "the echo");
+    }
+    expect(pipeDescriptors(forwarder) - baseline).toBe(4);
+    // One more round through the worker, then every byte echoed is checked.
+    const last = randomBytes(2 * MiB);
+    echoed.update(last);
+    expected += last.length;
+    await client.send(last, false);
+    await until(() => client.received === expected, 20000, "the echo through the worker");
+    expect(client.digest()).toBe(echoed.digest("hex"));
+    client.socket?.end();
+    await until(() => pipeDescriptors(forwarder) === baseline, 5000, "the pipes to close");
+  });
+
   test("bytes held at handoff go first: the PROXY header to the backend, then what came with the client's header", async () => {
     const server = backend((peer) => {
       peer.keep = [];

@@ -14,8 +14,10 @@ const MiB = 1024 * 1024;
 
 /** The two ways oi can move a relay's bytes, as the global directive that picks each. */
 const RELAY_PATHS = [
-  { name: "plain relay", directive: "" },
+  { name: "plain relay", directive: "splice off\n" },
   { name: "splice on", directive: "splice on\n" },
+  // The default: handed over mid-stream, once a relay has carried 1 MiB in large reads.
+  { name: "splice auto (the default)", directive: "" },
 ] as const;
 
 for (const { name, directive } of RELAY_PATHS) {

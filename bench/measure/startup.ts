@@ -64,9 +64,9 @@ function startCommand(name: SystemName, ctx: MeasureContext, listen: number): st
   const config = join(ctx.tmpDir, `startup-${name}.conf`);
   switch (name) {
     case "oi":
-    case "oi-splice":
+    case "oi-plain":
       if (ctx.oiBinary === undefined) return undefined;
-      writeFileSync(config, `${name === "oi-splice" ? "splice on\n" : ""}${forwardHost} ${listen} ${backendHost} ${backend}\n`);
+      writeFileSync(config, `${name === "oi-plain" ? "splice off\n" : ""}${forwardHost} ${listen} ${backendHost} ${backend}\n`);
       return [ctx.oiBinary, "-c", config];
     case "rinetd":
       writeFileSync(config, `${forwardHost} ${listen} ${backendHost} ${backend}\n`);

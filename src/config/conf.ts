@@ -230,7 +230,7 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
   }
   const [text] = args;
   if (args.length !== 1 || text === undefined) {
-    const form = spec.type === "path" ? "PATH" : spec.type === "switch" ? "on|off" : "VALUE";
+    const form = spec.type === "path" ? "PATH" : spec.type === "switch" ? "on|off" : spec.type === "switch-or-word" ? "on|off|auto" : "VALUE";
     const what = spec.type === "path" ? "path" : "value";
     state.issues.error(line, `${keyword} takes one ${what} (${keyword} ${form}), found ${args.length} argument${args.length === 1 ? "" : "s"}`);
     return;
@@ -251,7 +251,8 @@ function confGlobalValue(spec: GlobalSpec, text: string): GlobalValue {
       return /^\d+$/.test(text) ? Number(text) : text;
     case "number":
       return /^(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : text;
-    case "switch": {
+    case "switch":
+    case "switch-or-word": {
       const lower = text.toLowerCase();
       if (["on", "true", "yes"].includes(lower)) return true;
       if (["off", "false", "no"].includes(lower)) return false;

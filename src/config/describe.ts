@@ -5,11 +5,17 @@
 
 import { formatEndpoint, formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
-import type { AccessList, Backend, Config, ConfigIssue, ForwardRule } from "../types.ts";
+import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SpliceMode } from "../types.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
+
+const SPLICE_DESCRIPTIONS: Record<SpliceMode, string> = {
+  off: "off (every TCP relay moves its bytes through JavaScript)",
+  on: "on (established TCP relays move in a splice(2) worker)",
+  auto: "auto (TCP relays that carry bulk move to a splice(2) worker)",
+};
 
 export function describeConfig(config: Config): string {
   const ruleCount = `${config.rules.length} forwarding rule${config.rules.length === 1 ? "" : "s"}`;
@@ -24,7 +30,7 @@ export function describeConfig(config: Config): string {
     `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
-    ...(config.splice ? ["splice: on (established TCP relays move in a splice(2) worker)"] : []),
+    `splice: ${SPLICE_DESCRIPTIONS[config.splice]}`,
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");

@@ -15,7 +15,7 @@ import { checkConnectTimeout, checkMaxConnections, checkMetricsAddress } from ".
  * `flag`: a .conf directive without argument (`logcommon`), true in TOML/YAML.
  * `switch`: on/off (true/false in TOML/YAML).
  */
-export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch";
+export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch" | "switch-or-word";
 
 export type GlobalValue = string | number | boolean;
 
@@ -236,10 +236,11 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     conf: ["splice"],
     toml: "splice",
     yaml: "splice",
-    type: "switch",
+    type: "switch-or-word",
     apply: (target, value) => {
-      if (typeof value !== "boolean") return `splice must be on or off, got '${String(value)}'`;
-      target.config.splice = value;
+      if (typeof value === "boolean") target.config.splice = value ? "on" : "off";
+      else if (value === "auto") target.config.splice = "auto";
+      else return `splice must be on, off or auto, got '${String(value)}'`;
       return undefined;
     },
   },

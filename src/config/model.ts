@@ -28,7 +28,8 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     status: undefined,
     // rinetd-uv's default (a STATS line a minute) for the formats it reads; oxidinetd's TOML never had one.
     statsLogInterval: format === "toml" ? 0 : DEFAULT_STATS_LOG_INTERVAL,
-    splice: false,
+    // Bulk relays move to the splice worker; short, idle and chatty ones stay on the plain path.
+    splice: "auto",
     workers: undefined,
   };
 }

@@ -249,6 +249,10 @@ function readGlobalValue(reader: TableReader, key: string, spec: GlobalSpec): Gl
     case "flag":
     case "switch":
       return reader.boolean(key);
+    case "switch-or-word": {
+      const value = reader.raw(key);
+      return typeof value === "boolean" ? value : reader.string(key);
+    }
   }
 }
 

@@ -19,10 +19,8 @@ import { abort, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwne
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
-/** A relayed connection holds two descriptors: the client's and the backend's. */
+/** A relayed connection holds two descriptors: the client's and the backend's (a spliced one more, counted at its handoff). */
 const DESCRIPTORS_PER_RELAY = 2;
-/** A spliced one holds the two sockets (duplicated) and two pipes. */
-const DESCRIPTORS_PER_SPLICED_RELAY = 6;
 /** Idle connections are looked for this often at most (and at a quarter of the idle timeout). */
 const IDLE_SWEEP_MAX_MS = 1000;
 const IDLE_SWEEP_MIN_MS = 50;
@@ -146,6 +144,17 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     return [bytesIn, bytesOut];
   }
 
+  reserveDescriptors(relay: Relay, descriptors: number): boolean {
+    if (!this.admission.reserveDescriptors(descriptors)) return false;
+    relay.descriptors += descriptors;
+    return true;
+  }
+
+  returnDescriptors(relay: Relay, descriptors: number): void {
+    this.admission.returnDescriptors(descriptors);
+    relay.descriptors -= descriptors;
+  }
+
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
     // A connect still in flight: its timer has nothing left to time.
@@ -195,7 +204,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     upstream.data = relay.upstream;
     relay.dial.opened();
     // splice(2) is wired for TCP on both legs only.
-    if (relay.dial.connected?.endpoint.transport !== "tcp") relay.spliceEngine = undefined;
+    if (relay.dial.connected?.endpoint.transport !== "tcp") relay.splice = undefined;
     const keepalive = relay.rule.keepalive;
     if (keepalive !== undefined) upstream.setKeepAlive(true, keepalive * 1000);
     upstreamOpened(relay.upstream, upstream, this.proxyHeader(relay));
@@ -229,10 +238,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
     const rule = this.rule;
     const backends = this.backends;
-    const engine = rule.bind.transport === "tcp" ? this.context.splice?.engine : undefined;
-    const descriptors = engine === undefined ? DESCRIPTORS_PER_RELAY : DESCRIPTORS_PER_SPLICED_RELAY;
+    const splice = rule.bind.transport === "tcp" ? this.context.splice : undefined;
     const verdict =
-      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, descriptors);
+      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY);
     if (verdict !== "ok" || backends === undefined) {
       // Closed before any upstream exists: a refused client never reaches the backend.
       socket.terminate();
@@ -241,8 +249,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     }
     const relay = new Relay(this, rule, socket, client.address || "unix", client.port, new DialPlan(backends, client.address));
     relay.destination = destination;
-    relay.descriptors = descriptors;
-    relay.spliceEngine = engine;
+    relay.descriptors = DESCRIPTORS_PER_RELAY;
+    relay.splice = splice?.mode === "off" ? undefined : splice;
     this.relays.add(relay);
     this.events.started(rule);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);

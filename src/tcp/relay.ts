@@ -18,6 +18,7 @@ import type { DialPlan } from "../backends.ts";
 import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import type { SpliceEngine, SpliceHandle, SplicedOwner } from "./splice/engine.ts";
+import type { SpliceChoice } from "./splice/choice.ts";
 
 export type Side = "client" | "upstream";
 
@@ -27,7 +28,20 @@ export const PRECONNECT_HOLD_BYTES = 64 * 1024;
 /** What the owner of relays (one forwarding rule) is told. */
 export interface RelayOwner {
   relayEnded(relay: Relay): void;
+  /** Count `descriptors` more for `relay` (its move to the splice worker); false when the budget has no room. */
+  reserveDescriptors(relay: Relay, descriptors: number): boolean;
+  returnDescriptors(relay: Relay, descriptors: number): void;
 }
+
+/**
+ * Descriptors a relay holds beyond its two sockets once spliced: the worker's
+ * two duplicates of the sockets and two pipes of two ends each, less Bun's
+ * two sockets, which are closed at the handoff.
+ */
+export const SPLICE_EXTRA_DESCRIPTORS = 4;
+
+/** A read this large is taken as a sign of bulk transfer (see pump). */
+const SPLICE_BULK_READ_BYTES = 64 * 1024;
 
 export class Leg {
   socket: Socket<Leg> | undefined = undefined;
@@ -76,7 +90,9 @@ export class Relay implements SplicedOwner {
   lastActivity = Date.now();
   /** Descriptors admitted for this relay, released when it ends. */
   descriptors = 2;
-  /** Set when the rule splices: once the relay holds nothing in JS, its bytes move in the splice worker. */
+  /** Set when the relay may move to the splice worker (once it holds nothing in JS); undefined: plain for good. */
+  splice: SpliceChoice | undefined = undefined;
+  /** The engine the relay moved to. */
   spliceEngine: SpliceEngine | undefined = undefined;
   /** The relay is in the splice worker's hands. */
   spliced: SpliceHandle | undefined = undefined;
@@ -168,7 +184,14 @@ function pump(src: Leg, chunk: Uint8Array): void {
     return;
   }
   const written = out.write(chunk);
-  if (written === chunk.length) return;
+  if (written === chunk.length) {
+    // `splice auto`: a relay that turns out to carry bulk moves to the splice
+    // worker. A large read means the sender keeps ahead of the relay; chatty
+    // small-message traffic never reads that much at once and stays here,
+    // where a message costs no more calls.
+    if (src.relay.splice !== undefined && chunk.length >= SPLICE_BULK_READ_BYTES) trySplice(src.relay);
+    return;
+  }
   if (written < 0) {
     // The peer socket is already shut or closed: these bytes cannot be delivered.
     abort(src.relay, "error: write failed");
@@ -256,7 +279,7 @@ function flush(src: Leg): void {
   src.pending = undefined;
   src.pendingOffset = 0;
   if (src.eof) passEof(src);
-  else if (!src.closed && (src.relay.spliceEngine === undefined || !trySplice(src.relay))) resumeLeg(src);
+  else if (!src.closed && (src.relay.splice === undefined || !trySplice(src.relay))) resumeLeg(src);
 }
 
 /** `src`'s remote will send nothing more: once its data is written, pass the FIN on. */
@@ -357,7 +380,7 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Ar
   const client = relay.client;
   if (client.pending !== undefined) flush(client);
   else if (client.eof) passEof(client);
-  else if (relay.spliceEngine === undefined || !trySplice(relay)) resumeLeg(client);
+  else if (relay.splice === undefined || !trySplice(relay)) resumeLeg(client);
 }
 
 /**
@@ -368,17 +391,27 @@ export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Ar
  */
 function trySplice(relay: Relay): boolean {
   const { client, upstream } = relay;
-  const engine = relay.spliceEngine;
-  if (engine === undefined || relay.ended || relay.spliced !== undefined) return false;
+  const choice = relay.splice;
+  if (choice === undefined || relay.ended || relay.spliced !== undefined) return false;
+  if (client.bytesRead + upstream.bytesRead < choice.afterBytes) return false;
   if (client.pending !== undefined || upstream.pending !== undefined) return false;
   if (client.eof || upstream.eof || client.shut || upstream.shut || client.closed || upstream.closed) return false;
   const clientSocket = client.socket;
   const upstreamSocket = upstream.socket;
   if (clientSocket === undefined || upstreamSocket === undefined) return false;
+  // Still starting (`splice auto` starts it at the first relay that carries bulk): a later read retries.
+  const engine = choice.engineForHandoff();
+  if (engine === undefined) return false;
+  // The pipes and duplicates count against the descriptor budget like sockets do.
+  if (!relay.owner.reserveDescriptors(relay, SPLICE_EXTRA_DESCRIPTORS)) {
+    relay.splice = undefined;
+    return false;
+  }
   const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay);
   if (handle === undefined) {
     // No slot or descriptor for it now: this relay stays plain for good.
-    relay.spliceEngine = undefined;
+    relay.owner.returnDescriptors(relay, SPLICE_EXTRA_DESCRIPTORS);
+    relay.splice = undefined;
     return false;
   }
   for (const leg of [client, upstream]) {
@@ -390,6 +423,7 @@ function trySplice(relay: Relay): boolean {
     socket.end();
   }
   relay.spliced = handle;
+  relay.spliceEngine = engine;
   engine.begin(handle);
   return true;
 }

@@ -17,12 +17,14 @@
  */
 import { consola } from "consola";
 import type { SessionResult } from "../../session.ts";
-import { F_SETPIPE_SZ, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK } from "./libc.ts";
+import { F_GETPIPE_SZ, F_SETPIPE_SZ, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK } from "./libc.ts";
 import { COMMAND_ABORT, COMMAND_ADD, COMMAND_WORDS, layoutFor, type Outcome, SharedState, sharedBytes, WRITTEN, type WorkerReply } from "./protocol.ts";
 
 /** Relays spliced at once; more are relayed the plain way. A power of two (the ring's size derives from it). */
 const SLOTS = 8192;
 /** Bytes per pipe: more bytes per splice call, at the price of pipe memory per connection. */
+/** The smallest pipe worth splicing through: Linux's default pipe size. */
+const MIN_PIPE_BYTES = 64 * 1024;
 const PIPE_BYTES = 256 * 1024;
 
 /** The relay's result for each way the worker saw a spliced relay end by itself. */
@@ -117,10 +119,13 @@ export class SpliceEngine {
       if (libc.pipe2(this.pipeFds, O_NONBLOCK | O_CLOEXEC) !== 0) break;
       fds[at] = this.pipeFds[0]!;
       fds[at + 1] = this.pipeFds[1]!;
-      // A smaller pipe (the per-user pipe memory limit) still works, with more calls.
       libc.fcntl(fds[at]!, F_SETPIPE_SZ, PIPE_BYTES);
     }
-    if (fds.some((fd) => fd < 0)) {
+    // Past the per-user pipe memory limit (fs.pipe-user-pages-soft) Linux gives
+    // new pipes a single page: splicing 4 KiB a call would cost more than the
+    // plain relay, so such a relay stays plain.
+    const small = fds[2]! >= 0 && fds[4]! >= 0 && (libc.fcntl(fds[2]!, F_GETPIPE_SZ, 0) < MIN_PIPE_BYTES || libc.fcntl(fds[4]!, F_GETPIPE_SZ, 0) < MIN_PIPE_BYTES);
+    if (small || fds.some((fd) => fd < 0)) {
       for (const fd of fds) if (fd >= 0) libc.close(fd);
       this.free.push(slot);
       return undefined;
