@@ -199,7 +199,7 @@ async function bench(options: BenchOptions): Promise<number> {
     const pid = system.pid("iperf");
     entry.rssEnd = pid === undefined ? null : (rssKiB(pid) ?? null);
     for (const file of system.logFiles) {
-      for (const line of logTail(file, /error|panic|segfault|uncaught|exception/i)) entry.notes.push(`log: ${line.trim().slice(0, 160)}`);
+      for (const line of logTail(file, /\b(error|panic|segfault|uncaught|exception)\b/i)) entry.notes.push(`log: ${line.trim().slice(0, 160)}`);
     }
   }
 

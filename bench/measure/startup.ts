@@ -65,9 +65,10 @@ function startCommand(name: SystemName, ctx: MeasureContext, listen: number): st
   switch (name) {
     case "oi":
     case "oi-plain":
+    case "oi-w2":
       if (ctx.oiBinary === undefined) return undefined;
       writeFileSync(config, `${name === "oi-plain" ? "splice off\n" : ""}${forwardHost} ${listen} ${backendHost} ${backend}\n`);
-      return [ctx.oiBinary, "-c", config];
+      return [ctx.oiBinary, "-c", config, ...(name === "oi-w2" ? ["--workers", "2"] : [])];
     case "rinetd":
       writeFileSync(config, `${forwardHost} ${listen} ${backendHost} ${backend}\n`);
       return ["rinetd", "-f", "-c", config];
