@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
 import { type OiProcess, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
@@ -58,22 +58,13 @@ describe("SIGHUP reload", () => {
       const survivorFar = await held.nextConnection();
 
       // Keep connecting to the kept port throughout the reload: none may be refused.
-      let refusedDuringReload = 0;
-      let hammering = true;
-      const hammer = (async () => {
-        while (hammering) {
-          if (await connectionRefused(keptPort)) refusedDuringReload++;
-          await Bun.sleep(2);
-        }
-      })();
+      const refusals = watchRefusals(keptPort);
 
       writeFileSync(configPath, `127.0.0.1 ${keptPort} 127.0.0.1 ${two.port}\n127.0.0.1 ${addedPort} 127.0.0.1 ${one.port}\n`);
       process.signal("SIGHUP");
       await process.stdout.waitFor("reloaded: 1 rule(s) started, 1 kept, 1 stopped", 5000);
       await Bun.sleep(100);
-      hammering = false;
-      await hammer;
-      expect(refusedDuringReload).toBe(0);
+      expect(await refusals.stop()).toBe(0);
 
       expect(await greeting(keptPort)).toBe("two");
       expect(await greeting(addedPort)).toBe("one");

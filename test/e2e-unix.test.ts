@@ -6,10 +6,9 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Socket } from "bun";
-import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, oi, onCleanup, unixBackend } from "./helpers/harness.ts";
 import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { connectPeer, connectUnix, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
@@ -23,58 +22,6 @@ function unixGreeter(path: string, greeting: string) {
         socket.shutdown();
       },
       data() {},
-    },
-  });
-  onCleanup(() => listener.stop(true));
-  return listener;
-}
-
-/** Connect to a unix socket as a client peer. */
-async function connectUnix(path: string): Promise<Peer> {
-  const peer = new Peer();
-  await Bun.connect<Peer>({
-    unix: path,
-    allowHalfOpen: true,
-    data: peer,
-    socket: {
-      binaryType: "uint8array",
-      open(socket: Socket<Peer>) {
-        peer.attach(socket);
-      },
-      data(socket: Socket<Peer>, chunk: Uint8Array) {
-        socket.data.gotData(chunk);
-      },
-      end(socket: Socket<Peer>) {
-        socket.data.gotEnd();
-      },
-      close(socket: Socket<Peer>, error?: Error) {
-        socket.data.gotClose(error);
-      },
-      drain(socket: Socket<Peer>) {
-        socket.data.pump();
-      },
-    },
-  });
-  return peer;
-}
-
-/** A unix socket backend that answers, after the client's FIN, with the hash of what it received. */
-function unixHasher(path: string) {
-  const listener = Bun.listen<{ hash: Bun.CryptoHasher; bytes: number }>({
-    unix: path,
-    allowHalfOpen: true,
-    socket: {
-      open(socket) {
-        socket.data = { hash: new Bun.CryptoHasher("sha256"), bytes: 0 };
-      },
-      data(socket, chunk) {
-        socket.data.hash.update(chunk);
-        socket.data.bytes += chunk.length;
-      },
-      end(socket) {
-        socket.write(`received ${socket.data.bytes} bytes, sha256 ${socket.data.hash.digest("hex")}`);
-        socket.shutdown();
-      },
     },
   });
   onCleanup(() => listener.stop(true));
@@ -99,7 +46,9 @@ describe("half-close through unix sockets", () => {
 
   test("a backend on a unix socket gets the client's FIN and its answer gets back", async () => {
     const path = join(tempDir(), "hasher.sock");
-    unixHasher(path);
+    unixBackend(path, (peer) => {
+      peer.onEnd = (p) => void p.send(`received ${p.received} bytes, sha256 ${p.digest()}`, true);
+    });
     const port = freePort();
     await oi(`127.0.0.1 ${port} unix:${path}\n`);
     const payload = randomBytes(1024 * 1024);
@@ -113,27 +62,7 @@ describe("half-close through unix sockets", () => {
 
   test("after a unix socket backend's FIN the client can still send, and the backend receives it all", async () => {
     const path = join(tempDir(), "early.sock");
-    const { promise: received, resolve } = Promise.withResolvers<string>();
-    const listener = Bun.listen<{ hash: Bun.CryptoHasher; bytes: number }>({
-      unix: path,
-      allowHalfOpen: true,
-      socket: {
-        open(socket) {
-          socket.data = { hash: new Bun.CryptoHasher("sha256"), bytes: 0 };
-          socket.write("early goodbye");
-          socket.shutdown();
-        },
-        data(socket, chunk) {
-          socket.data.hash.update(chunk);
-          socket.data.bytes += chunk.length;
-        },
-        // After its own shutdown, Bun reports the peer's FIN as a close.
-        close(socket, error) {
-          resolve(error === undefined ? `${socket.data.bytes} ${socket.data.hash.digest("hex")}` : `reset: ${error.message}`);
-        },
-      },
-    });
-    onCleanup(() => listener.stop(true));
+    const server = unixBackend(path, (peer) => void peer.send("early goodbye", true));
     const port = freePort();
     await oi(`127.0.0.1 ${port} unix:${path}\n`);
 
@@ -144,7 +73,10 @@ describe("half-close through unix sockets", () => {
     expect(client.closed).toBe(false);
     const payload = randomBytes(1024 * 1024);
     await client.send(payload, true);
-    expect(await withTimeout(received, 10000, "the backend's FIN")).toBe(`${payload.length} ${sha256(payload)}`);
+    const far = await server.nextConnection();
+    await far.waitClosed();
+    expect(far.received).toBe(payload.length);
+    expect(far.digest()).toBe(sha256(payload));
   });
 });
 

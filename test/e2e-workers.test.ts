@@ -10,7 +10,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
 import { type OiProcess, runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
@@ -144,21 +144,12 @@ describe("--workers 2: SIGHUP", () => {
     const process = await oiOnFile(configPath);
     expect(new Set(await greetings(keptPort, 16))).toEqual(new Set(["one"]));
 
-    let refused = 0;
-    let hammering = true;
-    const hammer = (async () => {
-      while (hammering) {
-        if (await connectionRefused(keptPort)) refused++;
-        await Bun.sleep(2);
-      }
-    })();
+    const refusals = watchRefusals(keptPort);
     writeFileSync(configPath, `127.0.0.1 ${keptPort} 127.0.0.1 ${two.port}\n127.0.0.1 ${addedPort} 127.0.0.1 ${one.port}\n`);
     process.signal("SIGHUP");
     await process.stdout.waitFor("reloaded: 1 rule(s) started, 1 kept, 1 stopped", 5000);
     await Bun.sleep(100);
-    hammering = false;
-    await hammer;
-    expect(refused).toBe(0);
+    expect(await refusals.stop()).toBe(0);
 
     // Many connections, so both workers' listeners are asked: every one follows the new config.
     expect(await greetings(keptPort, 24)).toEqual(Array(24).fill("two"));

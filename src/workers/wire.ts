@@ -9,7 +9,7 @@
 import { compilePattern } from "../access.ts";
 import type { ApplySummary } from "../server.ts";
 import type { BackendStatus } from "../balance/pool.ts";
-import type { SessionResult } from "../session.ts";
+import type { SessionRecord } from "../session.ts";
 import type { AccessList, AccessRule, Backend, Config, ForwardRule } from "../types.ts";
 
 interface WireAccessRule {
@@ -85,18 +85,8 @@ export interface RuleRef {
 export type WireEvent =
   | { kind: "started"; rule: RuleRef }
   | { kind: "denied"; rule: RuleRef; address: string; port: number; reason: "denied" | "limit" }
-  | {
-      kind: "ended";
-      rule: RuleRef;
-      backend: Backend | undefined;
-      clientAddress: string;
-      clientPort: number;
-      bytesIn: number;
-      bytesOut: number;
-      startedAt: number;
-      endedAt: number;
-      result: SessionResult;
-    };
+  // A SessionRecord whose rule travels as a reference.
+  | (Omit<SessionRecord, "rule"> & { kind: "ended"; rule: RuleRef });
 
 /** A forwarder's live figures: connections open now and their bytes so far. */
 export interface LiveForwarder {

@@ -6,10 +6,9 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Socket } from "bun";
 import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "../helpers/harness.ts";
 import { tempDir } from "../helpers/oi-process.ts";
-import { connectPeer, freePort, Peer } from "../helpers/peers.ts";
+import { connectPeer, connectUnix, freePort } from "../helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "../helpers/udp.ts";
 import { check, issuesIn } from "./config-helpers.ts";
 
@@ -19,24 +18,6 @@ cleanUpAfterEachTest();
 async function sockets(filter: string): Promise<string> {
   const proc = Bun.spawn(["ss", "-tnoH", "state", "established", filter], { stdout: "pipe" });
   return (await new Response(proc.stdout).text()).trim();
-}
-
-async function connectUnix(path: string): Promise<Peer> {
-  const peer = new Peer();
-  await Bun.connect<Peer>({
-    unix: path,
-    allowHalfOpen: true,
-    data: peer,
-    socket: {
-      binaryType: "uint8array",
-      open: (socket: Socket<Peer>) => peer.attach(socket),
-      data: (socket: Socket<Peer>, chunk: Uint8Array) => socket.data.gotData(chunk),
-      end: (socket: Socket<Peer>) => socket.data.gotEnd(),
-      close: (socket: Socket<Peer>, error?: Error) => socket.data.gotClose(error),
-      drain: (socket: Socket<Peer>) => socket.data.pump(),
-    },
-  });
-  return peer;
 }
 
 describe("per-rule options in one bracket", () => {

@@ -4,7 +4,7 @@
  */
 import { afterEach } from "bun:test";
 import { type OiProcess, startOi, writeTempFile } from "./oi-process.ts";
-import { type Backend, type Peer, startBackend } from "./peers.ts";
+import { type Backend, type Peer, startBackend, startUnixBackend } from "./peers.ts";
 
 const cleanups: Array<() => unknown> = [];
 
@@ -27,6 +27,13 @@ export function onCleanup(cleanup: () => unknown): void {
 
 export function backend(onConnection?: (peer: Peer) => void, host?: string): Backend {
   const started = startBackend(onConnection, host);
+  onCleanup(() => started.stop());
+  return started;
+}
+
+/** A backend on a unix socket at `path`, stopped after the test. */
+export function unixBackend(path: string, onConnection?: (peer: Peer) => void): Backend {
+  const started = startUnixBackend(path, onConnection);
   onCleanup(() => started.stop());
   return started;
 }

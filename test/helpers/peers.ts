@@ -3,7 +3,7 @@
  * Bun.listen/Bun.connect that hash what they receive and send with proper
  * drain handling (Bun's write() drops what the kernel did not take).
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
 
 export function sha256(data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(data).digest("hex");
@@ -164,30 +164,39 @@ export function startBackend(
   host = "127.0.0.1",
   port = 0,
 ): Backend {
+  return listenBackend({ hostname: host, port }, onConnection);
+}
+
+/** A backend listening on a unix socket at `path`, serving each connection as `startBackend` does (its `port` is 0). */
+export function startUnixBackend(path: string, onConnection: (peer: Peer) => void = () => {}): Backend {
+  return listenBackend({ unix: path }, onConnection);
+}
+
+function listenBackend(where: { hostname: string; port: number } | { unix: string }, onConnection: (peer: Peer) => void): Backend {
   const connections: Peer[] = [];
   const waiters: Array<(peer: Peer) => void> = [];
   let handedOut = 0;
-  const listener: TCPSocketListener<Peer> = Bun.listen<Peer>({
-    hostname: host,
-    port,
-    allowHalfOpen: true,
-    socket: {
-      ...peerHandlers,
-      open(socket) {
-        const peer = new Peer();
-        peer.attach(socket);
-        connections.push(peer);
-        onConnection(peer);
-        const waiter = waiters.shift();
-        if (waiter) {
-          handedOut++;
-          waiter(peer);
-        }
-      },
+  const socket = {
+    ...peerHandlers,
+    open(socket: Socket<Peer>) {
+      const peer = new Peer();
+      peer.attach(socket);
+      connections.push(peer);
+      onConnection(peer);
+      const waiter = waiters.shift();
+      if (waiter) {
+        handedOut++;
+        waiter(peer);
+      }
     },
-  });
+  };
+  // Half-open allowed on both kinds, so a backend can answer after the client's FIN.
+  const listener =
+    "unix" in where
+      ? Bun.listen<Peer>({ unix: where.unix, allowHalfOpen: true, socket })
+      : Bun.listen<Peer>({ hostname: where.hostname, port: where.port, allowHalfOpen: true, socket });
   return {
-    port: listener.port,
+    port: "port" in listener ? listener.port : 0,
     connections,
     nextConnection(timeoutMs = 10000) {
       if (handedOut < connections.length) return Promise.resolve(connections[handedOut++]!);
@@ -217,6 +226,46 @@ export async function connectPeer(host: string, port: number, localAddress?: str
   };
   await Bun.connect<Peer>(options);
   return peer;
+}
+
+/** Connect to a unix socket as a client peer (half-open allowed, as for TCP). */
+export async function connectUnix(path: string): Promise<Peer> {
+  const peer = new Peer();
+  await Bun.connect<Peer>({
+    unix: path,
+    allowHalfOpen: true,
+    data: peer,
+    socket: {
+      ...peerHandlers,
+      open(socket: Socket<Peer>) {
+        peer.attach(socket);
+      },
+    },
+  });
+  return peer;
+}
+
+/**
+ * Keep connecting to 127.0.0.1:`port` (every 2 ms) until `stop`, which
+ * resolves with how many of those connections were refused: a port that must
+ * stay open through a reload.
+ */
+export function watchRefusals(port: number): { stop(): Promise<number> } {
+  let refused = 0;
+  let watching = true;
+  const loop = (async () => {
+    while (watching) {
+      if (await connectionRefused(port)) refused++;
+      await Bun.sleep(2);
+    }
+  })();
+  return {
+    async stop() {
+      watching = false;
+      await loop;
+      return refused;
+    },
+  };
 }
 
 /**
