@@ -6,8 +6,8 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, oi, onCleanup } from "./helpers/harness.ts";
-import { type OiProcess, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup } from "./helpers/harness.ts";
+import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
@@ -16,13 +16,6 @@ cleanUpAfterEachTest();
 /** A backend that greets every connection with `name` and half-closes. */
 function greeter(name: string) {
   return backend((peer) => void peer.send(name, true));
-}
-
-/** Start oi on a config file the test will rewrite before a SIGHUP. */
-async function oiOnFile(configPath: string): Promise<OiProcess> {
-  const process = await startOi(configPath);
-  onCleanup(() => process.stop());
-  return process;
 }
 
 async function greeting(port: number): Promise<string> {

@@ -6,12 +6,12 @@
  * with the client's header) goes first; then the idle timeout, the shutdown
  * grace period and the byte counts of the log line and the metrics.
  */
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { describe, expect, test } from "bun:test";
 import { encodeProxyV1, parseProxyHeader } from "../src/proxy-protocol.ts";
-import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
-import type { OiProcess } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
+import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
+import { type OiProcess, writeTempFile } from "./helpers/oi-process.ts";
+import { connectPeer, freePort, type Peer, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
@@ -89,6 +89,44 @@ describe("splice on", () => {
     expect(client.digest()).toBe(echoed.digest("hex"));
     client.socket?.end();
     await until(() => pipeDescriptors(forwarder) === baseline, 5000, "the pipes to close");
+  });
+
+  test("a reload turns splicing on for new relays and off again; relays keep the path they have", async () => {
+    const server = echoBackend();
+    const port = freePort();
+    const rule = `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`;
+    const configPath = writeTempFile("splice-reload.conf", `splice off\n${rule}`);
+    const forwarder = await oiOnFile(configPath);
+    const baseline = pipeDescriptors(forwarder);
+    const echoOnce = async (client: Peer, text: string, total: number) => {
+      client.socket?.write(text);
+      await until(() => client.received === total, 5000, "the echo");
+    };
+
+    const plain = await connectPeer("127.0.0.1", port);
+    plain.keep = [];
+    await echoOnce(plain, "one", 3);
+    expect(pipeDescriptors(forwarder) - baseline).toBe(0);
+
+    writeFileSync(configPath, `splice on\n${rule}`);
+    forwarder.signal("SIGHUP");
+    await forwarder.stdout.waitFor("reloaded: 0 rule(s) started, 1 kept, 0 stopped; 1 connection(s) open", 5000);
+    const spliced = await connectPeer("127.0.0.1", port);
+    spliced.keep = [];
+    await echoOnce(spliced, "two", 3);
+    await until(() => pipeDescriptors(forwarder) - baseline === 4, 5000, "the new relay's pipes");
+
+    writeFileSync(configPath, `splice off\n${rule}`);
+    forwarder.signal("SIGHUP");
+    await forwarder.stdout.waitFor("reloaded: 0 rule(s) started, 1 kept, 0 stopped; 2 connection(s) open", 5000);
+    const plainAgain = await connectPeer("127.0.0.1", port);
+    plainAgain.keep = [];
+    await echoOnce(plainAgain, "three", 5);
+    // Only the relay made under `splice on` holds pipes; all three still echo.
+    expect(pipeDescriptors(forwarder) - baseline).toBe(4);
+    await echoOnce(plain, "!", 4);
+    await echoOnce(spliced, "!", 4);
+    expect([plain.text(), spliced.text(), plainAgain.text()]).toEqual(["one!", "two!", "three"]);
   });
 
   test("bytes held at handoff go first: the PROXY header to the backend, then what came with the client's header", async () => {

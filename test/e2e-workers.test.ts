@@ -8,8 +8,8 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
-import { type OiProcess, runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
+import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
@@ -74,12 +74,6 @@ async function greetings(port: number, count: number): Promise<string[]> {
   return Promise.all(Array.from({ length: count }, () => greeting(port)));
 }
 
-async function oiOnFile(configPath: string, args: string[] = []): Promise<OiProcess> {
-  const process = await startOi(configPath, [...WORKERS, ...args]);
-  onCleanup(() => process.stop());
-  return process;
-}
-
 describe("--workers 2: forwarding", () => {
   test("both workers accept connections; bytes arrive intact both ways; one log, one -v console, one metrics endpoint with the sums", async () => {
     const server = reverser();
@@ -141,7 +135,7 @@ describe("--workers 2: SIGHUP", () => {
     const [one, two] = [greeter("one"), greeter("two")];
     const [keptPort, removedPort, addedPort] = [freePort(), freePort(), freePort()];
     const configPath = writeTempFile("reload.conf", `127.0.0.1 ${keptPort} 127.0.0.1 ${one.port}\n127.0.0.1 ${removedPort} 127.0.0.1 ${one.port}\n`);
-    const process = await oiOnFile(configPath);
+    const process = await oiOnFile(configPath, WORKERS);
     expect(new Set(await greetings(keptPort, 16))).toEqual(new Set(["one"]));
 
     const refusals = watchRefusals(keptPort);
@@ -161,7 +155,7 @@ describe("--workers 2: SIGHUP", () => {
     const server = greeter("still");
     const port = freePort();
     const configPath = writeTempFile("bad.conf", `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const process = await oiOnFile(configPath);
+    const process = await oiOnFile(configPath, WORKERS);
     writeFileSync(configPath, `127.0.0.1 ${port} 127.0.0.1 9\nnonsense here\n`);
     process.signal("SIGHUP");
     await process.stderr.waitFor(`${configPath}:2: `, 5000);
@@ -175,7 +169,7 @@ describe("--workers 2: SIGHUP", () => {
     // A UDP port in use: only worker 0 binds UDP rules, so worker 1 takes this config and must go back.
     const busy = await startUdpBackend();
     const configPath = writeTempFile("half.conf", `127.0.0.1 ${port} 127.0.0.1 ${kept.port}\n`);
-    const process = await oiOnFile(configPath);
+    const process = await oiOnFile(configPath, WORKERS);
     writeFileSync(configPath, `127.0.0.1 ${port} 127.0.0.1 ${changed.port}\n127.0.0.1 ${busy.port}/udp 127.0.0.1 9/udp\n`);
     process.signal("SIGHUP");
     await process.stderr.waitFor(`cannot listen on 127.0.0.1:${busy.port}`, 5000);
@@ -189,7 +183,7 @@ describe("--workers 2: SIGHUP", () => {
     const dir = tempDir();
     const logPath = join(dir, "oi.log");
     const configPath = writeTempFile("log.conf", `logfile ${logPath}\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    const process = await oiOnFile(configPath, ["-v"]);
+    const process = await oiOnFile(configPath, [...WORKERS, "-v"]);
     expect(await roundTrips(port, 8, 8, 100)).toBe(8);
     await until(() => existsSync(logPath) && readFileSync(logPath, "utf8").split("\n").filter(Boolean).length === 8, 5000, "8 lines");
     renameSync(logPath, join(dir, "oi.log.1"));

@@ -38,6 +38,13 @@ export function unixBackend(path: string, onConnection?: (peer: Peer) => void): 
   return started;
 }
 
+/** Start oi on a config file the test may rewrite before a SIGHUP; stopped after the test. */
+export async function oiOnFile(configPath: string, args: string[] = []): Promise<OiProcess> {
+  const process = await startOi(configPath, args);
+  onCleanup(() => process.stop());
+  return process;
+}
+
 /** Start oi on `config` (written to a temporary `name`); stopped after the test. */
 export async function oi(config: string, args: string[] = [], name = "oi.conf"): Promise<OiProcess> {
   const process = await startOi(writeTempFile(name, config), args);
