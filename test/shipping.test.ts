@@ -4,7 +4,7 @@
  * installed into an empty folder, its `oi` command run from there).
  */
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, onCleanup } from "./helpers/harness.ts";
 import { tempDir } from "./helpers/oi-process.ts";
@@ -63,6 +63,17 @@ describe("single binary", () => {
       expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
       expect(await stderr).not.toContain("splice on: not available");
     }
+  });
+});
+
+describe("container image", () => {
+  // No container engine runs here; what can be checked is that the image's
+  // binary is built as the one tested above, with all of its entry points.
+  test("the Containerfile builds the binary with the package's build script", () => {
+    const containerfile = readFileSync(join(ROOT, "Containerfile"), "utf8");
+    expect(containerfile).toMatch(/^RUN bun run build\b/m);
+    expect(containerfile).not.toMatch(/bun build --compile/);
+    for (const entry of ["src/cli.ts", "src/tcp/splice/worker.ts", "src/workers/worker-main.ts"]) expect(pkg.scripts.build).toContain(entry);
   });
 });
 
