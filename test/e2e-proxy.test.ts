@@ -4,9 +4,13 @@
  * it is given (good, bad, missing) and using that address for access control.
  */
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from "../src/proxy-protocol.ts";
-import { backend, cleanUpAfterEachTest, oi } from "./helpers/harness.ts";
-import { connectExpectingClose, connectPeer, freePort, type Peer } from "./helpers/peers.ts";
+import { writeFileSync } from "node:fs";
+import { backend, cleanUpAfterEachTest, oi, oiOnFile, until } from "./helpers/harness.ts";
+import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { connectExpectingClose, connectPeer, freePort, type Peer, randomBytes, sha256 } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
@@ -111,5 +115,119 @@ describe("accept_proxy: oi behind another proxy", () => {
     expect(server.connections.length).toBe(0);
     // Silence: closed once the wait for a header is over (5 s).
     expect(await connectExpectingClose("127.0.0.1", port, undefined, 8000)).toBe(0);
+  });
+});
+
+describe("accept_proxy: many clients on one listener", () => {
+  /** What one client of the crowd sends, and what it expects. */
+  interface Visitor {
+    header: Uint8Array;
+    payload: Uint8Array;
+    /** The client the header names; undefined for a header oi must refuse. */
+    claimed: { address: string; port: number } | undefined;
+  }
+
+  /** Client i: a v1 header, a v2 header over IPv4, one over IPv6, or (every fourth) a header oi refuses. */
+  function visitor(i: number, port: number): Visitor {
+    const payload = randomBytes(1 + ((i * 7919) % (96 * 1024)));
+    const ipv4 = { address: `10.${i >> 8}.${i & 255}.${1 + (i % 250)}`, port: 1024 + i };
+    const to4 = { address: "127.0.0.1", port };
+    switch (i % 4) {
+      case 0:
+        return { header: encodeProxyV1(ipv4, to4), payload, claimed: ipv4 };
+      case 1:
+        return { header: encodeProxyV2(ipv4, to4, "tcp"), payload, claimed: ipv4 };
+      case 2: {
+        const ipv6 = { address: `2001:db8::${i.toString(16)}`, port: 2048 + i };
+        return { header: encodeProxyV2(ipv6, { address: "2001:db8::1", port }, "tcp"), payload, claimed: ipv6 };
+      }
+      default:
+        return { header: new TextEncoder().encode(`PROXY TCP4 10.0.0.${i} 999.0.0.1 1 ${port}\r\n`), payload, claimed: undefined };
+    }
+  }
+
+  for (const { name, directive } of [
+    { name: "plain relay", directive: "splice off\n" },
+    { name: "splice on", directive: "splice on\n" },
+  ]) {
+    test(`${name}: 200 clients, 50 at a time, v1 and v2 mixed with refused headers: each served with its own bytes, logged with its header's address`, async () => {
+      // The backend answers each connection, after its FIN, with the hash of what it received.
+      const server = backend((peer) => {
+        peer.onEnd = (p) => void p.send(p.digest(), true);
+      });
+      const port = freePort();
+      const log = join(tempDir(), "proxy.log");
+      await oi(`${directive}logfile ${log}\nlogjson\n127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy]\n`);
+      const visitors = Array.from({ length: 200 }, (_, i) => visitor(i, port));
+
+      const outcomes: string[] = [];
+      for (let batch = 0; batch < visitors.length; batch += 50) {
+        const results = await Promise.all(
+          visitors.slice(batch, batch + 50).map(async ({ header, payload, claimed }) => {
+            const client = await connectPeer("127.0.0.1", port);
+            client.keep = [];
+            const whole = new Uint8Array(header.length + payload.length);
+            whole.set(header, 0);
+            whole.set(payload, header.length);
+            await client.send(whole, true);
+            await client.waitClosed(10000);
+            if (claimed === undefined) return client.received === 0 ? "refused" : `refused client got ${client.received} bytes`;
+            return client.text() === sha256(payload) ? "served" : `wrong reply: ${client.text().slice(0, 80)}`;
+          }),
+        );
+        outcomes.push(...results);
+      }
+      expect(outcomes.filter((outcome) => outcome === "served")).toHaveLength(150);
+      expect(outcomes.filter((outcome) => outcome === "refused")).toHaveLength(50);
+      // Refused headers never reached the backend.
+      expect(server.connections).toHaveLength(150);
+
+      // Every client is in the log under the address its header gave, with its byte count.
+      const lines = () => readFileSync(log, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      await until(() => lines().length >= 200, 5000, "200 log lines");
+      const logged = lines();
+      for (const { claimed, payload } of visitors) {
+        if (claimed === undefined) continue;
+        const line = logged.find((entry) => entry.client === claimed.address && entry.client_port === claimed.port);
+        expect(line).toMatchObject({ result: "done", bytes_in: payload.length, bytes_out: 64 });
+      }
+      const refusals = logged.filter((entry) => String(entry.result).startsWith("error: bad PROXY header"));
+      expect(refusals).toHaveLength(50);
+      for (const entry of refusals) expect(entry.client).toBe("127.0.0.1");
+    }, 60000);
+  }
+});
+
+describe("accept_proxy turned on and off by reloads", () => {
+  test("open connections carry on through both reloads; each new client follows the rule as it is when it connects", async () => {
+    const server = headerReporter();
+    const port = freePort();
+    const path = writeTempFile("toggle.conf", `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const process = await oiOnFile(path);
+    const header = Buffer.from(encodeProxyV1({ address: "198.51.100.4", port: 44 }, { address: "127.0.0.1", port })).toString();
+
+    // Open before accept_proxy is on, finished after: a plain relay all along.
+    const before = await connectPeer("127.0.0.1", port);
+    before.keep = [];
+    await before.send("first half, ");
+    writeFileSync(path, `127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy]\n`);
+    process.signal("SIGHUP");
+    await process.stdout.waitFor("reloaded", 5000);
+    const waiting = await connectPeer("127.0.0.1", port);
+    waiting.keep = [];
+    expect(await exchange(await connectPeer("127.0.0.1", port), `${header}with a header`)).toMatch(/^no header \(\w+\) \| with a header$/);
+    await before.send("second half", true);
+    await before.waitClosed();
+    expect(before.text()).toMatch(/^no header \(\w+\) \| first half, second half$/);
+
+    // Off again, while a client that connected under accept_proxy has not sent its header yet.
+    writeFileSync(path, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    process.signal("SIGHUP");
+    await until(() => (process.stdout.text.match(/reloaded/g) ?? []).length === 2, 5000, "the second reload");
+    expect(await exchange(await connectPeer("127.0.0.1", port), "plain again")).toMatch(/^no header \(\w+\) \| plain again$/);
+    // The waiting client is still read as it was accepted: its header first.
+    await waiting.send(`${header}late header`, true);
+    await waiting.waitClosed();
+    expect(waiting.text()).toMatch(/^no header \(\w+\) \| late header$/);
   });
 });

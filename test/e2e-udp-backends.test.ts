@@ -526,7 +526,7 @@ describe("PROXY protocol on cross-protocol rules", () => {
     expect(served.statuses("t2u").map((status) => status.active)).toEqual([0, 0]);
   });
 
-  test("tcptoudp with accept_proxy: the client's PROXY header is stripped and its address is the one sent on", async () => {
+  test("tcptoudp with accept_proxy: each client's PROXY header is stripped and its address is the one sent on (three clients, one listener)", async () => {
     const backend = await recordingUdpBackend();
     const port = freePort();
     const served = await inProcessOi(
@@ -538,19 +538,22 @@ describe("PROXY protocol on cross-protocol rules", () => {
         options: { proxy_protocol: "v2", accept_proxy: true },
       }),
     );
-    const peer = await connectPeer("127.0.0.1", port);
-    peer.keep = [];
-    onCleanup(() => peer.socket?.terminate());
-    await peer.send(`PROXY TCP4 203.0.113.7 198.51.100.1 4000 53\r\npayload`);
-    await until(() => peer.received >= 2, 3000, "the reply");
-    const header = parseProxyHeader(backend.received[0]!.data);
-    if (header.status !== "ok") throw new Error("no header");
-    expect(header.source).toEqual({ address: "203.0.113.7", port: 4000 });
-    expect(header.destination).toEqual({ address: "198.51.100.1", port: 53 });
-    expect(text(backend.received[0]!.data.subarray(header.headerLength))).toBe("payload");
-    await peer.send("", true);
-    await until(() => served.records.length === 1, 3000, "the connection to end");
-    expect(served.records[0]?.clientAddress).toBe("203.0.113.7");
+    // One after another on the same listener: the first client's header must not change how later ones are read.
+    for (let i = 0; i < 3; i++) {
+      const peer = await connectPeer("127.0.0.1", port);
+      peer.keep = [];
+      onCleanup(() => peer.socket?.terminate());
+      await peer.send(`PROXY TCP4 203.0.113.${7 + i} 198.51.100.1 ${4000 + i} 53\r\npayload ${i}`);
+      await until(() => peer.received >= 2, 3000, `the reply to client ${i}`);
+      const header = parseProxyHeader(backend.received[i]!.data);
+      if (header.status !== "ok") throw new Error("no header");
+      expect(header.source).toEqual({ address: `203.0.113.${7 + i}`, port: 4000 + i });
+      expect(header.destination).toEqual({ address: "198.51.100.1", port: 53 });
+      expect(text(backend.received[i]!.data.subarray(header.headerLength))).toBe(`payload ${i}`);
+      await peer.send("", true);
+      await until(() => served.records.length === i + 1, 3000, `connection ${i} to end`);
+      expect(served.records[i]?.clientAddress).toBe(`203.0.113.${7 + i}`);
+    }
   });
 
   test("udptotcp with proxy=v1: the TCP leg starts with the header line, then the datagrams", async () => {

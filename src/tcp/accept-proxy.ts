@@ -5,9 +5,10 @@
  * logs and a PROXY header of our own). A connection whose first bytes are
  * not a valid header, or that sends none within the wait, is closed.
  *
- * Such a listener starts its sockets on the handlers here; once the header
- * is in, the forwarder moves the socket to the relay's handlers, so the relay
- * itself never looks for a header.
+ * Such a listener's sockets start with a HeaderReader as their data; once
+ * the header is in, the forwarder gives the socket its relay leg, and the
+ * listener's handlers (see ListenerHandlers) pass its events to the relay's,
+ * so the relay itself never looks for a header.
  */
 import type { Socket } from "bun";
 import type { SessionEvents } from "../session.ts";
@@ -27,6 +28,8 @@ export interface HeaderResult {
 }
 
 export interface HeaderOwner {
+  /** The rule new connections follow (it says whether they start with a PROXY header). */
+  readonly rule: ForwardRule;
   headerRead(socket: Socket<HeaderReader>, result: HeaderResult): void;
   headerRefused(socket: Socket<HeaderReader>, reason: string): void;
 }
@@ -88,53 +91,107 @@ export class HeaderReader {
   }
 }
 
-/** Handlers of a socket still waiting for its header. */
-export const headerHandlers = {
-  binaryType: "uint8array" as const,
-  data(socket: Socket<HeaderReader>, chunk: Uint8Array): void {
-    socket.data.feed(socket, chunk);
-  },
-  end(socket: Socket<HeaderReader>): void {
-    socket.data.ended(socket);
-  },
-  close(socket: Socket<HeaderReader>): void {
-    // Refused or forwarded, the reader is finished either way; a socket closed while waiting only ends its timer.
-    (socket.data as HeaderReader | undefined)?.cancel();
-  },
-  error(): void {},
-  drain(): void {},
-};
+/** Handlers of a connection once it is past its header (the relay's, or a cross-protocol session's). */
+export interface ConnectedHandlers<Data> {
+  data(socket: Socket<Data>, chunk: Uint8Array): void;
+  drain(socket: Socket<Data>): void;
+  end(socket: Socket<Data>): void;
+  error(socket: Socket<Data>, error: Error): void;
+  close(socket: Socket<Data>, error?: Error): void;
+}
 
 /**
- * A listener's handlers: with accept_proxy, the header reader's (which tells
- * `owner` when the header is in); otherwise `connected`, with `accept` as `open`.
+ * Handlers for both phases of a connection on a listener that reads PROXY
+ * headers, choosing by what `socket.data` holds: a HeaderReader while the
+ * header is awaited, the connection's own data after it.
+ *
+ * One set must serve both phases because Bun gives every socket a listener
+ * accepted that listener's handler set, and `reload` on such a socket
+ * replaces the set of the listener and of all its sockets (Bun's socket.zig:
+ * a server socket's handlers are its listener's). Switching the first client
+ * to the relay's handlers that way left every later client with no `open`
+ * and no header reader: it was never forwarded.
  */
-export function listenerHandlers<Data, Handlers extends object>(
-  acceptProxy: boolean,
-  owner: HeaderOwner,
-  connected: Handlers,
-  accept: (socket: Socket<Data>) => void,
-) {
-  if (acceptProxy) {
-    return {
-      ...headerHandlers,
-      open(socket: Socket<HeaderReader>): void {
-        socket.data = new HeaderReader(owner, socket);
-      },
-    };
+function twoPhaseHandlers<Data>(owner: HeaderOwner, connected: ConnectedHandlers<Data>, accept: (socket: Socket<Data>) => void) {
+  return {
+    binaryType: "uint8array" as const,
+    open(socket: Socket<unknown>): void {
+      // The rule's choice now: a reload may have turned accept_proxy off on this listener.
+      if (owner.rule.acceptProxy) socket.data = new HeaderReader(owner, socket as Socket<HeaderReader>);
+      else accept(socket as Socket<Data>);
+    },
+    data(socket: Socket<unknown>, chunk: Uint8Array): void {
+      const state = socket.data;
+      if (state instanceof HeaderReader) state.feed(socket as Socket<HeaderReader>, chunk);
+      else connected.data(socket as Socket<Data>, chunk);
+    },
+    drain(socket: Socket<unknown>): void {
+      if (!(socket.data instanceof HeaderReader)) connected.drain(socket as Socket<Data>);
+    },
+    end(socket: Socket<unknown>): void {
+      const state = socket.data;
+      if (state instanceof HeaderReader) state.ended(socket as Socket<HeaderReader>);
+      else connected.end(socket as Socket<Data>);
+    },
+    error(socket: Socket<unknown>, error: Error): void {
+      if (!(socket.data instanceof HeaderReader)) connected.error(socket as Socket<Data>, error);
+    },
+    close(socket: Socket<unknown>, error?: Error): void {
+      const state = socket.data;
+      // Refused or forwarded, the reader is finished either way; a socket closed while waiting only ends its timer.
+      if (state instanceof HeaderReader) state.cancel();
+      else connected.close(socket as Socket<Data>, error);
+    },
+  };
+}
+
+/**
+ * The handler set of one rule's listener, and when a reload must change it.
+ * Without accept_proxy the listener gets `connected` with `accept` as `open`:
+ * nothing on the data path asks about headers. With accept_proxy it gets the
+ * two-phase set above, and keeps it even if a reload turns accept_proxy off,
+ * since sockets still waiting for their header may be open on it then.
+ */
+export class ListenerHandlers<Data> {
+  private twoPhase = false;
+
+  constructor(
+    private readonly owner: HeaderOwner,
+    private readonly connected: ConnectedHandlers<Data>,
+    private readonly accept: (socket: Socket<Data>) => void,
+  ) {}
+
+  /** The set to listen with. */
+  forStart() {
+    this.twoPhase = this.owner.rule.acceptProxy;
+    return this.current();
   }
-  return { ...connected, open: accept };
+
+  /** After a reload changed the owner's rule: the set to reload the listener with, or undefined when it stays. */
+  forUpdate() {
+    if (this.twoPhase || !this.owner.rule.acceptProxy) return undefined;
+    this.twoPhase = true;
+    return this.current();
+  }
+
+  private current() {
+    const { owner, connected, accept } = this;
+    return this.twoPhase ? twoPhaseHandlers(owner, connected, accept) : { ...connected, binaryType: "uint8array" as const, open: accept };
+  }
 }
 
 /** Close a connection whose PROXY header was refused, and log it as a session that ended at once. */
 export function refuseHeader(socket: Socket<HeaderReader>, rule: ForwardRule, events: SessionEvents, reason: string): void {
+  // Read before the reset: a closed socket has no remote address any more.
+  const clientAddress = socket.remoteAddress ?? "";
+  const clientPort = socket.remotePort ?? 0;
   socket.terminate();
   const now = Date.now();
   events.ended({
     rule,
     backend: undefined,
-    clientAddress: socket.remoteAddress ?? "",
-    clientPort: socket.remotePort ?? 0,
+    clientAddress,
+    clientPort,
     bytesIn: 0,
     bytesOut: 0,
     startedAt: now,

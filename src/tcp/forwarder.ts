@@ -14,7 +14,7 @@ import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
-import { type HeaderOwner, type HeaderReader, type HeaderResult, listenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
+import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { abort, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
@@ -67,6 +67,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private readonly context: ForwarderContext;
   private backends: RuleBackends | undefined;
   private idleSweep: Timer | undefined;
+  private readonly handlers = new ListenerHandlers<Leg>(this, legHandlers, (socket) => this.accept(socket));
 
   constructor(
     public rule: ForwardRule,
@@ -84,7 +85,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
 
   async start(): Promise<void> {
     const { bind } = this.rule;
-    const handlers = this.listenerHandlers();
+    const handlers = this.handlers.forStart();
     if (bind.transport === "unix") {
       await clearStaleSocket(bind.host);
       // Half-close must pass through unix sockets as through TCP (see below).
@@ -109,10 +110,10 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
-    const handlersChange = rule.acceptProxy !== this.rule.acceptProxy;
     this.rule = rule;
     this.globalAccess = globalAccess;
-    if (handlersChange) this.listener?.reload({ socket: this.listenerHandlers() });
+    const handlers = this.handlers.forUpdate();
+    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -179,10 +180,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
 
   headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
     const client = header.client ?? { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
-    const forwarded = socket as unknown as Socket<Leg>;
-    // From here on the socket is a relay leg like any other.
-    forwarded.reload({ socket: legHandlers });
-    this.begin(forwarded, client, header.destination ?? localEnd(socket), header.rest);
+    // From here on the socket is a relay leg like any other: the Relay makes it the socket's data.
+    this.begin(socket as unknown as Socket<Leg>, client, header.destination ?? localEnd(socket), header.rest);
   }
 
   headerRefused(socket: Socket<HeaderReader>, reason: string): void {
@@ -220,11 +219,6 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.connect(relay);
   }
 
-  private listenerHandlers() {
-    return listenerHandlers(this.rule.acceptProxy, this, legHandlers, (socket: Socket<Leg>) => this.accept(socket));
-  }
-
-
   private accept(socket: Socket<Leg>): void {
     // The local end (two getsockname calls) is only needed for a PROXY header.
     const destination = this.rule.proxyProtocol === undefined ? undefined : localEnd(socket);
@@ -255,7 +249,11 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.events.started(rule);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     // The client is not paused while its backend connects (see holdUntilConnected in relay.ts).
-    if (early !== undefined && early.length > 0) holdUntilConnected(relay.client, early);
+    if (early !== undefined && early.length > 0) {
+      // Bytes that came with the PROXY header are the client's like any others: counted in, then held.
+      relay.client.bytesRead += early.length;
+      holdUntilConnected(relay.client, early);
+    }
     this.connect(relay);
   }
 

@@ -20,7 +20,7 @@ import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import { type HeaderOwner, type HeaderReader, type HeaderResult, listenerHandlers, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
+import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
 import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
@@ -216,6 +216,9 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   /** The rule's backends for new connections (undefined while not accepting). */
   private backends: RuleBackends | undefined = undefined;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
+  private readonly handlers = new ListenerHandlers<TcpToUdpSession>(this, clientHandlers, (socket) =>
+    this.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined),
+  );
 
   constructor(
     public rule: ForwardRule,
@@ -248,17 +251,17 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
       // The client's FIN must arrive as `end`, so what is queued for it can still be written.
       allowHalfOpen: true,
       ipv6Only: this.rule.bindIpv6Only === true,
-      socket: this.listenerHandlers(),
+      socket: this.handlers.forStart(),
     };
     this.listener = Bun.listen<unknown>(options);
     this.backends = this.context.backends.acquire(this.rule);
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
-    const handlersChange = rule.acceptProxy !== this.rule.acceptProxy;
     this.rule = rule;
     this.globalAccess = globalAccess;
-    if (handlersChange) this.listener?.reload({ socket: this.listenerHandlers() });
+    const handlers = this.handlers.forUpdate();
+    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -308,19 +311,12 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
 
   headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
     const client = header.client ?? { address: socket.remoteAddress, port: socket.remotePort };
-    const forwarded = socket as unknown as Socket<TcpToUdpSession>;
-    // From here on the socket is a client like any other.
-    forwarded.reload({ socket: clientHandlers });
-    this.begin(forwarded, client, header.destination ?? localEnd(socket), header.rest);
+    // From here on the socket is a client like any other: its session becomes the socket's data.
+    this.begin(socket as unknown as Socket<TcpToUdpSession>, client, header.destination ?? localEnd(socket), header.rest);
   }
 
   headerRefused(socket: Socket<HeaderReader>, reason: string): void {
     refuseHeader(socket, this.rule, this.events, reason);
-  }
-
-
-  private listenerHandlers() {
-    return listenerHandlers(this.rule.acceptProxy, this, clientHandlers, (socket: Socket<TcpToUdpSession>) => this.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined));
   }
 
 
