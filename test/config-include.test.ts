@@ -91,7 +91,7 @@ describe("include", () => {
       {
         file: join(root, "c.conf"),
         line: 2,
-        reason: `include cycle: ${join(root, "a.conf")} -> ${join(root, "b.conf")} -> ${join(root, "c.conf")} -> ${join(root, "a.conf")}`,
+        reason: `circular include detected: ${join(root, "a.conf")} at ${join(root, "c.conf")}:2 (${join(root, "a.conf")} -> ${join(root, "b.conf")} -> ${join(root, "c.conf")} -> ${join(root, "a.conf")})`,
       },
     ]);
   });
@@ -100,7 +100,7 @@ describe("include", () => {
     const root = tree({ "a.conf": "include link.conf\n" });
     symlinkSync(join(root, "a.conf"), join(root, "link.conf"));
     const result = await loadConfig(join(root, "a.conf"));
-    expect(result.errors.map((issue) => issue.reason)[0]).toStartWith("include cycle: ");
+    expect(result.errors.map((issue) => issue.reason)[0]).toStartWith(`circular include detected: ${join(root, "a.conf")} at ${join(root, "a.conf")}:1`);
   });
 
   test("errors in an included file name that file and its line, in reading order", async () => {

@@ -21,7 +21,7 @@ import { defaultRuleName, emptyAccessList, emptyConfig, modeOf } from "./model.t
 import { defaultRuleDefaults, inheritDefaults, type RuleDefaults } from "./options.ts";
 import { compileAccessRule } from "./validate.ts";
 
-/** As rinetd-uv: deeper nesting is taken for a mistake. */
+/** Files in one chain of includes, the main file counted, as rinetd-uv allows (main + 9 nested): deeper is taken for a mistake. */
 const MAX_INCLUDE_DEPTH = 10;
 
 /**
@@ -307,7 +307,8 @@ function parseForwardingLine(state: ConfState, tokens: Token[], line: number): v
  * a pattern with `*`/`?` in its last part (`conf.d/*.conf`). Relative paths
  * start at the including file's directory. The included lines are read as if
  * they stood in place of the directive (so allow/deny after an included rule
- * belong to it). A cycle is an error naming the chain of files.
+ * belong to it). A cycle, or a chain of more than MAX_INCLUDE_DEPTH files, is
+ * an error naming the chain.
  */
 function parseIncludeLine(state: ConfState, args: string[], line: number): void {
   const [pattern] = args;
@@ -326,15 +327,17 @@ function parseIncludeLine(state: ConfState, args: string[], line: number): void 
 
 function includeFile(state: ConfState, file: string, line: number): void {
   const real = realFile(file);
+  // rinetd-uv's wording, so that what greps its messages finds these too; the chain is oi's addition.
+  const at = `${state.issues.file}:${line}`;
   const cycleStart = state.includeChain.indexOf(real);
   if (cycleStart !== -1) {
     const chain = [...state.includeChain.slice(cycleStart), real].join(" -> ");
-    state.issues.error(line, `include cycle: ${chain}`);
+    state.issues.error(line, `circular include detected: ${real} at ${at} (${chain})`);
     return;
   }
-  if (state.includeChain.length > MAX_INCLUDE_DEPTH) {
+  if (state.includeChain.length >= MAX_INCLUDE_DEPTH) {
     const chain = [...state.includeChain, real].join(" -> ");
-    state.issues.error(line, `include ${file}: more than ${MAX_INCLUDE_DEPTH} levels of nested includes: ${chain}`);
+    state.issues.error(line, `maximum include depth (${MAX_INCLUDE_DEPTH}) exceeded at ${at}: ${chain}`);
     return;
   }
   let text: string;

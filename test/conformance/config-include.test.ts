@@ -1,7 +1,7 @@
 /**
  * rinetd-uv's `include`: a single file, a glob (files in name order), paths
- * relative to the including file, nesting up to 10 deep; a cycle or an 11th
- * level is an error naming the chain; a glob matching nothing is a warning.
+ * relative to the including file, a chain of up to 10 files; a cycle or an 11th
+ * file is an error naming the chain; a glob matching nothing is a warning.
  */
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -50,24 +50,25 @@ describe("include", () => {
     expect([await greeting(pa), await greeting(pb), await greeting(pc)]).toEqual(["a", "b", "c"]);
   });
 
-  test("10 levels of nesting load; an 11th is an error naming the chain", async () => {
+  test("a chain of 10 files (the main file and 9 nested includes) loads; an 11th is refused as rinetd-uv refuses it", async () => {
     const root = tempDir();
-    const chainOf = (levels: number) => {
-      const dir = join(root, `depth${levels}`);
+    /** level0.conf includes level1.conf, ... up to level`last`.conf, which holds a rule: last + 1 files. */
+    const chainOf = (last: number) => {
+      const dir = join(root, `last${last}`);
       mkdirSync(dir);
-      for (let level = 0; level < levels; level++) writeFileSync(join(dir, `level${level}.conf`), `include level${level + 1}.conf\n`);
-      writeFileSync(join(dir, `level${levels}.conf`), "0.0.0.0 1 10.0.0.1 1\n");
+      for (let level = 0; level < last; level++) writeFileSync(join(dir, `level${level}.conf`), `include level${level + 1}.conf\n`);
+      writeFileSync(join(dir, `level${last}.conf`), "0.0.0.0 1 10.0.0.1 1\n");
       return dir;
     };
-    const ten = await checkFile(join(chainOf(10), "level0.conf"));
+    const ten = await checkFile(join(chainOf(9), "level0.conf"));
     expect(ten.code).toBe(0);
-    const elevenDir = chainOf(11);
+    expect(ten.stdout).toContain("0.0.0.0:1 -> 10.0.0.1:1");
+    const elevenDir = chainOf(10);
     const eleven = await checkFile(join(elevenDir, "level0.conf"));
     expect(eleven.code).toBe(1);
-    const chain = Array.from({ length: 12 }, (_, level) => join(elevenDir, `level${level}.conf`)).join(" -> ");
-    expect(issuesIn(eleven, "ERROR", join(elevenDir, "level10.conf"))).toEqual([
-      [1, `include ${join(elevenDir, "level11.conf")}: more than 10 levels of nested includes: ${chain}`],
-    ]);
+    const including = join(elevenDir, "level9.conf");
+    const chain = Array.from({ length: 11 }, (_, level) => join(elevenDir, `level${level}.conf`)).join(" -> ");
+    expect(issuesIn(eleven, "ERROR", including)).toEqual([[1, `maximum include depth (10) exceeded at ${including}:1: ${chain}`]]);
   });
 
   test("a circular include is an error naming the chain; a missing file is an error", async () => {
@@ -77,7 +78,7 @@ describe("include", () => {
     const result = await checkFile(join(root, "a.conf"));
     expect(result.code).toBe(1);
     expect(issuesIn(result, "ERROR", join(root, "b.conf"))).toEqual([
-      [1, `include cycle: ${join(root, "a.conf")} -> ${join(root, "b.conf")} -> ${join(root, "a.conf")}`],
+      [1, `circular include detected: ${join(root, "a.conf")} at ${join(root, "b.conf")}:1 (${join(root, "a.conf")} -> ${join(root, "b.conf")} -> ${join(root, "a.conf")})`],
       [2, "include missing.conf: no such file or directory"],
     ]);
   });
