@@ -151,8 +151,10 @@ export class Daemon {
     this.switchLogFile(config);
     this.switchPidFile(config);
     this.switchMetrics(config);
-    this.status.configure(config.status, config.statsLogInterval);
     this.metrics.reloads++;
+    this.status.configure(config.status, config.statsLogInterval);
+    // The file shows the reload (and a new path or format) at once, then every interval again.
+    void this.status.writeNow();
     this.config = config;
     if (this.options.workers === undefined && (config.workers ?? 1) !== this.workers) {
       consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
@@ -189,6 +191,8 @@ export class Daemon {
   private async exitNow(code: number): Promise<never> {
     this.exiting = true;
     await this.engine.closeAll();
+    // The last counts, for a script that reads them after oi stopped.
+    await this.status.writeNow();
     // Connections closed just now log their end: give those lines their chance too.
     await this.releaseFiles();
     consoleLog.drops.notice();

@@ -188,11 +188,16 @@ export function statsLine(snapshot: Snapshot): string {
   ].join(" ");
 }
 
-/** Writes the status file now and then; replaced (timers restarted) on reload. */
+/**
+ * Writes the status file now and then; replaced (timers restarted) on reload.
+ * As rinetd-uv's, the file first appears one interval after start, not at
+ * once: a script that waits for it to appear then reads counts, not zeros.
+ */
 export class StatusReporter {
   private fileTimer: Timer | undefined;
   private logTimer: Timer | undefined;
   private failing = false;
+  private status: StatusFileOptions | undefined;
 
   /** `refresh`: brings the figures up to date before each view (worker threads report theirs on request). */
   constructor(
@@ -200,10 +205,11 @@ export class StatusReporter {
     private readonly refresh?: () => Promise<void>,
   ) {}
 
+  /** Start (or restart) the timers: the file is written one `interval` from now, and every interval after. */
   configure(status: StatusFileOptions | undefined, statsLogInterval: number): void {
     this.stop();
+    this.status = status;
     if (status !== undefined) {
-      this.refreshed(() => this.writeFile(status));
       this.fileTimer = setInterval(() => this.refreshed(() => this.writeFile(status)), status.interval * 1000);
       this.fileTimer.unref();
     }
@@ -211,6 +217,14 @@ export class StatusReporter {
       this.logTimer = setInterval(() => this.refreshed(() => consola.info(statsLine(this.metrics.snapshot()))), statsLogInterval * 1000);
       this.logTimer.unref();
     }
+  }
+
+  /** Write the status file now, when there is one (after a reload, and a last time at exit). */
+  async writeNow(): Promise<void> {
+    const status = this.status;
+    if (status === undefined) return;
+    await this.refresh?.();
+    this.writeFile(status);
   }
 
   private refreshed(view: () => void): void {

@@ -8,7 +8,7 @@
  * through all of it.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanUpAfterEachTest, onCleanup, until } from "../helpers/harness.ts";
 import { startOi, tempDir } from "../helpers/oi-process.ts";
@@ -105,6 +105,8 @@ describe("status file and stats log (rinetd-uv's statusfile, statusinterval, sta
     let status: StatusJson | undefined;
     await until(
       () => {
+        // The first file appears one interval after start.
+        if (!existsSync(statusPath)) return false;
         status = JSON.parse(readFileSync(statusPath, "utf8")) as StatusJson;
         return status.connections.total === 11 && status.traffic.bytes_out === bytes;
       },
@@ -164,5 +166,34 @@ describe("status file and stats log (rinetd-uv's statusfile, statusinterval, sta
     expect(await forwarder.stop()).toBe(0);
     // Nothing went wrong, so nothing on stderr says it did.
     expect(forwarder.stderr.text).not.toMatch(/error|warn/i);
+  });
+
+  test("the file first appears one statusinterval after start, as rinetd-uv's, with the counts of what came before; a last one at exit", async () => {
+    const dir = tempDir();
+    const statusPath = join(dir, "status.json");
+    const echo = echoBackend();
+    const port = freePort();
+    writeFileSync(join(dir, "oi.conf"), `statusfile ${statusPath}\nstatusinterval 2\n127.0.0.1 ${port} 127.0.0.1 ${echo.port}\n`);
+    const forwarder = await startOi(join(dir, "oi.conf"));
+    onCleanup(() => forwarder.stop());
+    const listening = Date.now();
+    // Three connections straight away, as a script would make before waiting for the file.
+    for (let i = 0; i < 3; i++) expect(await roundTrip({ port }, "abc")).toBe(3);
+    // Not there during the first interval (checked up to 1.5 s of its 2)...
+    while (Date.now() - listening < 1500) {
+      expect(existsSync(statusPath)).toBe(false);
+      await Bun.sleep(20);
+    }
+    // ...and there right after it, already counting the three.
+    await until(() => existsSync(statusPath), 2500, "the status file to appear");
+    const first = JSON.parse(readFileSync(statusPath, "utf8")) as StatusJson;
+    expect(first.connections.total).toBe(3);
+    expect(first.traffic).toEqual({ bytes_in: 9, bytes_out: 9 });
+
+    // One more connection, then SIGTERM before the next interval: the file written at exit counts it.
+    expect(await roundTrip({ port }, "defg")).toBe(4);
+    expect(await forwarder.stop()).toBe(0);
+    const last = JSON.parse(readFileSync(statusPath, "utf8")) as StatusJson;
+    expect(last.connections.total).toBe(4);
   });
 });
