@@ -3,7 +3,8 @@
  * forwarders, the log file, the pid file and the metrics endpoint, then react
  * to signals. SIGHUP reloads the config (a bad one is reported and the
  * running one stays) and reopens the log file; SIGTERM and SIGINT stop
- * accepting, let open connections finish for a grace period, close what
+ * accepting, close each connection as soon as it is quiet (nothing moved for
+ * a second, nothing held), let busy ones finish for a grace period, close what
  * remains and exit 0; a second one exits at once.
  */
 import type { Server as HttpServer } from "bun";
@@ -164,7 +165,7 @@ export class Daemon {
     );
   }
 
-  /** SIGTERM/SIGINT: drain for the grace period, then close the rest and exit 0. */
+  /** SIGTERM/SIGINT: close quiet connections, let busy ones finish within the grace period, then close the rest and exit 0. */
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
       consola.warn(`${signal} again: exiting now`);
@@ -173,10 +174,10 @@ export class Daemon {
     this.stopping = true;
     this.status.stop();
     this.metricsServer?.stop(true);
-    await this.engine.stopAccepting();
+    await this.engine.drain();
     const open = this.engine.active;
     consola.info(
-      `${signal}: stopped accepting; ${open} connection(s) open${open > 0 ? `, waiting up to ${this.options.graceSeconds}s` : ""}`,
+      `${signal}: stopped accepting; ${open} connection(s) open${open > 0 ? `, closing quiet ones now, waiting up to ${this.options.graceSeconds}s for the others` : ""}`,
     );
     const deadline = Date.now() + this.options.graceSeconds * 1000;
     while (this.engine.active > 0 && Date.now() < deadline && !this.exiting) await Bun.sleep(DRAIN_POLL_MS);

@@ -26,8 +26,8 @@ export interface Engine {
   apply(config: Config): Promise<ApplySummary>;
   /** Backend host names are looked up afresh from now on. */
   forgetAddresses(): Promise<void>;
-  /** Stop accepting on every rule; open connections carry on. */
-  stopAccepting(): Promise<void>;
+  /** Shutting down: stop accepting on every rule; quiet connections end at once, busy ones carry on. */
+  drain(): Promise<void>;
   /** Close every connection and session still open. */
   closeAll(): Promise<void>;
   /** Connections and sessions open now, on current and removed rules. */
@@ -67,8 +67,8 @@ export class LocalEngine implements Engine {
     this.server.backends.forgetAddresses();
   }
 
-  async stopAccepting(): Promise<void> {
-    this.server.stopAccepting();
+  async drain(): Promise<void> {
+    this.server.drain();
   }
 
   async closeAll(): Promise<void> {

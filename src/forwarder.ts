@@ -23,6 +23,12 @@ export interface Forwarder {
   update(rule: ForwardRule, globalAccess: AccessList): void;
   /** Stop accepting; open connections and sessions carry on. */
   stopAccepting(): void;
+  /**
+   * The process is stopping: stop accepting, and end each open connection or
+   * session as soon as it has been quiet for about a second and holds no
+   * byte on its way; busy ones carry on (for the rest of the grace period).
+   */
+  drain(): void;
   /** Close everything still open (the end of a shutdown's grace period). */
   closeAll(): void;
   /** Bytes [from clients, to clients] carried by connections still open (metrics add them to the finished ones). */

@@ -156,6 +156,12 @@ export class Server {
     for (const forwarder of this.forwarders.values()) forwarder.stopAccepting();
   }
 
+  /** Shutting down: stop accepting on every rule; quiet connections end at once, on current and removed rules. */
+  drain(): void {
+    for (const forwarder of this.forwarders.values()) forwarder.drain();
+    for (const forwarder of this.retired) forwarder.drain();
+  }
+
   /** Close every connection and session still open, on current and removed rules. */
   closeAll(): void {
     for (const forwarder of this.forwarders.values()) forwarder.closeAll();

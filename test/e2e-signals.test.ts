@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 
@@ -128,33 +128,37 @@ describe("SIGTERM / SIGINT", () => {
     expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
   });
 
-  test("after the grace period the rest is closed and oi exits 0", async () => {
-    const server = backend();
+  test("after the grace period the busy rest is closed and oi exits 0", async () => {
+    const server = trickler();
     const port = freePort();
     const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "0.5"]);
-    const idle: Peer = await connectPeer("127.0.0.1", port);
-    await server.nextConnection();
+    const busy: Peer = await connectPeer("127.0.0.1", port);
+    await until(() => busy.received > 0, 3000, "the trickle to start");
     const started = Date.now();
     process.signal("SIGINT");
     expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
     const took = Date.now() - started;
     expect(took).toBeGreaterThanOrEqual(450);
     expect(took).toBeLessThan(3000);
-    await idle.waitClosed(3000);
+    await busy.waitClosed(3000);
   });
 
-  test("a second signal exits at once", async () => {
-    const server = backend();
+  test("a second signal cuts a transfer in progress and exits at once", async () => {
+    const server = trickler();
     const port = freePort();
     const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "30"]);
-    await connectPeer("127.0.0.1", port);
-    await server.nextConnection();
+    const busy = await connectPeer("127.0.0.1", port);
+    await until(() => busy.received > 0, 3000, "the trickle to start");
     process.signal("SIGTERM");
     await process.stdout.waitFor("waiting up to 30s", 3000);
+    // Still moving bytes after the first signal: not quiet, so it is given the grace period.
+    const before = busy.received;
+    await until(() => busy.received > before, 3000, "more bytes after the first signal");
     const started = Date.now();
     process.signal("SIGTERM");
     expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
     expect(Date.now() - started).toBeLessThan(2000);
+    await busy.waitClosed(2000);
   });
 
   test("as PID 1 of its own PID namespace (a container's entrypoint), SIGTERM stops it with exit code 0", async () => {
@@ -192,3 +196,93 @@ describe("SIGTERM / SIGINT", () => {
     }
   });
 });
+
+/** A backend that sends one byte every 50 ms for as long as the connection is open: a connection that is never quiet. */
+function trickler() {
+  return backend((peer) => {
+    const timer = setInterval(() => {
+      if (peer.closed) clearInterval(timer);
+      else peer.socket?.write("t");
+    }, 50);
+    onCleanup(() => clearInterval(timer));
+  });
+}
+
+/** A backend that echoes each chunk and half-closes after the client's FIN. */
+function echoer() {
+  return backend((peer) => {
+    peer.onData = (p, chunk) => void p.socket?.write(chunk);
+    peer.onEnd = (p) => void p.socket?.shutdown();
+  });
+}
+
+for (const { name, directive } of [
+  { name: "plain relay", directive: "splice off\n" },
+  { name: "splice on", directive: "splice on\n" },
+]) {
+  describe(`SIGINT with quiet connections (${name})`, () => {
+    test("an idle connection is closed with FINs both ways within about a second; oi exits 0 within 2 s, not after its 10 s grace", async () => {
+      const server = echoer();
+      const port = freePort();
+      const process = await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "10", "-v"]);
+      const client = await connectPeer("127.0.0.1", port);
+      client.keep = [];
+      // A client that sent 10 bytes, got them back, and waits.
+      await client.send("0123456789");
+      await until(() => client.received === 10, 3000, "the echo");
+      const far = await server.nextConnection();
+      const started = Date.now();
+      process.signal("SIGINT");
+      expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+      expect(Date.now() - started).toBeLessThan(2000);
+      // FIN both ways, not resets: each end saw the end of the other's data, and no error.
+      await client.waitEnd(2000);
+      await far.waitEnd(2000);
+      expect(client.sawEnd).toBe(true);
+      expect(client.closeError).toBeUndefined();
+      expect(far.sawEnd).toBe(true);
+      expect(far.closeError).toBeUndefined();
+      expect(client.text()).toBe("0123456789");
+      expect(process.stdout.text).toMatch(/ done in=10 out=10 /);
+    });
+
+    // 16 MiB: oi itself holds what the backend's kernel cannot take; 256 KiB: all of it fits in the kernel's buffers, unsent.
+    for (const size of [16 * 1024 * 1024, 256 * 1024]) test(`a quiet connection is closed at once; a stalled transfer of ${size / 1024} KiB (no byte moving, but bytes on their way) is not, and completes within the grace period`, async () => {
+      const payload = randomBytes(size);
+      // The transfer's backend reads nothing until 2 s after the signal: the relay holds bytes it cannot deliver yet.
+      let resumeAt: (() => void) | undefined;
+      const slow = backend((peer) => {
+        peer.socket?.pause();
+        resumeAt = () => peer.socket?.resume();
+      });
+      const quietServer = echoer();
+      const [port, quietPort] = [freePort(), freePort()];
+      const process = await oi(`${directive}127.0.0.1 ${port} 127.0.0.1 ${slow.port}\n127.0.0.1 ${quietPort} 127.0.0.1 ${quietServer.port}\n`, ["--grace", "20"]);
+      const quiet = await connectPeer("127.0.0.1", quietPort);
+      await quiet.send("hello");
+      await until(() => quiet.received === 5, 3000, "the echo");
+      const uploader = await connectPeer("127.0.0.1", port);
+      const sending = uploader.send(payload, true);
+      const far = await slow.nextConnection();
+      await Bun.sleep(300);
+      const started = Date.now();
+      process.signal("SIGINT");
+      await quiet.waitEnd(3000);
+      expect(quiet.closeError).toBeUndefined();
+      expect(Date.now() - started).toBeLessThan(2000);
+      // Nearly 2 s on, the stalled one is still open, its bytes still on their way: oi waits for it.
+      await Bun.sleep(1900 - (Date.now() - started));
+      expect(process.proc.exitCode).toBeNull();
+      expect(far.received).toBeLessThan(payload.length);
+      expect(far.closed).toBe(false);
+      resumeAt?.();
+      // Once its backend reads, every byte arrives, then oi exits 0.
+      await withTimeout(sending, 20000, "the upload");
+      await far.waitEnd(20000);
+      expect(far.digest()).toBe(sha256(payload));
+      far.socket?.end();
+      expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+    });
+  });
+}
+

@@ -210,28 +210,41 @@ describe("splice on", () => {
     expect(await metric()).toMatch(new RegExp(`oi_bytes_total\\{[^}]*direction="out"[^}]*\\} ${down.length}\\b`));
   });
 
-  test("shutdown: spliced relays finish within the grace period; the rest are reset when it ends and oi exits 0", async () => {
+  test("shutdown: a quiet spliced relay is closed with FINs at once, busy ones finish within the grace period, those still busy at its end are reset, and oi exits 0", async () => {
     const payload = randomBytes(8 * MiB);
     const server = backend((peer) => {
       peer.onEnd = (p) => void p.send(p.digest(), true);
     });
-    const port = freePort();
-    const forwarder = await oi(`splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--grace", "1.5"]);
+    // Sends a byte every 50 ms for as long as the connection lasts: never quiet.
+    const trickle = backend((peer) => {
+      const timer = setInterval(() => (peer.closed ? clearInterval(timer) : peer.socket?.write("t")), 50);
+      onCleanup(() => clearInterval(timer));
+    });
+    const [port, tricklePort] = [freePort(), freePort()];
+    const forwarder = await oi(`splice on\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n127.0.0.1 ${tricklePort} 127.0.0.1 ${trickle.port}\n`, ["--grace", "2"]);
     const idle = await connectPeer("127.0.0.1", port);
     const busy = await connectPeer("127.0.0.1", port);
     busy.keep = [];
-    await until(() => server.connections.length === 2, 5000, "both connections at the backend");
+    const endless = await connectPeer("127.0.0.1", tricklePort);
+    await until(() => server.connections.length === 2 && endless.received > 0, 5000, "all three connections at their backends");
 
+    const signalled = Date.now();
     forwarder.signal("SIGTERM");
     await forwarder.stdout.waitFor("stopped accepting", 3000);
     await busy.send(payload, true);
     await busy.waitClosed(10000);
     expect(busy.text()).toBe(sha256(payload));
 
-    const started = Date.now();
+    // The idle one: FIN, no reset, well before the grace period ends.
+    await idle.waitEnd(3000);
+    expect(idle.closeError).toBeUndefined();
+    expect(Date.now() - signalled).toBeLessThan(1900);
+
+    // The endless one: reset when the grace period is over.
     expect(await withTimeout(forwarder.proc.exited, 5000, "exit")).toBe(0);
-    await idle.waitClosed(3000);
-    expect(idle.closeError).toBeDefined();
-    expect(Date.now() - started).toBeLessThan(3000);
+    await endless.waitClosed(3000);
+    expect(endless.closeError).toBeDefined();
+    expect(Date.now() - signalled).toBeGreaterThanOrEqual(1900);
+    expect(Date.now() - signalled).toBeLessThan(5000);
   });
 });

@@ -217,7 +217,7 @@ describe("--workers 2: SIGTERM / SIGINT", () => {
     const workers = perWorker(await scrape(metricsPort));
     expect(Math.min(...workers)).toBeGreaterThan(0);
     process.signal("SIGTERM");
-    await process.stdout.waitFor("stopped accepting; 8 connection(s) open, waiting up to 10s", 3000);
+    await process.stdout.waitFor("stopped accepting; 8 connection(s) open, closing quiet ones now, waiting up to 10s for the others", 3000);
     expect(await connectionRefused(port)).toBe(true);
     await withTimeout(Promise.all(sending), 10000, "the uploads");
     for (const far of server.connections) {
@@ -243,6 +243,23 @@ describe("--workers 2: SIGTERM / SIGINT", () => {
     expect(took).toBeGreaterThanOrEqual(450);
     expect(took).toBeLessThan(3000);
     for (const peer of idle) await peer.waitClosed(3000);
+  });
+
+  test("idle connections on both workers are closed with FINs within about a second; oi exits 0 within 2 s despite a 30 s grace", async () => {
+    const server = backend((peer) => void peer.send("hello"));
+    const port = freePort();
+    const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, [...WORKERS, "--grace", "30"]);
+    const idle: Peer[] = [];
+    for (let i = 0; i < 8; i++) idle.push(await connectPeer("127.0.0.1", port));
+    await until(() => idle.every((peer) => peer.received === 5), 5000, "8 greetings");
+    const started = Date.now();
+    process.signal("SIGINT");
+    expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+    expect(Date.now() - started).toBeLessThan(2000);
+    for (const peer of idle) {
+      await peer.waitEnd(2000);
+      expect(peer.closeError).toBeUndefined();
+    }
   });
 
   test("a second signal exits at once", async () => {

@@ -15,7 +15,8 @@ import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protoc
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
-import { abort, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { type Libc, loadLibc } from "./splice/libc.ts";
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
@@ -24,6 +25,10 @@ const DESCRIPTORS_PER_RELAY = 2;
 /** Idle connections are looked for this often at most (and at a quarter of the idle timeout). */
 const IDLE_SWEEP_MAX_MS = 1000;
 const IDLE_SWEEP_MIN_MS = 50;
+/** While shutting down: a connection that moved no byte for this long, and holds none, is closed at once. */
+export const QUIET_MS = 1000;
+/** ...looked for this often, so it goes within a tenth of a second of being quiet that long. */
+const QUIET_SWEEP_MS = 100;
 
 /** One connect attempt of a relay: a late answer to an attempt that was given up is dropped. */
 class Attempt {
@@ -67,6 +72,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private readonly context: ForwarderContext;
   private backends: RuleBackends | undefined;
   private idleSweep: Timer | undefined;
+  /** Set by a shutdown's drain: quiet connections are closed (with libc, when it loads, to see the kernel's queues). */
+  private draining: { libc: Libc | undefined } | undefined;
   private readonly handlers = new ListenerHandlers<Leg>(this, legHandlers, (socket) => this.accept(socket));
 
   constructor(
@@ -127,6 +134,23 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.listener = undefined;
     if (this.backends !== undefined) this.context.backends.release(this.backends);
     this.backends = undefined;
+  }
+
+  /**
+   * The process is stopping: stop accepting, and from now on close each
+   * connection once it has moved no byte for QUIET_MS and holds none (see
+   * closeIfQuiet), as nginx closes idle connections on a graceful stop; the
+   * others get the rest of the grace period.
+   */
+  drain(): void {
+    this.stopAccepting();
+    const draining: { libc: Libc | undefined } = { libc: undefined };
+    this.draining = draining;
+    // Already loaded when splicing runs; a failure only means the kernel's queues are not looked at.
+    void loadLibc().then((result) => {
+      if ("libc" in result) draining.libc = result.libc;
+    });
+    this.armIdleSweep();
   }
 
   closeAll(): void {
@@ -313,24 +337,29 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     if (this.idleSweep !== undefined) clearInterval(this.idleSweep);
     this.idleSweep = undefined;
     const idle = this.rule.idleTimeout;
-    if (idle === undefined) return;
-    const every = Math.max(IDLE_SWEEP_MIN_MS, Math.min(IDLE_SWEEP_MAX_MS, (idle * 1000) / 4));
+    if (idle === undefined && this.draining === undefined) return;
+    const idleEvery = idle === undefined ? IDLE_SWEEP_MAX_MS : Math.max(IDLE_SWEEP_MIN_MS, Math.min(IDLE_SWEEP_MAX_MS, (idle * 1000) / 4));
+    const every = this.draining === undefined ? idleEvery : Math.min(idleEvery, QUIET_SWEEP_MS);
     this.idleSweep = setInterval(() => this.closeIdle(), every);
     this.idleSweep.unref();
   }
 
   private closeIdle(): void {
     const now = Date.now();
+    const draining = this.draining;
     for (const relay of this.relays) {
       const idle = relay.rule.idleTimeout;
-      if (idle === undefined) continue;
+      // Before a shutdown only relays with an idle timeout are watched; while draining, every one.
+      if (idle === undefined && draining === undefined) continue;
       const moved = relay.bytesIn + relay.bytesOut;
       if (moved !== relay.bytesAtLastSweep) {
         relay.bytesAtLastSweep = moved;
         relay.lastActivity = now;
-      } else if (now - relay.lastActivity >= idle * 1000) {
-        abort(relay, "timeout");
+        continue;
       }
+      const quietFor = now - relay.lastActivity;
+      if (idle !== undefined && quietFor >= idle * 1000) abort(relay, "timeout");
+      else if (draining !== undefined && quietFor >= QUIET_MS) closeIfQuiet(relay, draining.libc);
     }
   }
 }

@@ -19,6 +19,7 @@ import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import type { SpliceEngine, SpliceHandle, SplicedOwner } from "./splice/engine.ts";
 import type { SpliceChoice } from "./splice/choice.ts";
+import { type Libc, SIOCOUTQ } from "./splice/libc.ts";
 
 export type Side = "client" | "upstream";
 
@@ -335,6 +336,37 @@ export function abort(relay: Relay, result: SessionResult): void {
     }
   }
   relay.report();
+}
+
+/**
+ * A shutdown's way to end a relay that has gone quiet, without losing a byte:
+ * when nothing is held here and (where `libc` can tell) nothing waits in the
+ * kernel to be sent, close both legs with FINs (`end()` is a full close),
+ * not resets. A spliced relay is asked of the worker, which alone knows its
+ * pipes are empty; it ends when the worker answers. Otherwise nothing changes.
+ */
+export function closeIfQuiet(relay: Relay, libc: Libc | undefined): void {
+  if (relay.ended) return;
+  const { client, upstream } = relay;
+  if (client.pending !== undefined || upstream.pending !== undefined) return;
+  if (relay.spliced !== undefined) {
+    relay.spliceEngine?.closeIfQuiet(relay.spliced);
+    return;
+  }
+  if (libc !== undefined && (unsent(client, libc) || unsent(upstream, libc))) return;
+  relay.result = "done";
+  for (const leg of [client, upstream]) {
+    if (!leg.closed && leg.socket !== undefined) {
+      leg.closed = true;
+      leg.socket.end();
+    }
+  }
+  relay.report();
+}
+
+/** Bytes written to this leg's socket that its remote has not acknowledged yet. */
+function unsent(leg: Leg, libc: Libc): boolean {
+  return !leg.closed && leg.socket !== undefined && libc.ioctlCount(socketFd(leg.socket), SIOCOUTQ) > 0;
 }
 
 /**

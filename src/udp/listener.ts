@@ -208,6 +208,11 @@ export class UdpListener implements Forwarder {
     if (this.sessions.size === 0) this.closeSocket();
   }
 
+  /** Stopping accepting already ends each session after a second of silence. */
+  drain(): void {
+    this.stopAccepting();
+  }
+
   closeAll(): void {
     let session = this.sessions.oldest;
     while (session !== undefined) {

@@ -277,6 +277,11 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     this.sessions.capIdle(DRAIN_IDLE_MS);
   }
 
+  /** Stopping accepting already ends each session after a second of silence. */
+  drain(): void {
+    this.stopAccepting();
+  }
+
   closeAll(): void {
     let session = this.sessions.oldest;
     while (session !== undefined) {

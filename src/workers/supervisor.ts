@@ -138,8 +138,8 @@ export class WorkerEngine implements Engine {
     await Promise.all(this.links.map((link) => link.request({ type: "forget-addresses" })));
   }
 
-  async stopAccepting(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.request({ type: "stop-accepting" })));
+  async drain(): Promise<void> {
+    await Promise.all(this.links.map((link) => link.request({ type: "drain" })));
   }
 
   async closeAll(): Promise<void> {

@@ -114,6 +114,7 @@ export type Request =
   | { type: "forget-addresses"; request: number }
   | { type: "live"; request: number }
   | { type: "stop-accepting"; request: number }
+  | { type: "drain"; request: number }
   | { type: "close-all"; request: number };
 
 /** The first message a worker gets: who it is and where the shared counts are. */

@@ -75,6 +75,9 @@ class ForwardingWorker {
       case "stop-accepting":
         this.server.stopAccepting();
         break;
+      case "drain":
+        this.server.drain();
+        break;
       case "close-all":
         this.server.closeAll();
         break;

@@ -13,12 +13,26 @@
  *
  * An abort (idle timeout, shutdown) sets SO_LINGER 0 on both sockets at once:
  * whether the worker or the process exit closes them, the peers get resets,
- * as on the plain path.
+ * as on the plain path. A shutdown closes a quiet relay with FINs instead
+ * (closeIfQuiet): the worker lets it go as done, and the close of the
+ * duplicates, the last descriptors of each connection, sends the FINs.
  */
 import { consola } from "consola";
 import type { SessionResult } from "../../session.ts";
-import { F_GETPIPE_SZ, F_SETPIPE_SZ, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK } from "./libc.ts";
-import { COMMAND_ABORT, COMMAND_ADD, COMMAND_WORDS, layoutFor, type Outcome, SharedState, sharedBytes, WRITTEN, type WorkerReply } from "./protocol.ts";
+import { F_GETPIPE_SZ, F_SETPIPE_SZ, FIONREAD, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK, SIOCOUTQ } from "./libc.ts";
+import {
+  COMMAND_ABORT,
+  COMMAND_ADD,
+  COMMAND_CLOSE_QUIET,
+  COMMAND_WORDS,
+  layoutFor,
+  type Outcome,
+  SharedState,
+  sharedBytes,
+  TAKEN,
+  WRITTEN,
+  type WorkerReply,
+} from "./protocol.ts";
 
 /** Relays spliced at once; more are relayed the plain way. A power of two (the ring's size derives from it). */
 const SLOTS = 8192;
@@ -43,6 +57,8 @@ export interface SplicedOwner {
 export class SpliceHandle {
   /** Set once the relay was aborted or reported: the worker's answer then only frees the slot. */
   settled = false;
+  /** Where in the command ring the last add or close-quiet for this slot went. */
+  lastCommand = 0;
   constructor(
     readonly slot: number,
     /** client, upstream, then the two pipes' (read, write) ends. */
@@ -140,7 +156,24 @@ export class SpliceEngine {
   begin(handle: SpliceHandle): void {
     this.handles[handle.slot] = handle;
     const f = handle.fds;
-    this.command(COMMAND_ADD, handle.slot, f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f[5]!);
+    handle.lastCommand = this.command(COMMAND_ADD, handle.slot, f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f[5]!);
+  }
+
+  /**
+   * A shutdown found the relay quiet: when no byte is in its pipes or unsent
+   * in its sockets, ask the worker to let it go as done (it checks the pipes
+   * again itself, and keeps the relay if bytes arrived meanwhile). Asked
+   * again only once the worker took the slot's previous command, which keeps
+   * the ring from overflowing.
+   */
+  closeIfQuiet(handle: SpliceHandle): void {
+    if (handle.settled || this.broken !== undefined) return;
+    if (((Atomics.load(this.shared.header, TAKEN) - handle.lastCommand) | 0) <= 0) return;
+    const f = handle.fds;
+    const { libc } = this;
+    if (libc.ioctlCount(f[2]!, FIONREAD) !== 0 || libc.ioctlCount(f[4]!, FIONREAD) !== 0) return;
+    if (libc.ioctlCount(f[0]!, SIOCOUTQ) !== 0 || libc.ioctlCount(f[1]!, SIOCOUTQ) !== 0) return;
+    handle.lastCommand = this.command(COMMAND_CLOSE_QUIET, handle.slot, 0, 0, 0, 0, 0, 0);
   }
 
   /** Bytes the worker read so far from [the client, the upstream]. */
@@ -162,7 +195,8 @@ export class SpliceEngine {
     else this.finish(handle);
   }
 
-  private command(op: number, slot: number, a: number, b: number, c: number, d: number, e: number, f: number): void {
+  /** Put a command in the ring and wake the worker; where in the ring it went. */
+  private command(op: number, slot: number, a: number, b: number, c: number, d: number, e: number, f: number): number {
     const { header, ring, layout } = this.shared;
     const written = Atomics.load(header, WRITTEN);
     const at = (written & (layout.ringLength - 1)) * COMMAND_WORDS;
@@ -176,6 +210,7 @@ export class SpliceEngine {
     ring[at + 7] = f;
     Atomics.store(header, WRITTEN, (written + 1) | 0);
     this.libc.write(this.wakeFd, this.one, 8);
+    return written;
   }
 
   private reply(message: WorkerReply): void {

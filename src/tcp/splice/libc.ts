@@ -1,5 +1,6 @@
 /**
- * @module The few Linux system calls the splice relay needs, bound through
+ * @module The few Linux system calls the splice relay (and a shutdown's look
+ * at what the kernel still holds for a connection) needs, bound through
  * `bun:ffi` (libc's wrappers). Loaded lazily and only on Linux x64/arm64,
  * where the constants below hold; anywhere else, or when `bun:ffi` or libc
  * cannot be loaded, `loadLibc` says why and the plain relay is used.
@@ -22,6 +23,9 @@ export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
 export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 0x80000000;
+/** ioctl requests (asm-generic values: x86-64 and arm64): bytes a socket has sent but not had acknowledged; bytes a pipe holds. */
+export const SIOCOUTQ = 0x5411;
+export const FIONREAD = 0x541b;
 export const EAGAIN = 11;
 export const EINTR = 4;
 /** struct epoll_event is packed on x86-64 (4 + 8 bytes), naturally aligned elsewhere. */
@@ -40,6 +44,8 @@ export interface Libc {
   shutdown(fd: Fd, how: number): number;
   /** SO_LINGER {on, 0}: the next close sends a reset. */
   lingerZero(fd: Fd): number;
+  /** An ioctl that reports a count (SIOCOUTQ, FIONREAD): the count, or -1 when it failed. */
+  ioctlCount(fd: Fd, request: number): number;
   epollCreate(): Fd;
   epollCtl(epoll: Fd, op: number, fd: Fd, event: Buffer): number;
   epollWait(epoll: Fd, events: Uint8Array, max: number, timeoutMs: number): number;
@@ -72,6 +78,7 @@ async function bind(): Promise<LibcResult> {
       splice: { args: [T.i32, T.ptr, T.i32, T.ptr, T.u64, T.u32], returns: T.i32 },
       shutdown: { args: [T.i32, T.i32], returns: T.i32 },
       setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+      ioctl: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
       epoll_create1: { args: [T.i32], returns: T.i32 },
       epoll_ctl: { args: [T.i32, T.i32, T.i32, T.ptr], returns: T.i32 },
       epoll_wait: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
@@ -84,6 +91,7 @@ async function bind(): Promise<LibcResult> {
     const errnoAt = c.__errno_location();
     if (errnoAt === null) return { unavailable: "libc gave no errno location" };
     const linger = new Int32Array([1, 0]);
+    const count = new Int32Array(1);
     return {
       libc: {
         dupCloexec: (fd) => c.fcntl(fd, F_DUPFD_CLOEXEC, 0),
@@ -93,6 +101,7 @@ async function bind(): Promise<LibcResult> {
         splice: (from, fromOffset, to, toOffset, length, flags) => c.splice(from, fromOffset, to, toOffset, length, flags),
         shutdown: (fd, how) => c.shutdown(fd, how),
         lingerZero: (fd) => c.setsockopt(fd, SOL_SOCKET, SO_LINGER, linger, linger.byteLength),
+        ioctlCount: (fd, request) => (c.ioctl(fd, request, count) === 0 ? count[0]! : -1),
         epollCreate: () => c.epoll_create1(O_CLOEXEC),
         epollCtl: (epoll, op, fd, event) => c.epoll_ctl(epoll, op, fd, event),
         epollWait: (epoll, events, max, timeoutMs) => c.epoll_wait(epoll, events, max, timeoutMs),

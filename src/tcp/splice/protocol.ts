@@ -15,6 +15,8 @@
 export const COMMAND_ADD = 1;
 /** Stop moving bytes now (the main thread already set the resets): slot. */
 export const COMMAND_ABORT = 2;
+/** A shutdown found the relay quiet: let it go as done if its pipes hold nothing (else it carries on): slot. */
+export const COMMAND_CLOSE_QUIET = 3;
 
 /** Int32 words per command in the ring. */
 export const COMMAND_WORDS = 8;
@@ -25,7 +27,12 @@ export const TAKEN = 1;
 
 export interface SharedLayout {
   slots: number;
-  /** Commands the ring holds; two per slot (add, abort) so it can never overflow. */
+  /**
+   * Commands the ring holds: two per slot, so it can never overflow. A slot
+   * has at most two commands waiting: its add or its close-quiet (a
+   * close-quiet is sent only once the worker took the slot's previous
+   * command), and its abort (sent once).
+   */
   ringLength: number;
 }
 

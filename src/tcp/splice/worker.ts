@@ -34,7 +34,7 @@ import {
   SPLICE_F_MOVE,
   SPLICE_F_NONBLOCK,
 } from "./libc.ts";
-import { COMMAND_ABORT, COMMAND_ADD, COMMAND_WORDS, type Outcome, type Released, SharedState, TAKEN, type WorkerInit, type WorkerReply, WRITTEN } from "./protocol.ts";
+import { COMMAND_ABORT, COMMAND_ADD, COMMAND_CLOSE_QUIET, COMMAND_WORDS, type Outcome, type Released, SharedState, TAKEN, type WorkerInit, type WorkerReply, WRITTEN } from "./protocol.ts";
 
 declare const self: Worker;
 
@@ -149,6 +149,10 @@ class SpliceLoop {
       } else if (ring[at] === COMMAND_ABORT) {
         const relay = this.relays[slot];
         if (relay !== undefined) this.release(relay, "aborted");
+      } else if (ring[at] === COMMAND_CLOSE_QUIET) {
+        // Only here is it certain that no byte sits in a pipe: this thread is the one that fills them.
+        const relay = this.relays[slot];
+        if (relay !== undefined && relay.up.inPipe === 0 && relay.down.inPipe === 0) this.release(relay, "done");
       }
       taken = (taken + 1) | 0;
     }
