@@ -4,7 +4,7 @@
 // Bun binary that the `bun` dependency installed, passing signals on.
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
@@ -19,7 +19,8 @@ if (process.versions.bun !== undefined) {
   } catch {
     // No bun dependency installed next to us: use the one on PATH.
   }
-  const child = spawn(bun, [cli, ...process.argv.slice(2)], { stdio: "inherit" });
+  // The name this command was started under (a link named rinetd, say) is the name Bun's oi sees as argv[0].
+  const child = spawn(bun, [cli, ...process.argv.slice(2)], { stdio: "inherit", argv0: basename(process.argv[1] ?? "oi") });
   child.on("error", (error) => {
     console.error(`oi: cannot start Bun (${bun}): ${error.message}`);
     process.exit(1);

@@ -6,6 +6,8 @@
  * clash is `-v`: version for rinetd and rinetd-uv, verbose for oxidinetd.
  * oxidinetd refuses to run without `-c`, so `-v` on its own can only be a
  * rinetd user asking for the version; with other arguments it is verbose.
+ * Started under rinetd's or rinetd-uv's name, `oi` takes that program's
+ * defaults and detaches unless given `-f` (personality.ts).
  */
 import { existsSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
@@ -15,10 +17,15 @@ import pkg from "../package.json" with { type: "json" };
 import { findUnresolvedNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
+import { announceListening, detach, useStartupConsole } from "./detach.ts";
+import { OI, personalityOf } from "./personality.ts";
 import { parseWorkers } from "./workers/count.ts";
 
+/** The program this process stands in for, by the name it was started under. */
+const personality = personalityOf(process.argv0);
+
 /** Looked for in this order when no `-c` is given: oi's own, then rinetd-uv's (in its order), then rinetd's. */
-export const DEFAULT_CONFIG_PATHS = ["/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd-uv.yml", "/etc/rinetd-uv.conf", "/etc/rinetd.conf"];
+export const DEFAULT_CONFIG_PATHS = OI.configPaths;
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
@@ -31,14 +38,18 @@ const DEFAULT_GRACE_SECONDS = 10;
 const configArg = {
   type: "string",
   alias: "c",
-  description: `Config file: rinetd/rinetd-uv .conf; oxidinetd TOML when it ends in .toml; rinetd-uv YAML when it ends in .yaml or .yml (default: ${DEFAULT_CONFIG_PATHS.join(", then ")})`,
+  description: `Config file: rinetd/rinetd-uv .conf; oxidinetd TOML when it ends in .toml; rinetd-uv YAML when it ends in .yaml or .yml (default: ${personality.configPaths.join(", then ")})`,
   valueHint: "FILE",
 } as const;
 
-/** The config to read: the one given, else the first default that exists (else oi's own, for its "cannot read" error). */
-export function resolveConfigPath(given: string | undefined, exists: (path: string) => boolean = existsSync): string {
+/** The config to read: the one given, else the first default that exists (else the first default, for its "cannot read" error). */
+export function resolveConfigPath(
+  given: string | undefined,
+  exists: (path: string) => boolean = existsSync,
+  defaults: string[] = personality.configPaths,
+): string {
   if (given !== undefined && given !== "") return given;
-  return DEFAULT_CONFIG_PATHS.find((path) => exists(path)) ?? DEFAULT_CONFIG_PATHS[0]!;
+  return defaults.find((path) => exists(path)) ?? defaults[0]!;
 }
 
 function parseGrace(text: string | undefined): number {
@@ -90,7 +101,7 @@ export const main = defineCommand({
     foreground: {
       type: "boolean",
       alias: "f",
-      description: "Accepted for rinetd compatibility; oi always runs in the foreground",
+      description: "Stay in the foreground: always so as oi; started as rinetd or rinetd-uv, oi detaches without -f",
     },
     verbose: {
       type: "boolean",
@@ -118,15 +129,25 @@ export const main = defineCommand({
     // citty runs the parent after a subcommand: `oi check` has already done its work.
     if (args._.length > 0) return;
     if (args.debug === true) consola.level = LogLevels.debug;
+    // A daemon copy started by `detach` writes to its starter's streams until it listens.
+    useStartupConsole();
     await Daemon.start({
       configPath: resolveConfigPath(args.config),
       verbose: args.verbose === true,
       graceSeconds: parseGrace(args.grace),
       workers: parseWorkerCount(args.workers),
       version: pkg.version,
+      defaultPidFile: personality.pidFile,
     });
+    // Every rule listens: a starting process waiting for that (see detach.ts) may return now.
+    announceListening();
   },
 });
+
+/** Whether the command line asks for the foreground (`-f`, `--foreground`, or `-f` grouped as in `-fv`). */
+function foregroundAsked(rawArgs: string[]): boolean {
+  return rawArgs.some((arg) => arg === "--foreground" || (/^-[a-z]+$/.test(arg) && arg.includes("f")));
+}
 
 /** The first argument that is no option of oi's (`--bogus`, `-x`), if any. */
 function unknownOption(rawArgs: string[]): string | undefined {
@@ -160,6 +181,12 @@ export function runCli(): void {
   if (config !== -1 && (rawArgs[config + 1] === undefined || rawArgs[config + 1]!.startsWith("-"))) {
     process.stderr.write(`oi: ${rawArgs[config]} needs a FILE\n`);
     process.exitCode = 1;
+    return;
+  }
+  // As rinetd: forwarding (not `check`, not `-h`) without -f goes to the background once it listens.
+  const forwarding = rawArgs[0] !== "check" && !rawArgs.some((arg) => arg === "-h" || arg === "--help");
+  if (personality.detaches && forwarding && !foregroundAsked(rawArgs)) {
+    void detach(rawArgs);
     return;
   }
   void runMain(main);

@@ -31,6 +31,8 @@ export interface DaemonOptions {
   version: string;
   /** `--workers N`: overrides the config's `workers`; undefined: as the config says (default 1). */
   workers?: number | undefined;
+  /** The pid file to write when the config names none (rinetd's default, when started as rinetd). */
+  defaultPidFile?: string | undefined;
 }
 
 /** How often a shutdown looks whether the last connection has ended. */
@@ -263,17 +265,26 @@ export class Daemon {
     }
   }
 
+  /** The config's pid file, else the default one (as rinetd writes /var/run/rinetd.pid unless told otherwise). */
+  private pidPath(config: Config): string | undefined {
+    return config.pidFile ?? this.options.defaultPidFile;
+  }
+
   private writePidFile(config: Config): void {
-    if (config.pidFile === undefined) return;
+    const path = this.pidPath(config);
+    if (path === undefined) return;
     try {
-      this.pidFile = new PidFile(config.pidFile);
+      this.pidFile = new PidFile(path);
     } catch (error) {
-      throw new Error(`${config.file}: cannot write pid file ${config.pidFile}: ${errorText(error)}`);
+      const reason = `cannot write pid file ${path}: ${errorText(error)}`;
+      // A pid file the config asked for must be there; the default one is a convenience, as in rinetd.
+      if (config.pidFile !== undefined) throw new Error(`${config.file}: ${reason}`);
+      consola.warn(`${reason} (the default; set pidlogfile to choose another)`);
     }
   }
 
   private switchPidFile(config: Config): void {
-    if (this.pidFile?.path === config.pidFile) return;
+    if (this.pidFile?.path === this.pidPath(config)) return;
     this.pidFile?.remove();
     this.pidFile = undefined;
     try {

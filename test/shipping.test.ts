@@ -6,6 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { compiledOi } from "./helpers/binary.ts";
 import { backend, cleanUpAfterEachTest, onCleanup } from "./helpers/harness.ts";
 import { tempDir } from "./helpers/oi-process.ts";
 import { connectPeer, freePort, withTimeout } from "./helpers/peers.ts";
@@ -22,18 +23,10 @@ function run(command: string[], cwd: string): { code: number; output: string } {
 
 describe("single binary", () => {
   test("`bun build --compile` makes one file that forwards on its own, its splice worker included", async () => {
-    const dir = tempDir();
-    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
-    // The same flags as `npm run build`, into a temporary folder.
-    const flags = pkg.scripts.build.replace(/^bun build /, "").replace(/--outfile \S+/, "").trim().split(/\s+/);
-    const built = run([process.execPath, "build", ...flags, "--outfile", join(dir, "oi")], ROOT);
-    expect(built.code).toBe(0);
-
-    // Run it from a folder with nothing else in it, with PATH emptied of Bun.
+    // Built with the same flags as `npm run build`, then run from a folder with nothing else in it, with PATH emptied of Bun.
     const alone = tempDir();
     onCleanup(() => rmSync(alone, { recursive: true, force: true }));
-    copyFileSync(join(dir, "oi"), join(alone, "oi"));
-    rmSync(dir, { recursive: true, force: true });
+    copyFileSync(await compiledOi(), join(alone, "oi"));
     const server = backend((peer) => void peer.send("from the binary", true));
     const port = freePort();
     // The main thread, worker threads (--workers), and `splice on`: both kinds of worker code are entry points of the binary.
@@ -77,28 +70,61 @@ describe("container image", () => {
   });
 });
 
-describe("npm package", () => {
-  test("the packed tarball installs into an empty folder and its `oi` runs", () => {
+/** Run `oi` (an installed command) on a one-rule config: it must listen, forward one connection, and stop with 0 on SIGTERM. */
+async function forwardsOneConnection(oi: string, dir: string): Promise<void> {
+  const server = backend((peer) => void peer.send("through the installed oi", true));
+  const port = freePort();
+  writeFileSync(join(dir, "one.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+  const proc = Bun.spawn([oi, "-c", join(dir, "one.conf"), "--grace", "1"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, NODE_ENV: "" } });
+  onCleanup(() => proc.kill("SIGKILL"));
+  const stdout = proc.stdout.getReader();
+  let text = "";
+  while (!text.includes("listening")) {
+    const { value, done } = await withTimeout(stdout.read(), 15000, "the installed oi to listen");
+    if (done) throw new Error(`the installed oi exited: ${text}${await new Response(proc.stderr).text()}`);
+    text += new TextDecoder().decode(value);
+  }
+  const client = await connectPeer("127.0.0.1", port);
+  client.keep = [];
+  await client.waitEnd();
+  expect(client.text()).toBe("through the installed oi");
+  proc.kill("SIGTERM");
+  expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+}
+
+describe("npm package (installed from a tarball made by npm pack, as the README says)", () => {
+  function pack(): string {
     const dir = tempDir();
     onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     const packed = run(["npm", "pack", "--silent", "--pack-destination", dir], ROOT);
     expect(packed.code).toBe(0);
-    const tarball = join(dir, packed.output.trim().split("\n").pop() ?? "");
+    return join(dir, packed.output.trim().split("\n").pop() ?? "");
+  }
 
-    const project = join(dir, "project");
-    run(["mkdir", "-p", project], dir);
+  test("into an empty project: its `oi` prints the version, checks the shipped example and forwards a connection", async () => {
+    const tarball = pack();
+    const project = tempDir();
+    onCleanup(() => rmSync(project, { recursive: true, force: true }));
     writeFileSync(join(project, "package.json"), '{ "name": "empty", "version": "1.0.0", "private": true }\n');
     const installed = run(["npm", "install", "--no-audit", "--no-fund", tarball], project);
     expect(installed.code).toBe(0);
 
-    const version = run([join(project, "node_modules", ".bin", "oi"), "--version"], project);
+    const oi = join(project, "node_modules", ".bin", "oi");
+    const version = run([oi, "--version"], project);
     expect(version.output.trim()).toBe(pkg.version);
     expect(version.code).toBe(0);
-    const checked = run(
-      [join(project, "node_modules", ".bin", "oi"), "check", "-c", join(project, "node_modules", pkg.name, "examples", "oi.conf")],
-      project,
-    );
+    const checked = run([oi, "check", "-c", join(project, "node_modules", pkg.name, "examples", "oi.conf")], project);
     expect(checked.code).toBe(0);
     expect(checked.output).toContain("127.0.0.1:8080 -> 127.0.0.1:8000");
+    await forwardsOneConnection(oi, project);
+  });
+
+  test("globally (npm install -g, here into an empty prefix): `oi` on that PATH forwards a connection", async () => {
+    const tarball = pack();
+    const prefix = tempDir();
+    onCleanup(() => rmSync(prefix, { recursive: true, force: true }));
+    const installed = run(["npm", "install", "-g", "--prefix", prefix, "--no-audit", "--no-fund", tarball], prefix);
+    expect(installed.code).toBe(0);
+    await forwardsOneConnection(join(prefix, "bin", "oi"), prefix);
   });
 });

@@ -9,7 +9,7 @@
  * at the first loss and then at most every NOTICE_INTERVAL_MS.
  */
 import { consola, type LogObject, LogLevels } from "consola";
-import { BoundedStream } from "./bounded-stream.ts";
+import { BoundedStream, type LineStream } from "./bounded-stream.ts";
 
 export type LogSink = "stdout" | "stderr" | "logfile";
 
@@ -75,14 +75,11 @@ export class ConsoleLog {
 
   /** Route consola through the bounded streams; `debug` adds rinetd-uv's `-d` lines. */
   install(debug: boolean): void {
-    const stdout = new BoundedStream(process.stdout, STREAM_LIMIT_BYTES, () => this.drops.add("stdout", 1));
-    const stderr = new BoundedStream(process.stderr, STREAM_LIMIT_BYTES, () => this.drops.add("stderr", 1));
-    this.stdout = stdout;
-    this.stderr = stderr;
+    this.useStreams(process.stdout, process.stderr);
     consola.setReporters([
       {
-        log(log) {
-          (log.level <= LogLevels.warn ? stderr : stdout).write(formatConsoleLine(log));
+        log: (log) => {
+          (log.level <= LogLevels.warn ? this.stderr : this.stdout)?.write(formatConsoleLine(log));
         },
       },
     ]);
@@ -91,6 +88,12 @@ export class ConsoleLog {
     consola.options.throttle = 0;
     // consola goes quiet when NODE_ENV=test or CI is set; a daemon's log must not depend on that.
     consola.level = debug ? LogLevels.debug : LogLevels.info;
+  }
+
+  /** Write the console to these streams from now on (process.stdout and process.stderr unless told otherwise). */
+  useStreams(stdout: LineStream, stderr: LineStream): void {
+    this.stdout = new BoundedStream(stdout, STREAM_LIMIT_BYTES, () => this.drops.add("stdout", 1));
+    this.stderr = new BoundedStream(stderr, STREAM_LIMIT_BYTES, () => this.drops.add("stderr", 1));
   }
 
   /** Before exit: give both streams up to `timeoutMs` to take what is queued. */

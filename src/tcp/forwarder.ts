@@ -16,7 +16,7 @@ import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
-import { type Libc, loadLibc } from "./splice/libc.ts";
+import { type Libc, loadLibc } from "../libc.ts";
 import { connectStream } from "../stream-connect.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 

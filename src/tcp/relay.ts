@@ -19,7 +19,7 @@ import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import type { SpliceEngine, SpliceHandle, SplicedOwner } from "./splice/engine.ts";
 import type { SpliceChoice } from "./splice/choice.ts";
-import { type Libc, SIOCOUTQ } from "./splice/libc.ts";
+import { type Libc, SIOCOUTQ } from "../libc.ts";
 
 export type Side = "client" | "upstream";
 

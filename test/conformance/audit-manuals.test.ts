@@ -15,10 +15,11 @@
  *   not zero.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_CONFIG_PATHS, resolveConfigPath } from "../../src/cli.ts";
 import { describeRule } from "../../src/config/describe.ts";
+import { personalityOf } from "../../src/personality.ts";
 import { linesAndReasons, textLoader } from "../helpers/config.ts";
 import { cleanUpAfterEachTest, onCleanup, until } from "../helpers/harness.ts";
 import { startOi, tempDir } from "../helpers/oi-process.ts";
@@ -52,6 +53,21 @@ describe("defaults of each manual", () => {
     // None there: oi's own, so the error names the file oi looked for first.
     expect(resolveConfigPath(undefined, only())).toBe("/etc/oi/oi.conf");
     expect(resolveConfigPath("/tmp/given.conf", only("/etc/rinetd.conf"))).toBe("/tmp/given.conf");
+  });
+
+  test("started as rinetd or rinetd-uv (by the name in argv[0]): that program's default config, pid file and going to the background", () => {
+    const only = (...present: string[]) => (path: string) => present.includes(path);
+    const rinetd = personalityOf("/usr/sbin/rinetd");
+    expect(rinetd).toMatchObject({ name: "rinetd", pidFile: "/var/run/rinetd.pid", detaches: true });
+    // rinetd reads its own file only, even where oi's or rinetd-uv's exist.
+    expect(resolveConfigPath(undefined, only("/etc/oi/oi.conf", "/etc/rinetd-uv.yaml", "/etc/rinetd.conf"), rinetd.configPaths)).toBe("/etc/rinetd.conf");
+    const uv = personalityOf("rinetd-uv");
+    expect(uv).toMatchObject({ name: "rinetd-uv", pidFile: "/var/run/rinetd-uv.pid", detaches: true });
+    expect(resolveConfigPath(undefined, only("/etc/rinetd.conf", "/etc/rinetd-uv.conf", "/etc/rinetd-uv.yml"), uv.configPaths)).toBe("/etc/rinetd-uv.yml");
+    // Any other name is oi (oxidinetd's binary is called oi too): foreground, no pid file of its own choosing.
+    for (const name of ["oi", "/usr/local/bin/oi", "bun", "rinetd.sh", "my-rinetd"]) {
+      expect(personalityOf(name)).toMatchObject({ name: "oi", pidFile: undefined, detaches: false });
+    }
   });
 });
 
@@ -135,6 +151,8 @@ describe("a running oi, as rinetd-uv documents it", () => {
     let text = "";
     await until(
       () => {
+        // The first report appears one interval after start.
+        if (!existsSync(statusPath)) return false;
         text = readFileSync(statusPath, "utf8");
         return text.includes("Denied: 1") && text.includes("Total: 1 (TCP: 0, UDP: 0, Unix: 1)");
       },

@@ -6,10 +6,10 @@
  * that waits for a SIGHUP as rinetd does.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { cleanUpAfterEachTest, onCleanup } from "../helpers/harness.ts";
+import { cleanUpAfterEachTest, onCleanup, until } from "../helpers/harness.ts";
 import { type OiProcess, runOi, startOi, tempDir, writeTempFile } from "../helpers/oi-process.ts";
 import { connectionRefused, freePort } from "../helpers/peers.ts";
 import { echoBackend, roundTrip } from "./ops-helpers.ts";
@@ -107,9 +107,10 @@ describe("oxidinetd's flags and the config format by extension", () => {
       );
       const forwarder = await started(path, ["-f"]);
       expect(await roundTrip({ port }, "ping")).toBe(4);
-      // Written at start, before any connection.
+      // Written one interval after start, counting the connection made before.
+      await until(() => existsSync(statusPath), 3000, "the status file");
       const status = JSON.parse(readFileSync(statusPath, "utf8")) as { rules: Array<{ name: string; connections_total: number }> };
-      expect(status.rules.map((rule) => rule.name)).toEqual(["web"]);
+      expect(status.rules.map((rule) => [rule.name, rule.connections_total])).toEqual([["web", 1]]);
       expect(await forwarder.stop()).toBe(0);
       expect(await connectionRefused(port)).toBe(true);
     };

@@ -19,7 +19,7 @@
  */
 import { consola } from "consola";
 import type { SessionResult } from "../../session.ts";
-import { F_GETPIPE_SZ, F_SETPIPE_SZ, FIONREAD, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK, SIOCOUTQ } from "./libc.ts";
+import { F_GETPIPE_SZ, F_SETPIPE_SZ, FIONREAD, type Libc, loadLibc, O_CLOEXEC, O_NONBLOCK, SIOCOUTQ } from "../../libc.ts";
 import {
   COMMAND_ABORT,
   COMMAND_ADD,

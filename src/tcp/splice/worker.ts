@@ -33,7 +33,7 @@ import {
   SHUT_WR,
   SPLICE_F_MOVE,
   SPLICE_F_NONBLOCK,
-} from "./libc.ts";
+} from "../../libc.ts";
 import { COMMAND_ABORT, COMMAND_ADD, COMMAND_CLOSE_QUIET, COMMAND_WORDS, type Outcome, type Released, SharedState, TAKEN, type WorkerInit, type WorkerReply, WRITTEN } from "./protocol.ts";
 
 declare const self: Worker;

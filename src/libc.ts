@@ -1,9 +1,11 @@
 /**
- * @module The few Linux system calls the splice relay (and a shutdown's look
- * at what the kernel still holds for a connection) needs, bound through
- * `bun:ffi` (libc's wrappers). Loaded lazily and only on Linux x64/arm64,
- * where the constants below hold; anywhere else, or when `bun:ffi` or libc
- * cannot be loaded, `loadLibc` says why and the plain relay is used.
+ * @module The few Linux system calls `oi` makes itself, bound through
+ * `bun:ffi` (libc's wrappers): splice, pipes and epoll for the splice relay,
+ * the kernel's queue sizes for a shutdown's look at what a connection still
+ * holds. Loaded lazily and only on Linux x64/arm64, where the constants below
+ * hold; anywhere else, or when `bun:ffi` or libc cannot be loaded, `loadLibc`
+ * says why and each user does without (the plain relay; no look at the
+ * kernel's queues).
  */
 import type { Pointer } from "bun:ffi";
 
