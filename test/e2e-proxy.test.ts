@@ -183,7 +183,11 @@ describe("accept_proxy: many clients on one listener", () => {
       expect(server.connections).toHaveLength(150);
 
       // Every client is in the log under the address its header gave, with its byte count.
-      const lines = () => readFileSync(log, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      // Whole lines only: the log may be caught in the middle of a write.
+      const lines = () => {
+        const text = readFileSync(log, "utf8");
+        return text.slice(0, text.lastIndexOf("\n") + 1).split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      };
       await until(() => lines().length >= 200, 5000, "200 log lines");
       const logged = lines();
       for (const { claimed, payload } of visitors) {
