@@ -10,26 +10,14 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compiledOi } from "./helpers/binary.ts";
-import { backend, cleanUpAfterEachTest, onCleanup, until } from "./helpers/harness.ts";
-import { tempDir } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, withTimeout } from "./helpers/peers.ts";
+import { backend, cleanUpAfterEachTest, greeter, greeting, onCleanup, until } from "./helpers/harness.ts";
+import { readUntilListening, tempDir } from "./helpers/oi-process.ts";
+import { freePort, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
 
 /** rinetd's default pid file (/var/run is a link to /run on Debian). */
 const RINETD_PID_FILE = "/var/run/rinetd.pid";
-
-function greeter(name: string) {
-  return backend((peer) => void peer.send(name, true));
-}
-
-async function greeting(port: number): Promise<string> {
-  const client = await connectPeer("127.0.0.1", port);
-  client.keep = [];
-  await client.waitEnd(5000);
-  client.socket?.end();
-  return client.text();
-}
 
 /** A folder holding `rinetd`, a link to the compiled oi, as a package would install it. */
 async function installedAsRinetd(): Promise<{ dir: string; rinetd: string }> {
@@ -42,6 +30,13 @@ async function installedAsRinetd(): Promise<{ dir: string; rinetd: string }> {
 
 function alive(pid: number): boolean {
   return existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z");
+}
+
+/** After a test: whatever daemon a test started (it is named in the pid file, if it got that far) is stopped, by its pid. */
+function stopDaemonOfPidFile(): void {
+  const pid = existsSync(RINETD_PID_FILE) ? Number(readFileSync(RINETD_PID_FILE, "utf8")) : 0;
+  if (pid > 0 && alive(pid)) process.kill(pid, "SIGKILL");
+  rmSync(RINETD_PID_FILE, { force: true });
 }
 
 /** Session id of a process, from /proc/PID/stat. */
@@ -59,11 +54,9 @@ describe("started as rinetd (a link), without -f", () => {
     writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`);
 
     const start = Bun.spawn([rinetd, "-c", config], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-    let daemon = 0;
     onCleanup(() => {
       start.kill("SIGKILL");
-      if (daemon > 0 && alive(daemon)) process.kill(daemon, "SIGKILL");
-      rmSync(RINETD_PID_FILE, { force: true });
+      stopDaemonOfPidFile();
     });
     const output = new Response(start.stdout).text();
     expect(await withTimeout(start.exited, 10000, "the start to return")).toBe(0);
@@ -72,7 +65,7 @@ describe("started as rinetd (a link), without -f", () => {
 
     // Listening already when the start returned, and named in the pid file by then.
     expect(await greeting(port)).toBe("one");
-    daemon = Number(readFileSync(RINETD_PID_FILE, "utf8").trim());
+    const daemon = Number(readFileSync(RINETD_PID_FILE, "utf8").trim());
     expect(daemon).toBeGreaterThan(0);
     expect(daemon).not.toBe(start.pid);
     expect(alive(daemon)).toBe(true);
@@ -121,7 +114,7 @@ describe("started as rinetd (a link), without -f", () => {
     const proc = Bun.spawn([rinetd, "-f", "-c", config], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     onCleanup(() => {
       proc.kill("SIGKILL");
-      rmSync(RINETD_PID_FILE, { force: true });
+      stopDaemonOfPidFile();
     });
     await until(() => existsSync(RINETD_PID_FILE), 10000, "the pid file");
     expect(readFileSync(RINETD_PID_FILE, "utf8").trim()).toBe(String(proc.pid));
@@ -141,11 +134,7 @@ describe("as Debian's init script starts and stops rinetd", () => {
     const port = freePort();
     const config = join(dir, "rinetd.conf");
     writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-    onCleanup(() => {
-      const pid = existsSync(RINETD_PID_FILE) ? Number(readFileSync(RINETD_PID_FILE, "utf8")) : 0;
-      if (pid > 0 && alive(pid)) process.kill(pid, "SIGKILL");
-      rmSync(RINETD_PID_FILE, { force: true });
-    });
+    onCleanup(stopDaemonOfPidFile);
     const started = Bun.spawnSync(["start-stop-daemon", "--start", "--quiet", "--oknodo", "--exec", rinetd, "--", "-c", config], { stdout: "pipe", stderr: "pipe" });
     expect(started.exitCode).toBe(0);
     expect(await greeting(port)).toBe("init script");
@@ -169,13 +158,7 @@ describe("started as oi", () => {
     writeFileSync(join(dir, "oi.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
     const proc = Bun.spawn([oi, "-c", join(dir, "oi.conf")], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     onCleanup(() => proc.kill("SIGKILL"));
-    let text = "";
-    const reader = proc.stdout.getReader();
-    while (!text.includes("listening")) {
-      const { value, done } = await withTimeout(reader.read(), 10000, "oi to listen");
-      if (done) throw new Error(`oi exited: ${text}`);
-      text += new TextDecoder().decode(value);
-    }
+    const text = await readUntilListening(proc.stdout, 10000, "oi");
     expect(text).toContain(`pid ${proc.pid}`);
     expect(proc.exitCode).toBeNull();
     expect(await greeting(port)).toBe("as oi");

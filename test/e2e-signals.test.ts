@@ -6,25 +6,11 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
-import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { backend, cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
+import { readUntilListening, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 
 cleanUpAfterEachTest();
-
-
-/** A backend that greets every connection with `name` and half-closes. */
-function greeter(name: string) {
-  return backend((peer) => void peer.send(name, true));
-}
-
-async function greeting(port: number): Promise<string> {
-  const client = await connectPeer("127.0.0.1", port);
-  client.keep = [];
-  await client.waitEnd(5000);
-  client.socket?.end();
-  return client.text();
-}
 
 describe("pid file", () => {
   test("holds the pid while oi runs and is removed at exit", async () => {
@@ -177,13 +163,7 @@ describe("SIGTERM / SIGINT", () => {
       { stdout: "pipe", stderr: "pipe" },
     );
     try {
-      const reader = proc.stdout.getReader();
-      let text = "";
-      while (!text.includes("listening")) {
-        const { value, done } = await withTimeout(reader.read(), 10000, "oi to listen");
-        if (done) break;
-        text += new TextDecoder().decode(value);
-      }
+      const text = await readUntilListening(proc.stdout, 10000, "oi in its PID namespace");
       expect(text).toContain("inner pid 1");
       expect(await greeting(port)).toBe("pid one");
       // Signal oi itself (PID 1 inside; its pid out here is unshare's child). unshare exits with oi's status.

@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, type Peer, randomBytes, sha256, watchRefusals, withTimeout } from "./helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
@@ -58,17 +58,6 @@ async function scrape(port: number): Promise<string> {
   return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 }
 
-async function greeting(port: number): Promise<string> {
-  const client = await connectPeer("127.0.0.1", port);
-  client.keep = [];
-  await client.waitEnd(5000);
-  client.socket?.end();
-  return client.text();
-}
-
-function greeter(name: string) {
-  return backend((peer) => void peer.send(name, true));
-}
 
 async function greetings(port: number, count: number): Promise<string[]> {
   return Promise.all(Array.from({ length: count }, () => greeting(port)));

@@ -8,7 +8,7 @@ import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compiledOi } from "./helpers/binary.ts";
 import { backend, cleanUpAfterEachTest, onCleanup } from "./helpers/harness.ts";
-import { tempDir } from "./helpers/oi-process.ts";
+import { readUntilListening, tempDir } from "./helpers/oi-process.ts";
 import { connectPeer, freePort, withTimeout } from "./helpers/peers.ts";
 import pkg from "../package.json" with { type: "json" };
 
@@ -21,40 +21,39 @@ function run(command: string[], cwd: string): { code: number; output: string } {
   return { code: result.exitCode, output: result.stdout.toString() + result.stderr.toString() };
 }
 
+/**
+ * Run an installed `oi` (`command`, without -c) on a one-rule config that
+ * starts with `globals`: it must listen, forward one connection, and stop
+ * with 0 on SIGTERM. Resolves with what it wrote on stderr.
+ */
+async function forwardsOneConnection(command: string[], dir: string, globals = "", env: Record<string, string | undefined> = { ...process.env, NODE_ENV: "" }): Promise<string> {
+  const server = backend((peer) => void peer.send("through the installed oi", true));
+  const port = freePort();
+  writeFileSync(join(dir, "one.conf"), `${globals}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+  const proc = Bun.spawn([...command, "-c", join(dir, "one.conf"), "--grace", "1"], { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
+  onCleanup(() => proc.kill("SIGKILL"));
+  const stderr = new Response(proc.stderr).text();
+  await readUntilListening(proc.stdout, 15000, command.join(" "));
+  const client = await connectPeer("127.0.0.1", port);
+  client.keep = [];
+  await client.waitEnd();
+  expect(client.text()).toBe("through the installed oi");
+  proc.kill("SIGTERM");
+  expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
+  return stderr;
+}
+
 describe("single binary", () => {
   test("`bun build --compile` makes one file that forwards on its own, its splice worker included", async () => {
     // Built with the same flags as `npm run build`, then run from a folder with nothing else in it, with PATH emptied of Bun.
     const alone = tempDir();
     onCleanup(() => rmSync(alone, { recursive: true, force: true }));
     copyFileSync(await compiledOi(), join(alone, "oi"));
-    const server = backend((peer) => void peer.send("from the binary", true));
-    const port = freePort();
     // The main thread, worker threads (--workers), and `splice on`: both kinds of worker code are entry points of the binary.
     const cases: Array<[globals: string, workers: string]> = [["", "1"], ["", "2"], ["splice on\n", "1"], ["splice on\n", "2"]];
     for (const [globals, workers] of cases) {
-      writeFileSync(join(alone, "oi.conf"), `${globals}127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-      const proc = Bun.spawn([join(alone, "oi"), "-c", "oi.conf", "--grace", "1", "--workers", workers], {
-        cwd: alone,
-        env: { PATH: "/usr/bin:/bin" },
-        stdout: "pipe",
-        stderr: "pipe",
-      });
-      onCleanup(() => proc.kill("SIGKILL"));
-      const stderr = new Response(proc.stderr).text();
-      const stdout = proc.stdout.getReader();
-      let text = "";
-      while (!text.includes("listening")) {
-        const { value, done } = await withTimeout(stdout.read(), 10000, "the binary to listen");
-        if (done) throw new Error(`binary exited: ${text}`);
-        text += new TextDecoder().decode(value);
-      }
-      const client = await connectPeer("127.0.0.1", port);
-      client.keep = [];
-      await client.waitEnd();
-      expect(client.text()).toBe("from the binary");
-      proc.kill("SIGTERM");
-      expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
-      expect(await stderr).not.toContain("splice on: not available");
+      const stderr = await forwardsOneConnection([join(alone, "oi"), "--workers", workers], alone, globals, { PATH: "/usr/bin:/bin" });
+      expect(stderr).not.toContain("splice on: not available");
     }
   });
 });
@@ -69,28 +68,6 @@ describe("container image", () => {
     for (const entry of ["src/cli.ts", "src/tcp/splice/worker.ts", "src/workers/worker-main.ts"]) expect(pkg.scripts.build).toContain(entry);
   });
 });
-
-/** Run `oi` (an installed command) on a one-rule config: it must listen, forward one connection, and stop with 0 on SIGTERM. */
-async function forwardsOneConnection(oi: string, dir: string): Promise<void> {
-  const server = backend((peer) => void peer.send("through the installed oi", true));
-  const port = freePort();
-  writeFileSync(join(dir, "one.conf"), `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
-  const proc = Bun.spawn([oi, "-c", join(dir, "one.conf"), "--grace", "1"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, NODE_ENV: "" } });
-  onCleanup(() => proc.kill("SIGKILL"));
-  const stdout = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes("listening")) {
-    const { value, done } = await withTimeout(stdout.read(), 15000, "the installed oi to listen");
-    if (done) throw new Error(`the installed oi exited: ${text}${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const client = await connectPeer("127.0.0.1", port);
-  client.keep = [];
-  await client.waitEnd();
-  expect(client.text()).toBe("through the installed oi");
-  proc.kill("SIGTERM");
-  expect(await withTimeout(proc.exited, 5000, "exit")).toBe(0);
-}
 
 describe("npm package (installed from a tarball made by npm pack, as the README says)", () => {
   function pack(): string {
@@ -116,7 +93,7 @@ describe("npm package (installed from a tarball made by npm pack, as the README 
     const checked = run([oi, "check", "-c", join(project, "node_modules", pkg.name, "examples", "oi.conf")], project);
     expect(checked.code).toBe(0);
     expect(checked.output).toContain("127.0.0.1:8080 -> 127.0.0.1:8000");
-    await forwardsOneConnection(oi, project);
+    await forwardsOneConnection([oi], project);
   });
 
   test("globally (npm install -g, here into an empty prefix): `oi` on that PATH forwards a connection", async () => {
@@ -125,6 +102,6 @@ describe("npm package (installed from a tarball made by npm pack, as the README 
     onCleanup(() => rmSync(prefix, { recursive: true, force: true }));
     const installed = run(["npm", "install", "-g", "--prefix", prefix, "--no-audit", "--no-fund", tarball], prefix);
     expect(installed.code).toBe(0);
-    await forwardsOneConnection(join(prefix, "bin", "oi"), prefix);
+    await forwardsOneConnection([join(prefix, "bin", "oi")], prefix);
   });
 });

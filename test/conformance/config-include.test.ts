@@ -6,23 +6,15 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backend, cleanUpAfterEachTest, onCleanup } from "../helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, greeting, onCleanup } from "../helpers/harness.ts";
 import { runOi, startOi, tempDir } from "../helpers/oi-process.ts";
-import { connectPeer, freePort } from "../helpers/peers.ts";
+import { freePort } from "../helpers/peers.ts";
 import { issuesIn } from "./config-helpers.ts";
 
 cleanUpAfterEachTest();
 
 async function checkFile(path: string) {
   return { ...(await runOi(["check", "--no-resolve", "-c", path])), path };
-}
-
-async function greeting(port: number): Promise<string> {
-  const client = await connectPeer("127.0.0.1", port);
-  client.keep = [];
-  await client.waitEnd();
-  client.socket?.end();
-  return client.text();
 }
 
 describe("include", () => {

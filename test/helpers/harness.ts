@@ -4,7 +4,7 @@
  */
 import { afterEach } from "bun:test";
 import { type OiProcess, startOi, writeTempFile } from "./oi-process.ts";
-import { type Backend, type Peer, startBackend, startUnixBackend } from "./peers.ts";
+import { type Backend, connectPeer, type Peer, startBackend, startUnixBackend } from "./peers.ts";
 
 const cleanups: Array<() => unknown> = [];
 
@@ -29,6 +29,20 @@ export function backend(onConnection?: (peer: Peer) => void, host?: string): Bac
   const started = startBackend(onConnection, host);
   onCleanup(() => started.stop());
   return started;
+}
+
+/** A backend that greets every connection with `name` and half-closes; stopped after the test. */
+export function greeter(name: string): Backend {
+  return backend((peer) => void peer.send(name, true));
+}
+
+/** Connect to 127.0.0.1:`port`, read until the far end's FIN, close: what it said. */
+export async function greeting(port: number): Promise<string> {
+  const client = await connectPeer("127.0.0.1", port);
+  client.keep = [];
+  await client.waitEnd(5000);
+  client.socket?.end();
+  return client.text();
 }
 
 /** A backend on a unix socket at `path`, stopped after the test. */

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { withTimeout } from "./peers.ts";
 
 const CLI = join(import.meta.dir, "..", "..", "src", "cli.ts");
 
@@ -66,6 +67,28 @@ export function cpuTicksOf(pid: number): number {
 /** A command prefix that runs what follows with at most `limit` open files. */
 export function withFileLimit(limit: number): string[] {
   return ["sh", "-c", `ulimit -n ${limit} && exec "$0" "$@"`];
+}
+
+/**
+ * Read a process's stdout until it says its rules are listening; the text
+ * read so far. Fails when the output ends first (the process exited) or
+ * after `timeoutMs`.
+ */
+export async function readUntilListening(stdout: ReadableStream<Uint8Array>, timeoutMs: number, what: string): Promise<string> {
+  const reader = stdout.getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + timeoutMs;
+  let text = "";
+  try {
+    while (!text.includes("listening")) {
+      const { value, done } = await withTimeout(reader.read(), Math.max(1, deadline - Date.now()), `${what} to listen`);
+      if (done) throw new Error(`${what} ended its output before listening:\n${text}`);
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return text;
 }
 
 /** Run the oi CLI with `args`; resolves when it has exited, with its code and output. */
