@@ -26,7 +26,7 @@ const DESCRIPTORS_PER_RELAY = 2;
 const IDLE_SWEEP_MAX_MS = 1000;
 const IDLE_SWEEP_MIN_MS = 50;
 /** While shutting down: a connection that moved no byte for this long, and holds none, is closed at once. */
-export const QUIET_MS = 1000;
+const QUIET_MS = 1000;
 /** ...looked for this often, so it goes within a tenth of a second of being quiet that long. */
 const QUIET_SWEEP_MS = 100;
 
@@ -72,8 +72,10 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private readonly context: ForwarderContext;
   private backends: RuleBackends | undefined;
   private idleSweep: Timer | undefined;
-  /** Set by a shutdown's drain: quiet connections are closed (with libc, when it loads, to see the kernel's queues). */
-  private draining: { libc: Libc | undefined } | undefined;
+  /** Set by a shutdown's drain: quiet connections are closed. */
+  private draining = false;
+  /** libc, once loaded by the drain, to see what the kernel still holds for a connection. */
+  private libc: Libc | undefined;
   private readonly handlers = new ListenerHandlers<Leg>(this, legHandlers, (socket) => this.accept(socket));
 
   constructor(
@@ -144,11 +146,10 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
    */
   drain(): void {
     this.stopAccepting();
-    const draining: { libc: Libc | undefined } = { libc: undefined };
-    this.draining = draining;
+    this.draining = true;
     // Already loaded when splicing runs; a failure only means the kernel's queues are not looked at.
     void loadLibc().then((result) => {
-      if ("libc" in result) draining.libc = result.libc;
+      if ("libc" in result) this.libc = result.libc;
     });
     this.armIdleSweep();
   }
@@ -337,9 +338,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     if (this.idleSweep !== undefined) clearInterval(this.idleSweep);
     this.idleSweep = undefined;
     const idle = this.rule.idleTimeout;
-    if (idle === undefined && this.draining === undefined) return;
+    if (idle === undefined && !this.draining) return;
     const idleEvery = idle === undefined ? IDLE_SWEEP_MAX_MS : Math.max(IDLE_SWEEP_MIN_MS, Math.min(IDLE_SWEEP_MAX_MS, (idle * 1000) / 4));
-    const every = this.draining === undefined ? idleEvery : Math.min(idleEvery, QUIET_SWEEP_MS);
+    const every = this.draining ? Math.min(idleEvery, QUIET_SWEEP_MS) : idleEvery;
     this.idleSweep = setInterval(() => this.closeIdle(), every);
     this.idleSweep.unref();
   }
@@ -350,7 +351,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     for (const relay of this.relays) {
       const idle = relay.rule.idleTimeout;
       // Before a shutdown only relays with an idle timeout are watched; while draining, every one.
-      if (idle === undefined && draining === undefined) continue;
+      if (idle === undefined && !draining) continue;
       const moved = relay.bytesIn + relay.bytesOut;
       if (moved !== relay.bytesAtLastSweep) {
         relay.bytesAtLastSweep = moved;
@@ -359,7 +360,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       }
       const quietFor = now - relay.lastActivity;
       if (idle !== undefined && quietFor >= idle * 1000) abort(relay, "timeout");
-      else if (draining !== undefined && quietFor >= QUIET_MS) closeIfQuiet(relay, draining.libc);
+      else if (draining && quietFor >= QUIET_MS) closeIfQuiet(relay, this.libc);
     }
   }
 }

@@ -364,7 +364,7 @@ export function closeIfQuiet(relay: Relay, libc: Libc | undefined): void {
   relay.report();
 }
 
-/** Bytes written to this leg's socket that its remote has not acknowledged yet. */
+/** Whether this leg's socket holds bytes (or its FIN) that its remote has not acknowledged yet. */
 function unsent(leg: Leg, libc: Libc): boolean {
   return !leg.closed && leg.socket !== undefined && libc.ioctlCount(socketFd(leg.socket), SIOCOUTQ) > 0;
 }
