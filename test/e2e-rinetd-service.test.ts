@@ -28,6 +28,20 @@ async function installedAsRinetd(): Promise<{ dir: string; rinetd: string }> {
   return { dir, rinetd };
 }
 
+/**
+ * rinetd's place, ready for a test: no other rinetd's pid file in the way,
+ * the link, and a config forwarding a fresh port to a backend greeting with `name`.
+ */
+async function rinetdInPlace(name: string): Promise<{ rinetd: string; config: string; port: number }> {
+  if (existsSync(RINETD_PID_FILE)) throw new Error(`${RINETD_PID_FILE} exists: a rinetd may be running here; stop it before this test`);
+  const { dir, rinetd } = await installedAsRinetd();
+  const server = greeter(name);
+  const port = freePort();
+  const config = join(dir, "rinetd.conf");
+  writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+  return { rinetd, config, port };
+}
+
 function alive(pid: number): boolean {
   return existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z");
 }
@@ -46,12 +60,8 @@ function sessionOf(pid: number): number {
 
 describe("started as rinetd (a link), without -f", () => {
   test("returns 0 once it listens; the detached daemon is in rinetd's pid file, reloads on SIGHUP and stops on SIGTERM", async () => {
-    if (existsSync(RINETD_PID_FILE)) throw new Error(`${RINETD_PID_FILE} exists: a rinetd may be running here; stop it before this test`);
-    const { dir, rinetd } = await installedAsRinetd();
-    const [one, two] = [greeter("one"), greeter("two")];
-    const port = freePort();
-    const config = join(dir, "rinetd.conf");
-    writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`);
+    const { rinetd, config, port } = await rinetdInPlace("one");
+    const two = greeter("two");
 
     const start = Bun.spawn([rinetd, "-c", config], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     onCleanup(() => {
@@ -105,12 +115,7 @@ describe("started as rinetd (a link), without -f", () => {
   });
 
   test("with -f it stays in the foreground, as rinetd -f does, still writing rinetd's pid file", async () => {
-    if (existsSync(RINETD_PID_FILE)) throw new Error(`${RINETD_PID_FILE} exists: a rinetd may be running here; stop it before this test`);
-    const { dir, rinetd } = await installedAsRinetd();
-    const server = greeter("fg");
-    const port = freePort();
-    const config = join(dir, "rinetd.conf");
-    writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const { rinetd, config, port } = await rinetdInPlace("fg");
     const proc = Bun.spawn([rinetd, "-f", "-c", config], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     onCleanup(() => {
       proc.kill("SIGKILL");
@@ -128,12 +133,7 @@ describe("started as rinetd (a link), without -f", () => {
 describe("as Debian's init script starts and stops rinetd", () => {
   test("start-stop-daemon --start --exec returns once it listens; --stop --pidfile stops it and the pid file goes", async () => {
     if (Bun.which("start-stop-daemon") === null) throw new Error("start-stop-daemon (Debian's dpkg) is needed for this test and is not installed");
-    if (existsSync(RINETD_PID_FILE)) throw new Error(`${RINETD_PID_FILE} exists: a rinetd may be running here; stop it before this test`);
-    const { dir, rinetd } = await installedAsRinetd();
-    const server = greeter("init script");
-    const port = freePort();
-    const config = join(dir, "rinetd.conf");
-    writeFileSync(config, `127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`);
+    const { rinetd, config, port } = await rinetdInPlace("init script");
     onCleanup(stopDaemonOfPidFile);
     const started = Bun.spawnSync(["start-stop-daemon", "--start", "--quiet", "--oknodo", "--exec", rinetd, "--", "-c", config], { stdout: "pipe", stderr: "pipe" });
     expect(started.exitCode).toBe(0);
