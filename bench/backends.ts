@@ -29,7 +29,7 @@ function readText(path: string): string {
   }
 }
 
-function nginxConfig(dir: string, host: string, port: number): string {
+export function nginxConfig(dir: string, host: string, port: number): string {
   return `daemon off;
 master_process off;
 worker_processes 1;
