@@ -1,7 +1,8 @@
 /**
  * @module What one new connection costs, and how far below oi's cost a Bun
  * process can go at all: ApacheBench without keep-alive against nginx on
- * loopback, through oi, through two minimal forwarders in Bun (one on Bun's
+ * loopback, through oi (on Bun's sockets, and on its direct sockets), through
+ * two minimal forwarders in Bun (one on Bun's
  * sockets, one on bun:ffi system calls with an epoll loop of its own; see
  * bench/agents/), through rinetd and through haproxy, interleaved round after
  * round. Per system: requests per second, failed requests, and the
@@ -81,10 +82,13 @@ if (!(await waitForPort("127.0.0.1", backendPort, 10_000))) throw new Error("ngi
 
 /** Each system's command, given the port it listens on. */
 const commands: Array<[string, (port: number) => string[] | undefined]> = [
-  ["oi", (port) => {
-    writeFileSync(join(dir, "oi.conf"), `127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
-    return [process.execPath, CLI, "-c", join(dir, "oi.conf")];
-  }],
+  ...(["bun", "direct"] as const).map((sockets): [string, (port: number) => string[]] => [
+    `oi, sockets ${sockets}`,
+    (port) => {
+      writeFileSync(join(dir, `oi-${sockets}.conf`), `sockets ${sockets}\n127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
+      return [process.execPath, CLI, "-c", join(dir, `oi-${sockets}.conf`)];
+    },
+  ]),
   ["bun sockets, minimal", (port) => [process.execPath, join(AGENTS, "bun-forwarder.ts"), String(port), String(backendPort)]],
   ["bun:ffi epoll, minimal", (port) => [process.execPath, join(AGENTS, "ffi-forwarder.ts"), String(port), String(backendPort)]],
   ["rinetd", (port) => {

@@ -4,6 +4,7 @@
  * only; each protocol's module (tcp/, udp/) implements it.
  */
 import type { BackendRegistry } from "./backends.ts";
+import type { SocketLayer } from "./tcp/socket-layer.ts";
 import type { SpliceChoice } from "./tcp/splice/choice.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
@@ -48,6 +49,8 @@ export interface ForwarderContext {
   backends: BackendRegistry;
   /** The splice worker new TCP relays move to (`splice on`), when running; shared and updated by reloads. */
   splice?: SpliceChoice;
+  /** The sockets TCP forwarders listen and connect with (Bun's, or direct ones); shared and updated by reloads. */
+  sockets: SocketLayer;
   /** Listen on TCP with SO_REUSEPORT, beside the other worker threads (src/workers/) serving the same rule. */
   reusePort?: boolean;
 }

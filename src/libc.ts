@@ -1,11 +1,12 @@
 /**
  * @module The few Linux system calls `oi` makes itself, bound through
- * `bun:ffi` (libc's wrappers): splice, pipes and epoll for the splice relay,
- * the kernel's queue sizes for a shutdown's look at what a connection still
- * holds. Loaded lazily and only on Linux x64/arm64, where the constants below
- * hold; anywhere else, or when `bun:ffi` or libc cannot be loaded, `loadLibc`
- * says why and each user does without (the plain relay; no look at the
- * kernel's queues).
+ * `bun:ffi` (libc's wrappers): sockets, accept, connect, read and write for
+ * the direct socket layer (src/fd/), splice, pipes and epoll for the splice
+ * relay, the kernel's queue sizes for a shutdown's look at what a connection
+ * still holds. Loaded lazily and only on Linux x64/arm64, where the constants
+ * below hold; anywhere else, or when `bun:ffi` or libc cannot be loaded,
+ * `loadLibc` says why and each user does without (Bun's own sockets; the
+ * plain relay; no look at the kernel's queues).
  */
 import type { Pointer } from "bun:ffi";
 
@@ -17,12 +18,29 @@ export const F_GETPIPE_SZ = 1032;
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
 export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_ERROR = 4;
+export const SO_KEEPALIVE = 9;
 export const SO_LINGER = 13;
+export const SO_REUSEPORT = 15;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const TCP_KEEPIDLE = 4;
+export const TCP_KEEPINTVL = 5;
+export const TCP_KEEPCNT = 6;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
 export const SHUT_WR = 1;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
 export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
+export const EPOLLERR = 0x8;
+export const EPOLLHUP = 0x10;
 export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 0x80000000;
 /** ioctl requests (asm-generic values: x86-64 and arm64): bytes a socket has sent but not had acknowledged; bytes a pipe holds. */
@@ -30,6 +48,9 @@ export const SIOCOUTQ = 0x5411;
 export const FIONREAD = 0x541b;
 export const EAGAIN = 11;
 export const EINTR = 4;
+export const EINPROGRESS = 115;
+export const EMFILE = 24;
+export const ENFILE = 23;
 /** struct epoll_event is packed on x86-64 (4 + 8 bytes), naturally aligned elsewhere. */
 export const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
 export const EPOLL_DATA_OFFSET = process.arch === "x64" ? 4 : 8;
@@ -38,6 +59,17 @@ type Fd = number;
 type Buffer = Pointer | NodeJS.TypedArray | null;
 
 export interface Libc {
+  socket(domain: number, type: number, protocol: number): Fd;
+  bind(fd: Fd, address: Uint8Array, length: number): number;
+  listen(fd: Fd, backlog: number): number;
+  /** accept4: the peer's address lands in `address`, its length in `length[0]` (set it to the buffer's size first). */
+  accept4(fd: Fd, address: Uint8Array | null, length: Uint32Array | null, flags: number): Fd;
+  connect(fd: Fd, address: Uint8Array, length: number): number;
+  getsockname(fd: Fd, address: Uint8Array, length: Uint32Array): number;
+  /** setsockopt with an int value. */
+  setIntOption(fd: Fd, level: number, name: number, value: number): number;
+  /** getsockopt of an int value: the value, or -1 when it failed. */
+  getIntOption(fd: Fd, level: number, name: number): number;
   dupCloexec(fd: Fd): Fd;
   close(fd: Fd): number;
   pipe2(fds: Int32Array, flags: number): number;
@@ -69,12 +101,19 @@ export async function loadLibc(): Promise<LibcResult> {
 }
 
 async function bind(): Promise<LibcResult> {
-  if (process.platform !== "linux") return { unavailable: `splice(2) is Linux only (this is ${process.platform})` };
-  if (process.arch !== "x64" && process.arch !== "arm64") return { unavailable: `no splice support for ${process.arch}` };
+  if (process.platform !== "linux") return { unavailable: `oi's own system calls are Linux only (this is ${process.platform})` };
+  if (process.arch !== "x64" && process.arch !== "arm64") return { unavailable: `oi's own system calls are not set up for ${process.arch}` };
   try {
     const { dlopen, FFIType: T, read } = await import("bun:ffi");
     const { symbols: c } = dlopen("libc.so.6", {
       fcntl: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+      socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+      bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+      listen: { args: [T.i32, T.i32], returns: T.i32 },
+      accept4: { args: [T.i32, T.ptr, T.ptr, T.i32], returns: T.i32 },
+      connect: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+      getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+      getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
       close: { args: [T.i32], returns: T.i32 },
       pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
       splice: { args: [T.i32, T.ptr, T.i32, T.ptr, T.u64, T.u32], returns: T.i32 },
@@ -94,8 +133,24 @@ async function bind(): Promise<LibcResult> {
     if (errnoAt === null) return { unavailable: "libc gave no errno location" };
     const linger = new Int32Array([1, 0]);
     const count = new Int32Array(1);
+    const option = new Int32Array(1);
+    const optionLength = new Uint32Array(1);
     return {
       libc: {
+        socket: (domain, type, protocol) => c.socket(domain, type, protocol),
+        bind: (fd, address, length) => c.bind(fd, address, length),
+        listen: (fd, backlog) => c.listen(fd, backlog),
+        accept4: (fd, address, length, flags) => c.accept4(fd, address, length, flags),
+        connect: (fd, address, length) => c.connect(fd, address, length),
+        getsockname: (fd, address, length) => c.getsockname(fd, address, length),
+        setIntOption: (fd, level, name, value) => {
+          option[0] = value;
+          return c.setsockopt(fd, level, name, option, 4);
+        },
+        getIntOption: (fd, level, name) => {
+          optionLength[0] = 4;
+          return c.getsockopt(fd, level, name, option, optionLength) === 0 ? option[0]! : -1;
+        },
         dupCloexec: (fd) => c.fcntl(fd, F_DUPFD_CLOEXEC, 0),
         close: (fd) => c.close(fd),
         pipe2: (fds, flags) => c.pipe2(fds, flags),

@@ -154,6 +154,10 @@ export class Admission {
  * only the socket file's permissions), then the rule's `maxconn` (against
  * `openOnRule`), then the global bounds, which count it when it is admitted.
  */
+function hasAccessRules(global: AccessList, rule: AccessList): boolean {
+  return global.allow.length + global.deny.length + rule.allow.length + rule.deny.length > 0;
+}
+
 export function admitClient(
   address: string,
   rule: ForwardRule,
@@ -162,7 +166,8 @@ export function admitClient(
   admission: Admission,
   descriptors: number,
 ): "ok" | "denied" | "limit" {
-  if (address !== "") {
+  // With no allow or deny rule to apply there is nothing to parse the address for (it costs a parse per connection).
+  if (address !== "" && hasAccessRules(globalAccess, rule.access)) {
     const client = parseClientAddress(address);
     if (client === undefined || !isAllowed(client, globalAccess, rule.access)) return "denied";
   }

@@ -14,6 +14,7 @@ import { BackendRegistry } from "./backends.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { createTcpForwarder } from "./tcp/forwarder.ts";
+import { SocketLayer } from "./tcp/socket-layer.ts";
 import { SpliceChoice } from "./tcp/splice/choice.ts";
 import { createTcpToUdpForwarder, createUdpForwarder } from "./udp/forwarders.ts";
 import type { Config, ForwardRule, RuleMode } from "./types.ts";
@@ -41,6 +42,8 @@ export class Server {
   readonly backends = new BackendRegistry();
   /** Whether TCP relays move to the splice worker; every forwarder sees the latest config's choice. */
   private readonly splice = new SpliceChoice();
+  /** Bun's sockets or direct ones for TCP forwarders; every forwarder sees the latest config's choice. */
+  private readonly sockets = new SocketLayer();
 
   constructor(
     private readonly events: SessionEvents,
@@ -77,12 +80,14 @@ export class Server {
    */
   async apply(config: Config): Promise<ApplySummary> {
     await this.splice.configure(config.splice);
+    await this.sockets.configure(config.sockets);
     const context: ForwarderContext = {
       globalAccess: config.globalAccess,
       events: this.events,
       admission: this.admission,
       backends: this.backends,
       splice: this.splice,
+      sockets: this.sockets,
       reusePort: this.reusePort,
     };
     const wanted = new Map<string, ForwardRule>();

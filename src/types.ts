@@ -15,6 +15,12 @@ export type Transport = "tcp" | "udp" | "unix";
 export type RuleMode = "tcp" | "udp" | "udptotcp" | "tcptoudp";
 
 export type SpliceMode = "off" | "on" | "auto";
+/**
+ * Which sockets TCP rules listen and connect with: "direct" oi's own system
+ * calls (src/fd/), "bun" Bun's sockets, "auto" direct ones where they work
+ * (Linux x64/arm64 with bun:ffi), else Bun's.
+ */
+export type SocketsMode = "auto" | "direct" | "bun";
 
 /** With `splice auto`, a relay moves to the splice worker once it has carried this much (both ways together). */
 export const SPLICE_AUTO_AFTER_BYTES = 1024 * 1024;
@@ -213,6 +219,7 @@ export interface Config {
    * carried SPLICE_AUTO_AFTER_BYTES, "off" none (the plain relay).
    */
   splice: SpliceMode;
+  sockets: SocketsMode;
   /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
   workers: number | undefined;
 }

@@ -258,6 +258,7 @@ describe("valid .conf files", () => {
         // rinetd-uv's default: a STATS line a minute.
         "stats log: every 60s",
         "splice: auto (TCP relays that carry bulk move to a splice(2) worker)",
+        "sockets: auto (TCP rules on oi's own system calls where they work here, else Bun's sockets)",
         `${result.path}:2  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  deny 10.0.0.5`,
         `${result.path}:4  udp  [::]:53 -> [::1]:53  timeout=9s  src=::2  max_sessions=5000  max_datagram=65507`,
       ].join("\n"),

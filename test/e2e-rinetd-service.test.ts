@@ -121,7 +121,8 @@ describe("started as rinetd (a link), without -f", () => {
       proc.kill("SIGKILL");
       stopDaemonOfPidFile();
     });
-    await until(() => existsSync(RINETD_PID_FILE), 10000, "the pid file");
+    // The pid file is written before the rules listen: wait for the line that says they do.
+    await readUntilListening(proc.stdout, 10000, "rinetd -f");
     expect(readFileSync(RINETD_PID_FILE, "utf8").trim()).toBe(String(proc.pid));
     expect(await greeting(port)).toBe("fg");
     proc.kill("SIGTERM");

@@ -1,7 +1,8 @@
 /**
  * End to end: a real `oi` process between real loopback clients and backends.
- * The data-path suites run twice: on the plain relay, and with `splice on`
- * (bytes moved by splice(2) in a worker), which must behave the same.
+ * The data-path suites run on each way of moving bytes: the plain relay,
+ * `splice on` (splice(2) in a worker) and `splice auto`, on oi's direct
+ * sockets and on Bun's, which must all behave the same.
  */
 import { describe, expect, test } from "bun:test";
 import { startBlackhole } from "./helpers/blackhole.ts";
@@ -12,12 +13,18 @@ cleanUpAfterEachTest();
 
 const MiB = 1024 * 1024;
 
-/** The two ways oi can move a relay's bytes, as the global directive that picks each. */
+/**
+ * The ways oi can move a relay's bytes (through JavaScript, or spliced in a
+ * worker) on either socket layer (its direct sockets, the default here, or
+ * Bun's), as the global directives that pick each.
+ */
 const RELAY_PATHS = [
   { name: "plain relay", directive: "splice off\n" },
   { name: "splice on", directive: "splice on\n" },
   // The default: handed over mid-stream, once a relay has carried 1 MiB in large reads.
   { name: "splice auto (the default)", directive: "" },
+  { name: "plain relay on Bun's sockets", directive: "sockets bun\nsplice off\n" },
+  { name: "splice auto on Bun's sockets", directive: "sockets bun\n" },
 ] as const;
 
 for (const { name, directive } of RELAY_PATHS) {

@@ -5,11 +5,17 @@
 
 import { formatEndpoint, formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
-import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SpliceMode } from "../types.ts";
+import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode } from "../types.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
+
+const SOCKETS_DESCRIPTIONS: Record<SocketsMode, string> = {
+  auto: "auto (TCP rules on oi's own system calls where they work here, else Bun's sockets)",
+  direct: "direct (TCP rules on oi's own system calls)",
+  bun: "bun (TCP rules on Bun's sockets)",
+};
 
 const SPLICE_DESCRIPTIONS: Record<SpliceMode, string> = {
   off: "off (every TCP relay moves its bytes through JavaScript)",
@@ -31,6 +37,7 @@ export function describeConfig(config: Config): string {
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
     `splice: ${SPLICE_DESCRIPTIONS[config.splice]}`,
+    `sockets: ${SOCKETS_DESCRIPTIONS[config.sockets]}`,
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");

@@ -245,6 +245,17 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     },
   },
   {
+    conf: ["sockets"],
+    toml: "sockets",
+    yaml: "sockets",
+    type: "string",
+    apply: (target, value) => {
+      if (value !== "auto" && value !== "direct" && value !== "bun") return `sockets must be auto, direct or bun, got '${String(value)}'`;
+      target.config.sockets = value;
+      return undefined;
+    },
+  },
+  {
     conf: ["buffersize", "buffer_size"],
     toml: "buffer_size",
     yaml: "buffer_size",

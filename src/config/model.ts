@@ -30,6 +30,7 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     statsLogInterval: format === "toml" ? 0 : DEFAULT_STATS_LOG_INTERVAL,
     // Bulk relays move to the splice worker; short, idle and chatty ones stay on the plain path.
     splice: "auto",
+    sockets: "auto",
     workers: undefined,
   };
 }

@@ -10,7 +10,7 @@
  * listener's handlers (see ListenerHandlers) pass its events to the relay's,
  * so the relay itself never looks for a header.
  */
-import type { Socket } from "bun";
+import type { StreamHandlers, StreamSocket } from "./stream-socket.ts";
 import type { SessionEvents } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import { PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH, parseProxyHeader, proxiedClient, type ProxyAddress } from "../proxy-protocol.ts";
@@ -30,8 +30,8 @@ export interface HeaderResult {
 export interface HeaderOwner {
   /** The rule new connections follow (it says whether they start with a PROXY header). */
   readonly rule: ForwardRule;
-  headerRead(socket: Socket<HeaderReader>, result: HeaderResult): void;
-  headerRefused(socket: Socket<HeaderReader>, reason: string): void;
+  headerRead(socket: StreamSocket<HeaderReader>, result: HeaderResult): void;
+  headerRefused(socket: StreamSocket<HeaderReader>, reason: string): void;
 }
 
 /** The bytes of one connection until its header is complete. */
@@ -42,12 +42,12 @@ export class HeaderReader {
 
   constructor(
     readonly owner: HeaderOwner,
-    socket: Socket<HeaderReader>,
+    socket: StreamSocket<HeaderReader>,
   ) {
     this.timer = setTimeout(() => this.refuse(socket, "no PROXY header within 5 s"), HEADER_WAIT_MS);
   }
 
-  feed(socket: Socket<HeaderReader>, chunk: Uint8Array): void {
+  feed(socket: StreamSocket<HeaderReader>, chunk: Uint8Array): void {
     if (this.done) return;
     const joined = new Uint8Array(this.buffer.length + chunk.length);
     joined.set(this.buffer, 0);
@@ -71,7 +71,7 @@ export class HeaderReader {
   }
 
   /** The connection ended before its header did. */
-  ended(socket: Socket<HeaderReader>): void {
+  ended(socket: StreamSocket<HeaderReader>): void {
     this.refuse(socket, "closed before a complete PROXY header");
   }
 
@@ -79,7 +79,7 @@ export class HeaderReader {
     this.finish();
   }
 
-  private refuse(socket: Socket<HeaderReader>, reason: string): void {
+  private refuse(socket: StreamSocket<HeaderReader>, reason: string): void {
     if (this.done) return;
     this.finish();
     this.owner.headerRefused(socket, reason);
@@ -92,13 +92,7 @@ export class HeaderReader {
 }
 
 /** Handlers of a connection once it is past its header (the relay's, or a cross-protocol session's). */
-export interface ConnectedHandlers<Data> {
-  data(socket: Socket<Data>, chunk: Uint8Array): void;
-  drain(socket: Socket<Data>): void;
-  end(socket: Socket<Data>): void;
-  error(socket: Socket<Data>, error: Error): void;
-  close(socket: Socket<Data>, error?: Error): void;
-}
+type ConnectedHandlers<Data> = Omit<StreamHandlers<Data>, "open" | "connectError">;
 
 /**
  * Handlers for both phases of a connection on a listener that reads PROXY
@@ -112,35 +106,35 @@ export interface ConnectedHandlers<Data> {
  * to the relay's handlers that way left every later client with no `open`
  * and no header reader: it was never forwarded.
  */
-function twoPhaseHandlers<Data>(owner: HeaderOwner, connected: ConnectedHandlers<Data>, accept: (socket: Socket<Data>) => void) {
+function twoPhaseHandlers<Data>(owner: HeaderOwner, connected: ConnectedHandlers<Data>, accept: (socket: StreamSocket<Data>) => void) {
   return {
     binaryType: "uint8array" as const,
-    open(socket: Socket<unknown>): void {
+    open(socket: StreamSocket<unknown>): void {
       // The rule's choice now: a reload may have turned accept_proxy off on this listener.
-      if (owner.rule.acceptProxy) socket.data = new HeaderReader(owner, socket as Socket<HeaderReader>);
-      else accept(socket as Socket<Data>);
+      if (owner.rule.acceptProxy) socket.data = new HeaderReader(owner, socket as StreamSocket<HeaderReader>);
+      else accept(socket as StreamSocket<Data>);
     },
-    data(socket: Socket<unknown>, chunk: Uint8Array): void {
+    data(socket: StreamSocket<unknown>, chunk: Uint8Array): void {
       const state = socket.data;
-      if (state instanceof HeaderReader) state.feed(socket as Socket<HeaderReader>, chunk);
-      else connected.data(socket as Socket<Data>, chunk);
+      if (state instanceof HeaderReader) state.feed(socket as StreamSocket<HeaderReader>, chunk);
+      else connected.data(socket as StreamSocket<Data>, chunk);
     },
-    drain(socket: Socket<unknown>): void {
-      if (!(socket.data instanceof HeaderReader)) connected.drain(socket as Socket<Data>);
+    drain(socket: StreamSocket<unknown>): void {
+      if (!(socket.data instanceof HeaderReader)) connected.drain(socket as StreamSocket<Data>);
     },
-    end(socket: Socket<unknown>): void {
+    end(socket: StreamSocket<unknown>): void {
       const state = socket.data;
-      if (state instanceof HeaderReader) state.ended(socket as Socket<HeaderReader>);
-      else connected.end(socket as Socket<Data>);
+      if (state instanceof HeaderReader) state.ended(socket as StreamSocket<HeaderReader>);
+      else connected.end(socket as StreamSocket<Data>);
     },
-    error(socket: Socket<unknown>, error: Error): void {
-      if (!(socket.data instanceof HeaderReader)) connected.error(socket as Socket<Data>, error);
+    error(socket: StreamSocket<unknown>, error: Error): void {
+      if (!(socket.data instanceof HeaderReader)) connected.error(socket as StreamSocket<Data>, error);
     },
-    close(socket: Socket<unknown>, error?: Error): void {
+    close(socket: StreamSocket<unknown>, error?: Error): void {
       const state = socket.data;
       // Refused or forwarded, the reader is finished either way; a socket closed while waiting only ends its timer.
       if (state instanceof HeaderReader) state.cancel();
-      else connected.close(socket as Socket<Data>, error);
+      else connected.close(socket as StreamSocket<Data>, error);
     },
   };
 }
@@ -158,7 +152,7 @@ export class ListenerHandlers<Data> {
   constructor(
     private readonly owner: HeaderOwner,
     private readonly connected: ConnectedHandlers<Data>,
-    private readonly accept: (socket: Socket<Data>) => void,
+    private readonly accept: (socket: StreamSocket<Data>) => void,
   ) {}
 
   /** The set to listen with. */
@@ -181,7 +175,7 @@ export class ListenerHandlers<Data> {
 }
 
 /** Close a connection whose PROXY header was refused, and log it as a session that ended at once. */
-export function refuseHeader(socket: Socket<HeaderReader>, rule: ForwardRule, events: SessionEvents, reason: string): void {
+export function refuseHeader(socket: StreamSocket<HeaderReader>, rule: ForwardRule, events: SessionEvents, reason: string): void {
   // Read before the reset: a closed socket has no remote address any more.
   const clientAddress = socket.remoteAddress ?? "";
   const clientPort = socket.remotePort ?? 0;
@@ -201,6 +195,6 @@ export function refuseHeader(socket: Socket<HeaderReader>, rule: ForwardRule, ev
 }
 
 /** Where the client connected to, as a PROXY header names it (a unix listener has no address). */
-export function localEnd(socket: Socket<unknown>): ProxyAddress {
+export function localEnd(socket: StreamSocket<unknown>): ProxyAddress {
   return { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
 }

@@ -6,9 +6,8 @@
  * then the next backend, with oi's own connect timeout (Bun has none).
  * Moving bytes is the relay's job (relay.ts).
  */
-import type { Socket, SocketListener } from "bun";
+import type { StreamListener, StreamSocket } from "./stream-socket.ts";
 import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
-import { bunUnixPath } from "../endpoint.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
@@ -17,8 +16,6 @@ import type { AccessList, ForwardRule } from "../types.ts";
 import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
 import { type Libc, loadLibc } from "../libc.ts";
-import { connectStream } from "../stream-connect.ts";
-import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
 /** A relayed connection holds two descriptors: the client's and the backend's (a spliced one more, counted at its handoff). */
 const DESCRIPTORS_PER_RELAY = 2;
@@ -43,10 +40,10 @@ class Attempt {
 /** Handlers of an upstream socket while it connects; once open it moves to the relay's handlers. */
 const connectingHandlers = {
   binaryType: "uint8array" as const,
-  open(socket: Socket<Attempt>): void {
+  open(socket: StreamSocket<Attempt>): void {
     socket.data.forwarder.attemptOpened(socket.data, socket);
   },
-  connectError(socket: Socket<Attempt>): void {
+  connectError(socket: StreamSocket<Attempt>): void {
     // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells.
     socket.data.forwarder.attemptFailed(socket.data, "refused");
   },
@@ -64,7 +61,7 @@ function attemptTimedOut(attempt: Attempt): void {
 
 
 export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
-  private listener: SocketListener<unknown> | undefined;
+  private listener: StreamListener | undefined;
   private readonly relays = new Set<Relay>();
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
@@ -93,27 +90,16 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   }
 
   async start(): Promise<void> {
-    const { bind } = this.rule;
-    const handlers = this.handlers.forStart();
-    if (bind.transport === "unix") {
-      await clearStaleSocket(bind.host);
-      // Half-close must pass through unix sockets as through TCP (see below).
-      this.listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
-      applySocketMode(bind.host, this.rule.socketMode);
-    } else {
-      // ipv6Only and reusePort are honoured by Bun's listen though its types leave them out (hence the typed variable).
-      const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean; reusePort: boolean } = {
-        hostname: bind.host,
-        port: bind.port,
-        // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
-        allowHalfOpen: true,
+    this.listener = await this.context.sockets.listen(
+      this.rule.bind,
+      {
         ipv6Only: this.rule.bindIpv6Only === true,
-        socket: handlers,
         // Worker threads each listen on the port; the kernel spreads clients over them.
         reusePort: this.context.reusePort === true,
-      };
-      this.listener = Bun.listen<unknown>(options);
-    }
+        socketMode: this.rule.socketMode,
+      },
+      this.handlers.forStart(),
+    );
     this.backends = this.context.backends.acquire(this.rule);
     this.armIdleSweep();
   }
@@ -203,19 +189,19 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     });
   }
 
-  headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
+  headerRead(socket: StreamSocket<HeaderReader>, header: HeaderResult): void {
     const client = header.client ?? { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
     // From here on the socket is a relay leg like any other: the Relay makes it the socket's data.
-    this.begin(socket as unknown as Socket<Leg>, client, header.destination ?? localEnd(socket), header.rest);
+    this.begin(socket as unknown as StreamSocket<Leg>, client, header.destination ?? localEnd(socket), header.rest);
   }
 
-  headerRefused(socket: Socket<HeaderReader>, reason: string): void {
+  headerRefused(socket: StreamSocket<HeaderReader>, reason: string): void {
     refuseHeader(socket, this.rule, this.events, reason);
   }
 
 
   /** The upstream answered: hand it to the relay, after a PROXY header when the rule sends one. */
-  attemptOpened(attempt: Attempt, socket: Socket<Attempt>): void {
+  attemptOpened(attempt: Attempt, socket: StreamSocket<Attempt>): void {
     const relay = attempt.relay;
     if (relay.attempt !== attempt || relay.ended) {
       socket.terminate();
@@ -223,7 +209,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     }
     if (attempt.timer !== undefined) clearTimeout(attempt.timer);
     relay.attempt = undefined;
-    const upstream = socket as unknown as Socket<Leg>;
+    const upstream = socket as unknown as StreamSocket<Leg>;
     upstream.reload({ socket: legHandlers });
     upstream.data = relay.upstream;
     relay.dial.opened();
@@ -244,7 +230,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.connect(relay);
   }
 
-  private accept(socket: Socket<Leg>): void {
+  private accept(socket: StreamSocket<Leg>): void {
     // The local end (two getsockname calls) is only needed for a PROXY header.
     const destination = this.rule.proxyProtocol === undefined ? undefined : localEnd(socket);
     this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, destination, undefined);
@@ -254,7 +240,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
    * A client is here (its PROXY header read, when the rule wants one): check
    * it, count it, and connect it. `early` holds bytes it sent after its header.
    */
-  private begin(socket: Socket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
+  private begin(socket: StreamSocket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
     const rule = this.rule;
     const backends = this.backends;
     const splice = rule.bind.transport === "tcp" ? this.context.splice : undefined;
@@ -315,7 +301,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     relay.attempt = attempt;
     const timeout = relay.rule.connectTimeout;
     if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-    if (connectStream(target, attempt, connectingHandlers, true)) return true;
+    if (this.context.sockets.connect(target, attempt, connectingHandlers)) return true;
     if (attempt.timer !== undefined) clearTimeout(attempt.timer);
     relay.attempt = undefined;
     return false;

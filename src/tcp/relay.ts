@@ -13,7 +13,7 @@
  * itself); `drain` on the other side writes the tail and resumes it. Memory
  * per connection is therefore bounded by one read chunk per direction.
  */
-import type { Socket, SocketHandler } from "bun";
+import type { StreamHandlers, StreamSocket } from "./stream-socket.ts";
 import type { DialPlan } from "../backends.ts";
 import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
@@ -45,7 +45,7 @@ export const SPLICE_EXTRA_DESCRIPTORS = 4;
 const SPLICE_BULK_READ_BYTES = 64 * 1024;
 
 export class Leg {
-  socket: Socket<Leg> | undefined = undefined;
+  socket: StreamSocket<Leg> | undefined = undefined;
   /** The leg this leg's bytes are written to. */
   peer: Leg;
   /** This leg's remote sent its FIN (or went away cleanly): nothing more will be read. */
@@ -103,7 +103,7 @@ export class Relay implements SplicedOwner {
     readonly owner: RelayOwner,
     /** The rule as it was at accept: a reload does not change an open connection. */
     readonly rule: ForwardRule,
-    clientSocket: Socket<Leg>,
+    clientSocket: StreamSocket<Leg>,
     readonly clientAddress: string,
     readonly clientPort: number,
     /** Which backends (and addresses) this connection tries, in order. */
@@ -375,32 +375,32 @@ function unsent(leg: Leg, libc: Libc): boolean {
  */
 export const legHandlers = {
   binaryType: "uint8array",
-  data(socket: Socket<Leg>, chunk: Uint8Array): void {
+  data(socket: StreamSocket<Leg>, chunk: Uint8Array): void {
     pump(socket.data, chunk);
   },
-  drain(socket: Socket<Leg>): void {
+  drain(socket: StreamSocket<Leg>): void {
     // Bun also fires drain spuriously (after pause/resume): flush checks its own state.
     flush(socket.data.peer);
   },
-  end(socket: Socket<Leg>): void {
+  end(socket: StreamSocket<Leg>): void {
     sawEof(socket.data);
   },
-  error(socket: Socket<Leg>, error: Error): void {
+  error(socket: StreamSocket<Leg>, error: Error): void {
     const leg = socket.data as Leg | undefined;
     if (leg !== undefined) leg.error = error;
   },
-  close(socket: Socket<Leg>, error?: Error): void {
+  close(socket: StreamSocket<Leg>, error?: Error): void {
     // A client refused at accept never got a leg.
     const leg = socket.data as Leg | undefined;
     if (leg !== undefined) legClosed(leg, error);
   },
-} satisfies SocketHandler<Leg, "uint8array">;
+} satisfies StreamHandlers<Leg>;
 
 /**
  * The upstream connected: start moving what the client held back, after
  * `preamble` (a PROXY protocol header) when there is one.
  */
-export function upstreamOpened(leg: Leg, socket: Socket<Leg>, preamble?: Uint8Array): void {
+export function upstreamOpened(leg: Leg, socket: StreamSocket<Leg>, preamble?: Uint8Array): void {
   const relay = leg.relay;
   if (relay.ended) {
     // The client is gone already (connect timeout, reset): drop this connection.
@@ -451,7 +451,7 @@ function trySplice(relay: Relay): boolean {
     leg.closed = true;
     leg.socket = undefined;
     // The close handler runs inside end(): without a leg it leaves the relay alone.
-    (socket as Socket<Leg | undefined>).data = undefined;
+    (socket as StreamSocket<Leg | undefined>).data = undefined;
     socket.end();
   }
   relay.spliced = handle;
@@ -461,7 +461,7 @@ function trySplice(relay: Relay): boolean {
 }
 
 /** Bun's undocumented descriptor getter on sockets; -1 when there is none. */
-function socketFd(socket: Socket<Leg>): number {
+function socketFd(socket: StreamSocket<Leg>): number {
   const fd = (socket as unknown as { fd?: unknown }).fd;
   return typeof fd === "number" ? fd : -1;
 }

@@ -14,7 +14,8 @@
  * (as the TCP forwarder does): the address in it is the client's for the
  * access rules, the log, the balancer and the PROXY header sent on.
  */
-import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { TCPSocketListener } from "bun";
+import type { StreamHandlers, StreamSocket } from "../tcp/stream-socket.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
@@ -48,7 +49,7 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
     readonly owner: TcpToUdpForwarder,
     /** The rule as it was at accept: a reload does not change an open connection. */
     readonly rule: ForwardRule,
-    readonly client: Socket<TcpToUdpSession>,
+    readonly client: StreamSocket<TcpToUdpSession>,
     readonly clientAddress: string,
     readonly clientPort: number,
     plan: DialPlan,
@@ -180,30 +181,30 @@ const DESCRIPTORS_PER_SESSION = 2;
  * (and is already closed), and one refused after its PROXY header still
  * carries its header reader: hence a check, not a cast.
  */
-function sessionOf(socket: Socket<TcpToUdpSession>): TcpToUdpSession | undefined {
+function sessionOf(socket: StreamSocket<TcpToUdpSession>): TcpToUdpSession | undefined {
   const data: unknown = socket.data;
   return data instanceof TcpToUdpSession ? data : undefined;
 }
 
 const clientHandlers = {
   binaryType: "uint8array",
-  data(socket: Socket<TcpToUdpSession>, chunk: Uint8Array): void {
+  data(socket: StreamSocket<TcpToUdpSession>, chunk: Uint8Array): void {
     sessionOf(socket)?.fromClient(chunk);
   },
-  drain(socket: Socket<TcpToUdpSession>): void {
+  drain(socket: StreamSocket<TcpToUdpSession>): void {
     sessionOf(socket)?.drained();
   },
-  end(socket: Socket<TcpToUdpSession>): void {
+  end(socket: StreamSocket<TcpToUdpSession>): void {
     sessionOf(socket)?.clientEnded();
   },
-  error(socket: Socket<TcpToUdpSession>, error: Error): void {
+  error(socket: StreamSocket<TcpToUdpSession>, error: Error): void {
     const session = sessionOf(socket);
     if (session !== undefined) session.error = error;
   },
-  close(socket: Socket<TcpToUdpSession>, error?: Error): void {
+  close(socket: StreamSocket<TcpToUdpSession>, error?: Error): void {
     sessionOf(socket)?.clientClosed(error);
   },
-} satisfies SocketHandler<TcpToUdpSession, "uint8array">;
+} satisfies StreamHandlers<TcpToUdpSession>;
 
 
 export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
@@ -314,13 +315,13 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     });
   }
 
-  headerRead(socket: Socket<HeaderReader>, header: HeaderResult): void {
+  headerRead(socket: StreamSocket<HeaderReader>, header: HeaderResult): void {
     const client = header.client ?? { address: socket.remoteAddress, port: socket.remotePort };
     // From here on the socket is a client like any other: its session becomes the socket's data.
-    this.begin(socket as unknown as Socket<TcpToUdpSession>, client, header.destination ?? localEnd(socket), header.rest);
+    this.begin(socket as unknown as StreamSocket<TcpToUdpSession>, client, header.destination ?? localEnd(socket), header.rest);
   }
 
-  headerRefused(socket: Socket<HeaderReader>, reason: string): void {
+  headerRefused(socket: StreamSocket<HeaderReader>, reason: string): void {
     refuseHeader(socket, this.rule, this.events, reason);
   }
 
@@ -329,7 +330,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
    * A client is here (its PROXY header read, when the rule wants one): check
    * it, count it, and open its session. `early` holds bytes it sent after its header.
    */
-  private begin(socket: Socket<TcpToUdpSession>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
+  private begin(socket: StreamSocket<TcpToUdpSession>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
     const rule = this.rule;
     const backends = this.backends;
     const verdict =

@@ -1,0 +1,68 @@
+/**
+ * @module Socket addresses as the kernel takes and gives them (struct
+ * sockaddr_in and sockaddr_in6, Linux layout): an IP literal and a port
+ * encoded for bind and connect, and decoded from accept and getsockname in
+ * the text Bun's sockets use (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`).
+ */
+import { AF_INET, AF_INET6 } from "../libc.ts";
+import { formatIp, parseIp } from "../ip.ts";
+
+/** Room for either kind (sockaddr_in6 is the larger, 28 bytes). */
+export const SOCKADDR_BYTES = 28;
+const SOCKADDR_IN_BYTES = 16;
+
+/** An encoded address: its bytes, and the family to open a socket of. */
+export interface SocketAddress {
+  bytes: Uint8Array;
+  family: number;
+}
+
+/** `host` (an IP literal) and `port` for bind or connect; undefined when `host` is not an IP literal. */
+export function encodeAddress(host: string, port: number): SocketAddress | undefined {
+  const ip = parseIp(host);
+  if (ip === undefined) return undefined;
+  if (ip.length === 4) {
+    const bytes = new Uint8Array(SOCKADDR_IN_BYTES);
+    const view = new DataView(bytes.buffer);
+    view.setUint16(0, AF_INET, true);
+    view.setUint16(2, port, false);
+    bytes.set(ip, 4);
+    return { bytes, family: AF_INET };
+  }
+  const bytes = new Uint8Array(SOCKADDR_BYTES);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(0, AF_INET6, true);
+  view.setUint16(2, port, false);
+  bytes.set(ip, 8);
+  return { bytes, family: AF_INET6 };
+}
+
+/** The port of an encoded address (network byte order at offset 2 in both layouts). */
+export function portOf(bytes: Uint8Array): number {
+  return ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
+}
+
+/** The IP of an encoded address, as text; "" for a family this does not know. */
+export function hostOf(bytes: Uint8Array): string {
+  const family = (bytes[0] ?? 0) | ((bytes[1] ?? 0) << 8);
+  // Once per accepted connection: IPv4 is written out directly.
+  if (family === AF_INET) return `${bytes[4]}.${bytes[5]}.${bytes[6]}.${bytes[7]}`;
+  if (family === AF_INET6) return formatIp(bytes.subarray(8, 24));
+  return "";
+}
+
+/** Addresses connected to recently, encoded: a backend's address is the same for connection after connection. */
+const encoded = new Map<string, SocketAddress | undefined>();
+const ENCODED_MAX = 4096;
+
+/** As encodeAddress, remembering the result (the bytes are only read, never changed, by connect and bind). */
+export function encodeAddressCached(host: string, port: number): SocketAddress | undefined {
+  const key = `${port} ${host}`;
+  let address = encoded.get(key);
+  if (address === undefined && !encoded.has(key)) {
+    address = encodeAddress(host, port);
+    if (encoded.size >= ENCODED_MAX) encoded.clear();
+    encoded.set(key, address);
+  }
+  return address;
+}

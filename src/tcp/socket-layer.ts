@@ -1,0 +1,91 @@
+/**
+ * @module Which sockets TCP forwarders listen and connect with: Bun's own
+ * (Bun.listen, Bun.connect) or oi's direct sockets (src/fd/: system calls
+ * through bun:ffi on an epoll loop of oi's own), per the `sockets` setting.
+ * One choice per server, shared by its forwarders and followed by reloads
+ * for new listeners and connections; a listener or connection keeps the
+ * layer it was opened on. Direct sockets serve TCP with IP addresses on both
+ * sides; a unix socket, or a listener on a host name, uses Bun's.
+ */
+import { consola } from "consola";
+import type { DialTarget } from "../backends.ts";
+import { bunUnixPath } from "../endpoint.ts";
+import { isIpLiteral } from "../ip.ts";
+import { connectStream } from "../stream-connect.ts";
+import type { Endpoint, SocketsMode } from "../types.ts";
+import { type FdLoop, fdLoop } from "../fd/loop.ts";
+import { fdConnect, FdListener } from "../fd/socket.ts";
+import type { StreamHandlers, StreamListener } from "./stream-socket.ts";
+import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
+
+export interface ListenOptions {
+  ipv6Only: boolean;
+  reusePort: boolean;
+  /** Permissions of a unix socket file. */
+  socketMode: number | undefined;
+}
+
+export class SocketLayer {
+  private mode: SocketsMode = "bun";
+  private loop: FdLoop | undefined;
+  private warned = false;
+
+  /**
+   * Follow the config; direct sockets get their loop here. Where they cannot
+   * work, `auto` uses Bun's sockets quietly; `direct` says so once, as a warning.
+   */
+  async configure(mode: SocketsMode): Promise<void> {
+    this.mode = mode;
+    if (mode === "bun" || this.loop !== undefined) return;
+    const loop = await fdLoop();
+    if (typeof loop !== "string") this.loop = loop;
+    else if (mode === "direct" && !this.warned) {
+      this.warned = true;
+      consola.warn(`sockets direct: not available (${loop}); using Bun's sockets`);
+    }
+  }
+
+  /** The loop direct sockets run on, when they are in use. */
+  private direct(): FdLoop | undefined {
+    return this.mode === "bun" ? undefined : this.loop;
+  }
+
+  /** Listen on `bind`; throws an Error saying why it cannot. */
+  async listen(bind: Endpoint, options: ListenOptions, handlers: object): Promise<StreamListener> {
+    if (bind.transport === "unix") {
+      await clearStaleSocket(bind.host);
+      // Half-close must pass through unix sockets as through TCP (see below).
+      const listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
+      applySocketMode(bind.host, options.socketMode);
+      return listener;
+    }
+    const loop = this.direct();
+    if (loop !== undefined && isIpLiteral(bind.host)) {
+      return FdListener.open(loop, { host: bind.host, port: bind.port, ipv6Only: options.ipv6Only, reusePort: options.reusePort }, handlers as StreamHandlers<unknown>);
+    }
+    // ipv6Only and reusePort are honoured by Bun's listen though its types leave them out (hence the typed variable).
+    const bunOptions: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean; reusePort: boolean } = {
+      hostname: bind.host,
+      port: bind.port,
+      // Without allowHalfOpen (and an `end` handler) a client's FIN would close both directions.
+      allowHalfOpen: true,
+      ipv6Only: options.ipv6Only,
+      socket: handlers,
+      reusePort: options.reusePort,
+    };
+    return Bun.listen<unknown>(bunOptions);
+  }
+
+  /**
+   * Connect to `target`, the socket carrying `data` and served by `handlers`
+   * (outcomes through `open` and `connectError`). False when the target was
+   * refused outright (a malformed address), so the caller moves on.
+   */
+  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>): boolean {
+    const loop = this.direct();
+    if (loop !== undefined && target.address !== undefined && target.unix === undefined) {
+      if (fdConnect(loop, target.address, target.port, target.localAddress, data, handlers) !== undefined) return true;
+    }
+    return connectStream(target, data, handlers as Parameters<typeof connectStream<Data>>[2], true);
+  }
+}
