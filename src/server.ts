@@ -80,7 +80,7 @@ export class Server {
    */
   async apply(config: Config): Promise<ApplySummary> {
     await this.splice.configure(config.splice);
-    await this.sockets.configure(config.sockets);
+    await this.sockets.configure(config.sockets, config.listenBacklog);
     const context: ForwarderContext = {
       globalAccess: config.globalAccess,
       events: this.events,

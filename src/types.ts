@@ -220,6 +220,8 @@ export interface Config {
    */
   splice: SpliceMode;
   sockets: SocketsMode;
+  /** Pending connections the kernel queues per TCP listener (rinetd-uv's listen-backlog); undefined: oi's default. Direct sockets only. */
+  listenBacklog: number | undefined;
   /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
   workers: number | undefined;
 }

@@ -128,4 +128,20 @@ describe("sockets", () => {
     await client.waitEnd(5000);
     expect(client.text()).toBe("unix got over two layers");
   });
+
+  test("listen-backlog (rinetd-uv's) sets the backlog of direct listeners (4096 without it); Bun's sockets keep their 512 and oi says so", async () => {
+    const server = greeter("q");
+    const [asked, plain, onBun] = [freePort(), freePort(), freePort()];
+    const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+    /** The backlog the kernel shows for a listener (ss's Send-Q column). */
+    const backlog = (port: number) => Number(Bun.spawnSync(["ss", "-ltnH", `sport = :${port}`]).stdout.toString().trim().split(/\s+/)[2]);
+    await oi(`listen-backlog 77\n127.0.0.1 ${asked} 127.0.0.1 ${server.port}\n`);
+    await oi(`127.0.0.1 ${plain} 127.0.0.1 ${server.port}\n`);
+    const bun = await oi(`sockets bun\nlisten-backlog 77\n127.0.0.1 ${onBun} 127.0.0.1 ${server.port}\n`);
+    expect(backlog(asked)).toBe(77);
+    expect(backlog(plain)).toBe(Math.min(4096, somaxconn));
+    expect(backlog(onBun)).toBe(Math.min(512, somaxconn));
+    expect(bun.stderr.text).toContain("listen-backlog 77 has no effect on Bun's sockets");
+    expect(await greeting(asked)).toBe("q");
+  });
 });

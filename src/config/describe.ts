@@ -38,6 +38,7 @@ export function describeConfig(config: Config): string {
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
     `splice: ${SPLICE_DESCRIPTIONS[config.splice]}`,
     `sockets: ${SOCKETS_DESCRIPTIONS[config.sockets]}`,
+    ...(config.listenBacklog === undefined ? [] : [`listen backlog: ${config.listenBacklog}`]),
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");

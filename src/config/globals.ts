@@ -266,7 +266,13 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
   noEffect("pool-min-free", "pool_min_free", 0, 10_000, NO_POOL),
   noEffect("pool-max-free", "pool_max_free", 1, 100_000, NO_POOL),
   noEffect("pool-trim-delay", "pool_trim_delay", 100, 300_000, NO_POOL),
-  noEffect("listen-backlog", "listen_backlog", 1, 65_535, "Bun listens with a backlog of its own (512) and does not let oi change it"),
+  {
+    conf: ["listen-backlog"],
+    toml: "listen_backlog",
+    yaml: "listen_backlog",
+    type: "integer",
+    apply: bounded("listen-backlog", 1, 65_535, (target, value) => (target.config.listenBacklog = value)),
+  },
 ];
 
 /** Look a setting up by its .conf directive name. */

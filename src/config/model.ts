@@ -31,6 +31,7 @@ export function emptyConfig(file: string, format: ConfigFormat): Config {
     // Bulk relays move to the splice worker; short, idle and chatty ones stay on the plain path.
     splice: "auto",
     sockets: "auto",
+    listenBacklog: undefined,
     workers: undefined,
   };
 }

@@ -7,7 +7,8 @@
  *                             dns_multi_ip_expand, dns_multi_ip_proto, max_udp_connections,
  *                             stats_log_interval, status: { enabled, file, interval, format },
  *                             access: { allow: [...], deny: [...] },
- *                             buffer_size, pool_*, listen_backlog (accepted, no effect: warned),
+ *                             buffer_size, listen_backlog, pool_* (pool_* accepted with a
+ *                             warning: no effect),
  *                             oi's own: max_connections, metrics, log_json
  *     rules:
  *       - name: web           required, unique

@@ -52,7 +52,7 @@ import { type FdLoop, type FdOwner, type FdRetry, LISTEN_EVENTS, STREAM_EVENTS }
 const SOCKET_FLAGS = SOCK_STREAM | O_NONBLOCK | O_CLOEXEC;
 /** Bytes one socket may read in one turn of the loop before the others get theirs. */
 const READ_BUDGET_BYTES = 1024 * 1024;
-/** Pending connections the kernel queues per listener (Bun's is fixed at 512). */
+/** Pending connections the kernel queues per listener unless `listen-backlog` says otherwise (Bun's is fixed at 512; the kernel caps it at net.core.somaxconn). */
 export const LISTEN_BACKLOG = 4096;
 /** After EMFILE/ENFILE a listener rests this long before accepting again (Bun's spins instead). */
 const ACCEPT_REST_MS = 100;
@@ -307,6 +307,7 @@ export interface FdListenOptions {
   port: number;
   ipv6Only: boolean;
   reusePort: boolean;
+  backlog: number;
 }
 
 export class FdListener implements StreamListener, FdOwner {
@@ -339,7 +340,7 @@ export class FdListener implements StreamListener, FdOwner {
     // Accepted sockets inherit it: one call here instead of one per connection.
     libc.setIntOption(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     if (libc.bind(fd, address.bytes, address.bytes.length) !== 0) fail();
-    if (libc.listen(fd, LISTEN_BACKLOG) !== 0) fail();
+    if (libc.listen(fd, options.backlog) !== 0) fail();
     const listener = new FdListener(loop, fd, handlers);
     if (!loop.add(fd, listener, LISTEN_EVENTS)) fail();
     return listener;

@@ -9,12 +9,12 @@
  */
 import { consola } from "consola";
 import type { DialTarget } from "../backends.ts";
-import { bunUnixPath } from "../endpoint.ts";
+import { bunUnixPath, formatEndpoint } from "../endpoint.ts";
 import { isIpLiteral } from "../ip.ts";
 import { connectStream } from "../stream-connect.ts";
 import type { Endpoint, SocketsMode } from "../types.ts";
 import { type FdLoop, fdLoop } from "../fd/loop.ts";
-import { fdConnect, FdListener } from "../fd/socket.ts";
+import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
 import type { StreamHandlers, StreamListener } from "./stream-socket.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
@@ -27,15 +27,18 @@ export interface ListenOptions {
 
 export class SocketLayer {
   private mode: SocketsMode = "bun";
+  private backlog: number | undefined;
   private loop: FdLoop | undefined;
   private warned = false;
+  private backlogWarned = false;
 
   /**
    * Follow the config; direct sockets get their loop here. Where they cannot
    * work, `auto` uses Bun's sockets quietly; `direct` says so once, as a warning.
    */
-  async configure(mode: SocketsMode): Promise<void> {
+  async configure(mode: SocketsMode, backlog: number | undefined): Promise<void> {
     this.mode = mode;
+    this.backlog = backlog;
     if (mode === "bun" || this.loop !== undefined) return;
     const loop = await fdLoop();
     if (typeof loop !== "string") this.loop = loop;
@@ -61,7 +64,12 @@ export class SocketLayer {
     }
     const loop = this.direct();
     if (loop !== undefined && isIpLiteral(bind.host)) {
-      return FdListener.open(loop, { host: bind.host, port: bind.port, ipv6Only: options.ipv6Only, reusePort: options.reusePort }, handlers as StreamHandlers<unknown>);
+      const listenOptions = { host: bind.host, port: bind.port, ipv6Only: options.ipv6Only, reusePort: options.reusePort, backlog: this.backlog ?? LISTEN_BACKLOG };
+      return FdListener.open(loop, listenOptions, handlers as StreamHandlers<unknown>);
+    }
+    if (this.backlog !== undefined && !this.backlogWarned) {
+      this.backlogWarned = true;
+      consola.warn(`listen-backlog ${this.backlog} has no effect on Bun's sockets (they listen with a backlog of 512): ${formatEndpoint(bind)} uses them`);
     }
     // ipv6Only and reusePort are honoured by Bun's listen though its types leave them out (hence the typed variable).
     const bunOptions: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean; reusePort: boolean } = {
