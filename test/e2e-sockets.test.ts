@@ -11,9 +11,10 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, unixBackend } from "./helpers/harness.ts";
+import { startBlackhole } from "./helpers/blackhole.ts";
+import { cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, onCleanup, unixBackend, until } from "./helpers/harness.ts";
 import { type OiProcess, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { freePort } from "./helpers/peers.ts";
+import { connectPeer, freePort } from "./helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
@@ -121,7 +122,6 @@ describe("sockets", () => {
     const port = freePort();
     const process = await oi(`127.0.0.1 ${port} unix:${path}\n`);
     expect(loopOf(process, port)).toBe("direct");
-    const { connectPeer } = await import("./helpers/peers.ts");
     const client = await connectPeer("127.0.0.1", port);
     client.keep = [];
     await client.send("over two layers", true);
@@ -143,5 +143,35 @@ describe("sockets", () => {
     expect(backlog(onBun)).toBe(Math.min(512, somaxconn));
     expect(bun.stderr.text).toContain("listen-backlog 77 has no effect on Bun's sockets");
     expect(await greeting(asked)).toBe("q");
+  });
+
+  test("a connect given up at connect_timeout is abandoned on direct sockets (its socket closed at once); Bun's keep theirs until the kernel gives up", async () => {
+    const hole = await startBlackhole();
+    onCleanup(() => hole.close());
+    /** Sockets the process has open that are connecting to the blackhole (SYN_SENT, state 02, to its port). */
+    const connecting = (process: OiProcess) => {
+      const inodes = new Set(
+        readFileSync(`/proc/${process.proc.pid}/net/tcp`, "utf8")
+          .split("\n")
+          .filter((row) => row.includes(`:${hole.port.toString(16).toUpperCase().padStart(4, "0")} 02 `))
+          .map((row) => row.trim().split(/\s+/)[9]),
+      );
+      return readdirSync(`/proc/${process.proc.pid}/fd`).filter((fd) => {
+        try {
+          return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${process.proc.pid}/fd/${fd}`))?.[1]);
+        } catch {
+          return false;
+        }
+      }).length;
+    };
+    for (const [sockets, leftOpen] of [["direct", 0], ["bun", 1]] as const) {
+      const port = freePort();
+      const process = await oi(`sockets ${sockets}\n127.0.0.1 ${port} 127.0.0.1 ${hole.port} [connect_timeout=1]\n`);
+      const client = await connectPeer("127.0.0.1", port);
+      await until(() => connecting(process) === 1, 2000, "the connect in flight");
+      await client.waitClosed(5000);
+      await Bun.sleep(200);
+      expect(connecting(process)).toBe(leftOpen);
+    }
   });
 });

@@ -30,11 +30,23 @@ const QUIET_SWEEP_MS = 100;
 /** One connect attempt of a relay: a late answer to an attempt that was given up is dropped. */
 class Attempt {
   timer: Timer | undefined = undefined;
+  /** The connecting socket, when its layer can abandon a connect in flight (direct sockets; Bun's cannot). */
+  socket: StreamSocket<Attempt> | undefined = undefined;
   constructor(
     readonly forwarder: TcpForwarder,
     readonly relay: Relay,
     readonly target: DialTarget,
   ) {}
+
+  /** Given up (timed out, or its client gone): stop the timer, and the connect itself where it can be stopped. */
+  abandon(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    // A reset, so the kernel stops retrying the handshake and the descriptor is free at once.
+    socket?.terminate();
+  }
 }
 
 /** Handlers of an upstream socket while it connects; once open it moves to the relay's handlers. */
@@ -56,6 +68,7 @@ const connectingHandlers = {
 
 function attemptTimedOut(attempt: Attempt): void {
   attempt.timer = undefined;
+  attempt.abandon();
   attempt.forwarder.attemptFailed(attempt, "timeout");
 }
 
@@ -169,9 +182,9 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
 
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
-    // A connect still in flight: its timer has nothing left to time.
+    // A connect still in flight: nobody is waiting for it any more.
     const attempt = relay.attempt;
-    if (attempt instanceof Attempt && attempt.timer !== undefined) clearTimeout(attempt.timer);
+    if (attempt instanceof Attempt) attempt.abandon();
     this.admission.release(relay.descriptors, relay.rule);
     const backend = relay.dial.connected;
     if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);
@@ -301,7 +314,11 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     relay.attempt = attempt;
     const timeout = relay.rule.connectTimeout;
     if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-    if (this.context.sockets.connect(target, attempt, connectingHandlers)) return true;
+    const connecting = this.context.sockets.connect(target, attempt, connectingHandlers);
+    if (connecting !== undefined) {
+      if (connecting !== true) attempt.socket = connecting;
+      return true;
+    }
     if (attempt.timer !== undefined) clearTimeout(attempt.timer);
     relay.attempt = undefined;
     return false;

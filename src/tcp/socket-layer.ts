@@ -15,7 +15,7 @@ import { connectStream } from "../stream-connect.ts";
 import type { Endpoint, SocketsMode } from "../types.ts";
 import { type FdLoop, fdLoop } from "../fd/loop.ts";
 import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
-import type { StreamHandlers, StreamListener } from "./stream-socket.ts";
+import type { StreamHandlers, StreamListener, StreamSocket } from "./stream-socket.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
 
 export interface ListenOptions {
@@ -86,14 +86,17 @@ export class SocketLayer {
 
   /**
    * Connect to `target`, the socket carrying `data` and served by `handlers`
-   * (outcomes through `open` and `connectError`). False when the target was
-   * refused outright (a malformed address), so the caller moves on.
+   * (outcomes through `open` and `connectError`): the connecting socket when
+   * it is a direct one (which can be abandoned before it connects), true when
+   * Bun's took it (which cannot), undefined when the target was refused
+   * outright (a malformed address), so the caller moves on.
    */
-  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>): boolean {
+  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>): StreamSocket<Data> | true | undefined {
     const loop = this.direct();
     if (loop !== undefined && target.address !== undefined && target.unix === undefined) {
-      if (fdConnect(loop, target.address, target.port, target.localAddress, data, handlers) !== undefined) return true;
+      const socket = fdConnect(loop, target.address, target.port, target.localAddress, data, handlers);
+      if (socket !== undefined) return socket;
     }
-    return connectStream(target, data, handlers as Parameters<typeof connectStream<Data>>[2], true);
+    return connectStream(target, data, handlers as Parameters<typeof connectStream<Data>>[2], true) ? true : undefined;
   }
 }
