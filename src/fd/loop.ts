@@ -56,8 +56,7 @@ export const LISTEN_EVENTS = EPOLLIN;
 const yieldToBun = (): Promise<void> => new Promise((resume) => setImmediate(resume));
 
 export class FdLoop {
-  /** The buffer every read of this loop lands in. */
-  readonly readBuffer = new Uint8Array(READ_BUFFER_BYTES);
+  private buffer: Uint8Array | undefined;
   private readonly owners: Array<FdOwner | undefined> = [];
   private readonly generations: number[] = [];
   private registered = 0;
@@ -86,6 +85,12 @@ export class FdLoop {
     const epoll = libc.epollCreate();
     if (epoll < 0) return `epoll_create1 failed (errno ${libc.errno()})`;
     return new FdLoop(libc, epoll, bunLoop);
+  }
+
+  /** The buffer every read of this loop lands in (made at the first read: an idle oi does not need it). */
+  get readBuffer(): Uint8Array {
+    this.buffer ??= new Uint8Array(READ_BUFFER_BYTES);
+    return this.buffer;
   }
 
   /** Watch `fd` for `events` on behalf of `owner`; false when the kernel refused. */
