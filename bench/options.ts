@@ -45,6 +45,8 @@ export class UsageError extends Error {}
 export function parseOptions(argv: string[]): BenchOptions | "help" {
   let quick = false;
   let netns = false;
+  let scaling = true;
+  let systemsGiven = false;
   let profile = false;
   let noInstall = false;
   let runs: number | undefined;
@@ -76,6 +78,9 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
       case "--no-install":
         noInstall = true;
         break;
+      case "--no-scaling":
+        scaling = false;
+        break;
       case "--runs": {
         runs = Number(value());
         if (!Number.isInteger(runs) || runs < 3) throw new UsageError("--runs must be an integer of at least 3");
@@ -86,14 +91,20 @@ export function parseOptions(argv: string[]): BenchOptions | "help" {
         const unknown = names.filter((name) => !(ALL_SYSTEMS as readonly string[]).includes(name));
         if (unknown.length > 0 || names.length === 0) throw new UsageError(`unknown system(s): ${unknown.join(", ")}; known: ${ALL_SYSTEMS.join(", ")}`);
         systems = ALL_SYSTEMS.filter((name) => names.includes(name));
+        systemsGiven = true;
         break;
       }
       default:
         throw new UsageError(`unknown argument: ${arg} (see --help)`);
     }
   }
+  // dnat is kernel forwarding between the bench's namespaces: it exists on the --netns path only.
+  if (!netns && systems.includes("dnat")) {
+    if (systemsGiven) throw new UsageError("dnat is measured with --netns only (it forwards between the bench's namespaces)");
+  }
+  if (netns && !systemsGiven) systems = ALL_SYSTEMS.filter((name) => systems.includes(name) || name === "dnat");
   const base = quick
-    ? { runs: 3, iperfSeconds: 2, straceSeconds: 1, latencySeconds: 2, abRequests: 3000, abSeconds: 5, idleConnections: 500 }
-    : { runs: 5, iperfSeconds: 8, straceSeconds: 3, latencySeconds: 8, abRequests: 20000, abSeconds: 20, idleConnections: 2000 };
-  return { ...base, runs: runs ?? base.runs, quick, netns, profile, noInstall, systems, oiRev };
+    ? { runs: 3, iperfSeconds: 2, straceSeconds: 1, latencySeconds: 2, abRequests: 3000, abSeconds: 5, idleConnections: 500, dnsSeconds: 3 }
+    : { runs: 5, iperfSeconds: 8, straceSeconds: 3, latencySeconds: 8, abRequests: 20000, abSeconds: 20, idleConnections: 2000, dnsSeconds: 10 };
+  return { ...base, abHighConcurrency: 1000, runs: runs ?? base.runs, quick, netns, profile, noInstall, scaling, systems, oiRev };
 }
