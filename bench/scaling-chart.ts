@@ -49,7 +49,7 @@ export function renderScalingChart(report: BenchReport, scaling: ScalingReport):
   const columns = 3;
   const panelWidth = 320;
   const panelHeight = 210;
-  const plot = { left: 50, right: 15, top: 28, bottom: 40 };
+  const plot = { left: 50, right: 28, top: 28, bottom: 40 };
   const rows = Math.ceil(list.length / columns);
   const width = columns * panelWidth + 20;
   const legendY = 50 + rows * panelHeight;
