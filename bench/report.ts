@@ -61,6 +61,7 @@ export function summarize(runs: SystemRuns): SystemResult {
     private_kib: { idle: runs.memoryIdle?.pssAnon ?? null, end: runs.memoryEnd?.pssAnon ?? null },
     rss_anon_kib: { idle: runs.memoryIdle?.rssAnon ?? null, end: runs.memoryEnd?.rssAnon ?? null },
     file_kib: { idle: runs.memoryIdle?.rssFile ?? null, end: runs.memoryEnd?.rssFile ?? null },
+    vm_rss_kib: { idle: runs.memoryIdle?.vmRss ?? null, end: runs.memoryEnd?.vmRss ?? null },
     conn_per_s_1000: m("connPerS1000"),
     conn_1000_failed: m("connFailed1000"),
     udp: { gbps: m("udpGbps"), loss_percent: m("udpLossPercent") },
@@ -160,7 +161,7 @@ export function renderMarkdown(report: BenchReport): string {
     .filter((result) => result.not_applicable?.private === undefined)
     .map(
       (result) =>
-        `| ${result.system} | ${span(result.private_kib)} | ${span(result.rss_anon_kib)} | ${span(result.file_kib)} | ${formatNumber(result.rss_kib.start)} → ${formatNumber(result.rss_kib.end)} |`,
+        `| ${result.system} | ${span(result.private_kib)} | ${span(result.rss_anon_kib)} | ${span(result.file_kib)} | ${span(result.vm_rss_kib)} |`,
     );
   const absent = report.results.filter((result) => result.not_applicable?.private !== undefined).map((result) => `${result.system} (${result.not_applicable.private})`);
   const extras = report.results.map(
@@ -193,7 +194,7 @@ Memory of each forwarder, KiB, idle at start (one rule per service) → at the e
 Pss_Anon summed over the forwarder's processes (heap, stacks, buffers; copy-on-write pages of socat's forked children
 split among them); RssAnon counts such shared pages in every process; RssFile is file-backed: the program's own
 binary and libraries, shared with every process that maps them and reclaimable (most of oi's VmRSS is its 100 MB
-runtime's pages). VmRSS, the old figure, is RssAnon + RssFile.
+runtime's pages). VmRSS, the old figure, is RssAnon + RssFile (+ RssShmem). Each column sums the same processes.
 
 | system | private (Pss_Anon) | RssAnon | file-backed (RssFile) | VmRSS |
 |---|---:|---:|---:|---:|

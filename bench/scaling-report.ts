@@ -27,7 +27,7 @@ export function scalingMarkdown(scaling: ScalingReport, chart: string): string {
       note(`${name}, ${clients.toLocaleString("en-US")} clients`, point?.note);
       if (point === undefined) return "—";
       const failed = point.failed !== null && point.failed > 0 ? ` (${point.failed.toLocaleString("en-US")} failed)` : "";
-      return `${formatNumber(point.conn_per_s)} · ${formatNumber(point.p99_ms)} ms${failed}`;
+      return `${formatNumber(point.conn_per_s)} · ${point.p99_ms === null ? "—" : Math.round(point.p99_ms).toLocaleString("en-US")} ms${failed}`;
     });
     return `| ${name} | ${cells.join(" | ")} |`;
   });
@@ -67,7 +67,7 @@ ${[...header("system", scaling.idle.points, "idle"), ...idleRows].join("\n")}
 Generated configs of N TCP rules (listening on ${scaling.config.ports}): start = launch until every rule listens;
 reload = SIGHUP (haproxy -W: SIGUSR2) with the first rule moved to another port, until oi logs "reloaded"
 (rinetd, haproxy: until the moved rule's new port accepts); private memory (Pss_Anon) and file-backed (RssFile)
-half a second after the start, KiB.
+half a second after the start, KiB; ${scaling.config.runs === 1 ? "one start per point" : `medians of ${scaling.config.runs} starts per point`} (oi: the compiled binary).
 
 | system | rules | start (ms) | reload (ms) | private (KiB) | file-backed (KiB) |
 |---|---:|---:|---:|---:|---:|

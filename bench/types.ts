@@ -140,6 +140,8 @@ export interface SystemResult {
   rss_anon_kib: { idle: number | null; end: number | null };
   /** RssFile: file-backed resident pages (the program's own binary and libraries, shared and reclaimable), KiB. */
   file_kib: { idle: number | null; end: number | null };
+  /** VmRSS summed the same way (rss_kib is the first process's alone). */
+  vm_rss_kib: { idle: number | null; end: number | null };
   conn_per_s_1000: number | null;
   /** Failed requests of the ab -c 1000 runs (median over the rounds; each round's count is in runs). */
   conn_1000_failed: number | null;
@@ -219,7 +221,7 @@ export interface UdpSessionPoint {
 export interface ScalingReport {
   concurrency: { points: number[]; runs: number; systems: Partial<Record<SystemName, ConcurrencyPoint[]>> };
   idle: { points: number[]; systems: Partial<Record<SystemName, IdlePoint[]>> };
-  config: { points: number[]; ports: string; systems: Partial<Record<SystemName, ConfigPoint[]>> };
+  config: { points: number[]; runs: number; ports: string; systems: Partial<Record<SystemName, ConfigPoint[]>> };
   udp_sessions: { points: number[]; systems: Partial<Record<SystemName, UdpSessionPoint[]>> };
   /** Parts or systems left out, and why. */
   skipped: string[];

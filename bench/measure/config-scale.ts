@@ -18,7 +18,7 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BACKEND_PORTS, canConnect } from "../net.ts";
 import { alive, processTree, treeMemoryKiB } from "../proc-stats.ts";
-import { spawnLogged, type Started } from "../procs.ts";
+import { runBounded, spawnLogged, type Started } from "../procs.ts";
 import type { ConfigPoint, SystemName } from "../types.ts";
 import type { MeasureContext } from "./context.ts";
 
@@ -63,7 +63,6 @@ function tcpSockets(): SocketEntry[] {
 /** 127.0.0.3, 0.0.0.0, :: and ::ffff:127.0.0.3 in /proc/net/tcp{,6}'s byte order: the addresses a bind to 127.0.0.3 conflicts with. */
 const HOST_HEX = "0300007F";
 const CONFLICTING = new Set([HOST_HEX, "00000000", "00000000000000000000000000000000", `0000000000000000FFFF0000${HOST_HEX}`]);
-const LISTEN = "0A";
 
 const TIME_WAIT = "06";
 
@@ -82,11 +81,18 @@ export function takenPorts(wanted: ReadonlySet<number>): number[] {
   return [...taken].sort((a, b) => a - b);
 }
 
-/** Listening sockets on 127.0.0.3 in [first, first + n). */
-function listeningIn(first: number, n: number): number {
+/**
+ * Listening sockets on 127.0.0.3 in [first, first + n), from `ss -ltn`: the
+ * kernel dumps listeners only, where /proc/net/tcp lists every socket (tens of
+ * thousands in TIME_WAIT after the other parts) and takes long enough to read
+ * to distort a start time.
+ */
+async function listeningIn(first: number, n: number): Promise<number> {
+  const result = await runBounded(["ss", "-Hltn", "src", CONFIG_HOST], 10_000);
   let count = 0;
-  for (const entry of tcpSockets()) {
-    if (entry.state === LISTEN && entry.address === HOST_HEX && entry.port >= first && entry.port < first + n) count++;
+  for (const line of result.stdout.split("\n")) {
+    const port = Number(/:(\d+)\s/.exec(line)?.[1] ?? Number.NaN);
+    if (port >= first && port < first + n) count++;
   }
   return count;
 }
@@ -162,7 +168,20 @@ export async function measureConfigPoint(ctx: MeasureContext, name: SystemName, 
   const started = performance.now();
   const proc = spawnLogged(tag, [...ctx.limitPrefix, ...cmd], { log });
   try {
-    const up = await until(async () => (await canConnect(CONFIG_HOST, last)) && listeningIn(CONFIG_FIRST_PORT, n) >= n, proc);
+    let upAt = 0;
+    const lastAccepts = await until(async () => {
+      const ok = await canConnect(CONFIG_HOST, last);
+      upAt = performance.now();
+      return ok;
+    }, proc);
+    const up =
+      lastAccepts &&
+      (await until(async () => {
+        const checked = performance.now();
+        if ((await listeningIn(CONFIG_FIRST_PORT, n)) < n) return false;
+        upAt = Math.max(upAt, checked);
+        return true;
+      }, proc));
     if (!up) {
       point.note =
         proc.proc.exitCode !== null
@@ -170,7 +189,7 @@ export async function measureConfigPoint(ctx: MeasureContext, name: SystemName, 
           : `did not listen on all ${n} ports within ${GIVE_UP_MS / 1000} s`;
       return point;
     }
-    point.start_ms = performance.now() - started;
+    point.start_ms = upAt - started;
     await Bun.sleep(500);
     const memory = treeMemoryKiB([proc.pid]);
     point.private_kib = memory?.pssAnon ?? null;
@@ -219,5 +238,5 @@ async function stopTree(proc: Started, n: number): Promise<void> {
     }
   }
   const free = Date.now() + 5000;
-  while (Date.now() < free && listeningIn(CONFIG_FIRST_PORT, n) > 0) await Bun.sleep(20);
+  while (Date.now() < free && (await listeningIn(CONFIG_FIRST_PORT, n)) > 0) await Bun.sleep(20);
 }

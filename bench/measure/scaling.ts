@@ -31,6 +31,8 @@ export interface ScalingPlan {
   /** Systems measured at idle counts above 1,000 (undefined: all). */
   idleLarge?: SystemName[];
   config: number[];
+  /** Starts (and reloads) per config point; the medians count. */
+  configRuns: number;
   udpSessions: number[];
 }
 
@@ -38,9 +40,12 @@ export function scalingPlan(quick: boolean): ScalingPlan {
   return quick
     ? {
         concurrency: [10, 100, 1000, 5000], runs: 1, requests: (c) => Math.max(2 * c, 2000), abSeconds: 10,
-        idle: [1000, 9000], idleLarge: ["oi"], config: [10, 1000, 10000], udpSessions: [1000, 15000],
+        idle: [1000, 9000], idleLarge: ["oi"], config: [10, 1000, 10000], configRuns: 1, udpSessions: [1000, 15000],
       }
-    : { concurrency: [10, 100, 1000, 5000], runs: 3, requests: (c) => Math.max(4 * c, 10000), abSeconds: 20, idle: [1000, 9000], config: [10, 1000, 10000], udpSessions: [1000, 15000] };
+    : {
+        concurrency: [10, 100, 1000, 5000], runs: 3, requests: (c) => Math.max(4 * c, 10000), abSeconds: 20,
+        idle: [1000, 9000], config: [10, 1000, 10000], configRuns: 3, udpSessions: [1000, 15000],
+      };
 }
 
 function push<T>(map: Partial<Record<SystemName, T[]>>, name: SystemName, value: T): void {
@@ -113,13 +118,25 @@ async function idle(ctx: MeasureContext, plan: ScalingPlan, names: SystemName[],
 }
 
 async function config(ctx: MeasureContext, plan: ScalingPlan, names: SystemName[]): Promise<ScalingReport["config"]> {
-  const result: ScalingReport["config"] = { points: plan.config, ports: `${CONFIG_HOST}:${CONFIG_FIRST_PORT}-${CONFIG_LAST_PORT}`, systems: {} };
+  const result: ScalingReport["config"] = { points: plan.config, runs: plan.configRuns, ports: `${CONFIG_HOST}:${CONFIG_FIRST_PORT}-${CONFIG_LAST_PORT}`, systems: {} };
   for (const n of plan.config) {
     for (const name of names) {
       let point: ConfigPoint;
       if (n > CONFIG_LAST_PORT - CONFIG_FIRST_PORT + 1) point = { rules: n, start_ms: null, reload_ms: null, private_kib: null, file_kib: null, note: "skipped: more rules than ports in the range" };
       else if (ctx.fdLimit < n + 200) point = { rules: n, start_ms: null, reload_ms: null, private_kib: null, file_kib: null, note: `skipped: ${n} listeners need more than the ${ctx.fdLimit} descriptors` };
-      else point = await measureConfigPoint(ctx, name, n);
+      else {
+        const runs: ConfigPoint[] = [];
+        for (let run = 0; run < plan.configRuns; run++) runs.push(await measureConfigPoint(ctx, name, n));
+        const notes = [...new Set(runs.map((each) => each.note).filter((note) => note !== undefined))];
+        point = {
+          rules: n,
+          start_ms: median(runs.map((each) => each.start_ms)),
+          reload_ms: median(runs.map((each) => each.reload_ms)),
+          private_kib: median(runs.map((each) => each.private_kib)),
+          file_kib: median(runs.map((each) => each.file_kib)),
+          ...(notes.length > 0 ? { note: notes.join("; ") } : {}),
+        };
+      }
       push(result.systems, name, point);
       const f = (value: number | null) => (value === null ? "—" : value.toFixed(0));
       ctx.log(`  scaling: ${name} with ${n} rules: start ${f(point.start_ms)} ms, reload ${f(point.reload_ms)} ms, private ${f(point.private_kib)} KiB${point.note === undefined ? "" : ` (${point.note})`}`);
