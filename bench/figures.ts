@@ -48,6 +48,11 @@ export const ALL_FIGURES: readonly Figure[] = [...FIGURES, ...SECOND_FIGURES];
 export function figureCell(figure: Figure, result: SystemResult): string {
   const value = figure.get(result);
   if (value === null && result.not_applicable?.[figure.key] !== undefined) return "n/a";
+  return formatFigure(figure, value);
+}
+
+/** A figure's value as the tables show it: counts whole, the rest with three significant digits. */
+export function formatFigure(figure: Figure, value: number | null): string {
   if (figure.unit === "count" && value !== null && Number.isFinite(value)) return Math.round(value).toLocaleString("en-US");
   return formatNumber(value);
 }

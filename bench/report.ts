@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderChart } from "./chart.ts";
-import { ALL_FIGURES, type Figure, FIGURES, figureCell, formatNumber, formatRatio, ratio, SECOND_FIGURES } from "./figures.ts";
+import { ALL_FIGURES, type Figure, FIGURES, figureCell, formatFigure, formatNumber, formatRatio, ratio, SECOND_FIGURES } from "./figures.ts";
 import type { MemoryKiB } from "./proc-stats.ts";
 import { renderScalingChart } from "./scaling-chart.ts";
 import { scalingMarkdown } from "./scaling-report.ts";
@@ -139,7 +139,7 @@ function regressionSection(report: BenchReport): string {
     const b = f.get(now);
     const change = ratio(b, a);
     const percent = change === null ? "—" : `${change >= 1 ? "+" : ""}${((change - 1) * 100).toFixed(1)}%`;
-    return `| ${f.title} (${f.unit}) | ${formatNumber(a)} | ${formatNumber(b)} | ${percent} | ${f.higherIsBetter ? "higher" : "lower"} |`;
+    return `| ${f.title} (${f.unit}) | ${formatFigure(f, a)} | ${formatFigure(f, b)} | ${percent} | ${f.higherIsBetter ? "higher" : "lower"} |`;
   });
   return [
     `oi now against the previous ${report.mode} run (history/${previous.name}):`,

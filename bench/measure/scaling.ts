@@ -119,6 +119,9 @@ async function idle(ctx: MeasureContext, plan: ScalingPlan, names: SystemName[],
 
 async function config(ctx: MeasureContext, plan: ScalingPlan, names: SystemName[]): Promise<ScalingReport["config"]> {
   const result: ScalingReport["config"] = { points: plan.config, runs: plan.configRuns, ports: `${CONFIG_HOST}:${CONFIG_FIRST_PORT}-${CONFIG_LAST_PORT}`, systems: {} };
+  // One untimed start per system first: the first launch after the other parts is slower (pages of the
+  // program to fault in again), which would be charged to the smallest config.
+  for (const name of names) await measureConfigPoint(ctx, name, plan.config[0] ?? 10);
   for (const n of plan.config) {
     for (const name of names) {
       let point: ConfigPoint;
