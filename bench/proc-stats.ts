@@ -139,3 +139,9 @@ function readRollup(pid: number): number | undefined {
   const match = /^Pss_Anon:\s+(\d+) kB/m.exec(read(`/proc/${pid}/smaps_rollup`) ?? "");
   return match === null ? undefined : Number(match[1]);
 }
+
+/** Start time of a process (clock ticks since boot, /proc/PID/stat field 22): tells a PID's process from a later one reusing it. */
+export function startTicks(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : Number(fields[19]);
+}

@@ -193,8 +193,8 @@ ${extras.join("\n")}
 Memory of each forwarder, KiB, idle at start (one rule per service) → at the end of the rounds. Private memory is
 Pss_Anon summed over the forwarder's processes (heap, stacks, buffers; copy-on-write pages of socat's forked children
 split among them); RssAnon counts such shared pages in every process; RssFile is file-backed: the program's own
-binary and libraries, shared with every process that maps them and reclaimable (most of oi's VmRSS is its 100 MB
-runtime's pages). VmRSS, the old figure, is RssAnon + RssFile (+ RssShmem). Each column sums the same processes.
+binary and libraries, shared with every process that maps them and reclaimable (most of oi's VmRSS is pages of the
+Bun runtime's own executable, about 100 MB on disk). VmRSS, the old figure, is RssAnon + RssFile (+ RssShmem). Each column sums the same processes.
 
 | system | private (Pss_Anon) | RssAnon | file-backed (RssFile) | VmRSS |
 |---|---:|---:|---:|---:|

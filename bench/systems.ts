@@ -149,7 +149,8 @@ async function launch(name: ForwarderName, rules: Rule[], options: LaunchOptions
         const listen = `TCP-LISTEN:${rule.listen},fork,reuseaddr,backlog=4096,bind=${topology.forwardHost}`;
         cmd = ["socat", listen, `TCP:${topology.backendHost}:${rule.backend}`];
       }
-      const proc = spawnLogged(`${tag} ${rule.service}/${rule.proto}`, [...limitPrefix, ...cmd], { log: ruleLog });
+      // Its forked children (a TCP connection still closing, a UDP peer within its -T timeout) outlive it: stopped with it.
+      const proc = spawnLogged(`${tag} ${rule.service}/${rule.proto}`, [...limitPrefix, ...cmd], { log: ruleLog, withDescendants: true });
       // The UDP service's TCP rule (iperf3's control connection) is an extra process; the UDP one counts for it.
       if (rule.service === "udp" && rule.proto === "tcp") extra.push(proc);
       else byService.set(rule.service, proc);

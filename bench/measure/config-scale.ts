@@ -17,8 +17,8 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BACKEND_PORTS, canConnect } from "../net.ts";
-import { alive, processTree, treeMemoryKiB } from "../proc-stats.ts";
-import { runBounded, spawnLogged, type Started } from "../procs.ts";
+import { alive, treeMemoryKiB } from "../proc-stats.ts";
+import { descendantsOf, runBounded, spawnLogged, type Started, stopListed } from "../procs.ts";
 import type { ConfigPoint, SystemName } from "../types.ts";
 import type { MeasureContext } from "./context.ts";
 
@@ -226,17 +226,12 @@ export async function measureConfigPoint(ctx: MeasureContext, name: SystemName, 
  * lingers), then for the range to be free, so the next point starts clean.
  */
 async function stopTree(proc: Started, n: number): Promise<void> {
-  const members = processTree(proc.pid).filter((pid) => pid !== proc.pid);
+  const members = descendantsOf(proc.pid);
   await proc.stop("SIGTERM", 10_000);
+  // The master stops its worker itself: give it the time, then stop what lingers by its PID.
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && members.some(alive)) await Bun.sleep(20);
-  for (const pid of members.filter(alive)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Gone meanwhile.
-    }
-  }
+  while (Date.now() < deadline && members.some((each) => alive(each.pid))) await Bun.sleep(20);
+  await stopListed(members);
   const free = Date.now() + 5000;
   while (Date.now() < free && (await listeningIn(CONFIG_FIRST_PORT, n)) > 0) await Bun.sleep(20);
 }
