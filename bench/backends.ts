@@ -1,8 +1,10 @@
 /**
  * @module The servers behind every forwarder, shared by all systems: iperf3
  * (throughput, CPU cost), sockperf (latency), nginx on a private config
- * (connections per second) and the holder (idle memory). Each runs with its
- * own files in the bench's temp dir and is stopped by its PID.
+ * (connections per second), the holder (idle memory) and dnsmasq (DNS over
+ * UDP, answering a few host records itself: no upstream, no hosts file; the
+ * iperf3 server serves the UDP throughput figure too). Each runs with its own
+ * files in the bench's temp dir and is stopped by its PID.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +22,9 @@ export interface Backends {
 }
 
 const HOLDER = join(import.meta.dir, "agents", "holder.ts");
+
+/** Names dnsmasq answers (A records), the queries of the DNS figure. */
+export const DNS_NAMES: readonly string[] = Array.from({ length: 8 }, (_, i) => `host${i}.oibench.test`);
 
 function readText(path: string): string {
   try {
@@ -95,8 +100,10 @@ export async function startBackends(
   if (!missing.has("iperf3")) {
     const logFile = join(dir, "iperf3-server.log");
     const proc = spawnLogged("iperf3 -s", [...prefix, "iperf3", "-s", "-i", "0", "--forceflush", "-B", host, "-p", String(BACKEND_PORTS.iperf)], { log: logFile });
-    if (await waitForText(() => readText(logFile), /Server listening/, 10_000)) procs.iperf = proc;
-    else failures.push("iperf3 -s");
+    if (await waitForText(() => readText(logFile), /Server listening/, 10_000)) {
+      procs.iperf = proc;
+      procs.udp = proc;
+    } else failures.push("iperf3 -s");
   }
   if (!missing.has("sockperf")) {
     const logFile = join(dir, "sockperf-server.log");
@@ -111,6 +118,18 @@ export async function startBackends(
     const proc = spawnLogged("nginx", cmd, { log: join(dir, "nginx.log") });
     if (await waitForPort(host, BACKEND_PORTS.http, 10_000)) procs.http = proc;
     else failures.push(`nginx (see ${join(dir, "nginx-error.log")})`);
+  }
+  if (!missing.has("dnsmasq")) {
+    const logFile = join(dir, "dnsmasq.log");
+    const cmd = [
+      ...prefix, "dnsmasq", "-k", "--conf-file=/dev/null", `--pid-file=${join(dir, "dnsmasq.pid")}`, "--log-facility=-",
+      `--port=${BACKEND_PORTS.dns}`, `--listen-address=${host}`, "--bind-interfaces", "--no-resolv", "--no-hosts",
+      ...DNS_NAMES.map((name, i) => `--host-record=${name},192.0.2.${i + 1}`),
+    ];
+    const proc = spawnLogged("dnsmasq", cmd, { log: logFile });
+    // dnsmasq serves DNS over TCP on the same port: a TCP connect shows it is up.
+    if (await waitForPort(host, BACKEND_PORTS.dns, 10_000)) procs.dns = proc;
+    else failures.push(`dnsmasq (see ${logFile})`);
   }
   const holder = await startHolder(topology, dir, limitPrefix, BACKEND_PORTS.hold, "holder");
   if (holder !== undefined) procs.hold = holder.proc;

@@ -3,7 +3,7 @@
  * system, its length the ratio to rinetd (the dashed line is rinetd, ×1).
  * Plain SVG, no dependency.
  */
-import { FIGURES, formatRatio, ratio } from "./figures.ts";
+import { ALL_FIGURES, formatRatio, ratio } from "./figures.ts";
 import type { BenchReport, SystemName } from "./types.ts";
 
 const COLORS: Record<SystemName, string> = {
@@ -13,8 +13,16 @@ const COLORS: Record<SystemName, string> = {
   rinetd: "#495057",
   socat: "#1c7ed6",
   haproxy: "#2f9e44",
+  dnat: "#868e96",
   direct: "#ae3ec9",
 };
+
+/** Figures with a meaningful ratio (not the loss and failure percentages). */
+const CHARTED = ALL_FIGURES.filter((figure) => figure.noRatio !== true);
+
+export function systemColor(name: SystemName): string {
+  return COLORS[name];
+}
 
 function escape(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -28,7 +36,7 @@ export function renderChart(report: BenchReport): string {
   const barHeight = 16;
   const labelWidth = 60;
   const panelHeight = 40 + results.length * (barHeight + 4);
-  const rows = Math.ceil(FIGURES.length / columns);
+  const rows = Math.ceil(CHARTED.length / columns);
   const width = columns * panelWidth + 20;
   const height = 70 + rows * (panelHeight + 10);
   const parts: string[] = [];
@@ -37,7 +45,7 @@ export function renderChart(report: BenchReport): string {
   const title = `Ratio to rinetd (${report.mode} run, ${report.path}, ${report.machine.date.slice(0, 10)}, ${report.machine.cores} cores)`;
   parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">${escape(title)}</text>`);
   parts.push(`<text x="10" y="38" fill="#555">Each bar: the system's figure divided by rinetd's; dashed line = rinetd (×1). ↑ higher is better, ↓ lower is better.</text>`);
-  FIGURES.forEach((figure, index) => {
+  CHARTED.forEach((figure, index) => {
     const x0 = 10 + (index % columns) * panelWidth;
     const y0 = 55 + Math.floor(index / columns) * (panelHeight + 10);
     const ratios = results.map((result) => ratio(figure.get(result), rinetd === undefined ? null : figure.get(rinetd)));

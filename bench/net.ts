@@ -4,10 +4,15 @@
  */
 import type { Service, SystemName } from "./types.ts";
 
-export const BACKEND_PORTS: Record<Service, number> = { iperf: 23101, sockperf: 23102, http: 23103, hold: 23104 };
+/** `udp` is the iperf3 server again: iperf3 -u sends its datagrams to the port of its TCP control connection. */
+export const BACKEND_PORTS: Record<Service, number> = { iperf: 23101, sockperf: 23102, http: 23103, hold: 23104, udp: 23101, dns: 23105 };
+/** The UDP echo backend of the UDP-session figure (agents/udp-echo.ts). */
+export const UDP_ECHO_PORT = 23106;
 
-const SYSTEM_BASE: Record<Exclude<SystemName, "direct">, number> = { oi: 23010, rinetd: 23020, socat: 23030, haproxy: 23040, "oi-plain": 23050, "oi-w2": 23060 };
-const SERVICE_OFFSET: Record<Service, number> = { iperf: 1, sockperf: 2, http: 3, hold: 4 };
+const SYSTEM_BASE: Record<Exclude<SystemName, "direct">, number> = {
+  oi: 23010, rinetd: 23020, socat: 23030, haproxy: 23040, "oi-plain": 23050, "oi-w2": 23060, dnat: 23070,
+};
+const SERVICE_OFFSET: Record<Service, number> = { iperf: 1, sockperf: 2, http: 3, hold: 4, udp: 5, dns: 6 };
 
 /** Port on which `system` forwards `service` (for `direct`: the backend's own port). */
 export function frontPort(system: SystemName, service: Service): number {

@@ -91,3 +91,57 @@ export function alive(pid: number): boolean {
   const fields = statFields(pid);
   return fields !== undefined && fields[0] !== "Z";
 }
+
+/** Memory of a set of processes and their descendants, KiB (see treeMemoryKiB). */
+export interface MemoryKiB {
+  /** Sum of Pss_Anon: private memory, pages shared copy-on-write split among the sharers. */
+  pssAnon: number;
+  /** Sum of RssAnon (a page shared by forked children counts in each). */
+  rssAnon: number;
+  /** Sum of RssFile: file-backed pages (the program and its libraries), shared with every process mapping them and reclaimable. */
+  rssFile: number;
+  /** Sum of VmRSS (RssAnon + RssFile + RssShmem). */
+  vmRss: number;
+}
+
+/**
+ * Memory of `pids` and all their live descendants, each process counted once
+ * (socat: one process per rule plus a child per connection or UDP peer).
+ * Undefined when none of them can be read.
+ */
+export function treeMemoryKiB(pids: readonly number[]): MemoryKiB | undefined {
+  const members = new Set<number>();
+  for (const pid of pids) for (const member of processTree(pid)) members.add(member);
+  const total: MemoryKiB = { pssAnon: 0, rssAnon: 0, rssFile: 0, vmRss: 0 };
+  let read = 0;
+  for (const member of members) {
+    const status = readStatus(member);
+    if (status === undefined) continue;
+    read++;
+    const rollup = readRollup(member);
+    total.rssAnon += status.rssAnon;
+    total.rssFile += status.rssFile;
+    total.vmRss += status.vmRss;
+    total.pssAnon += rollup ?? status.rssAnon;
+  }
+  return read === 0 ? undefined : total;
+}
+
+function readStatus(pid: number): { rssAnon: number; rssFile: number; vmRss: number } | undefined {
+  const text = read(`/proc/${pid}/status`);
+  if (text === undefined) return undefined;
+  const field = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return { rssAnon: field("RssAnon"), rssFile: field("RssFile"), vmRss: field("VmRSS") };
+}
+
+/** Pss_Anon of one process from smaps_rollup (undefined on kernels without it). */
+function readRollup(pid: number): number | undefined {
+  const match = /^Pss_Anon:\s+(\d+) kB/m.exec(read(`/proc/${pid}/smaps_rollup`) ?? "");
+  return match === null ? undefined : Number(match[1]);
+}
+
+/** Start time of a process (clock ticks since boot, /proc/PID/stat field 22): tells a PID's process from a later one reusing it. */
+export function startTicks(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : Number(fields[19]);
+}

@@ -5,6 +5,7 @@
  */
 import { closeSync, openSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
+import { alive, processTree, startTicks } from "./proc-stats.ts";
 
 type Child = Subprocess<"ignore" | "pipe", "pipe" | number, "pipe" | number>;
 
@@ -17,6 +18,8 @@ export interface Started {
   /** Resolves with the exit code (or signal number + 128). */
   readonly exited: Promise<number>;
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+  /** Stop the processes it forked too (socat), whichever way it is stopped. */
+  readonly withDescendants?: boolean;
 }
 
 const running = new Set<Started>();
@@ -35,6 +38,8 @@ export interface SpawnOptions {
   collect?: boolean;
   env?: Record<string, string>;
   cwd?: string;
+  /** The process forks children that may outlive it (socat): stop them too, each by its PID. */
+  withDescendants?: boolean;
 }
 
 /** Start a long-running process; it stays registered until it exits or is stopped. */
@@ -67,6 +72,7 @@ export function spawnLogged(name: string, cmd: string[], options: SpawnOptions):
     name,
     output: () => text,
     exited,
+    withDescendants: options.withDescendants === true,
     async stop(signal: NodeJS.Signals = "SIGTERM", graceMs = 3000): Promise<void> {
       await stopProcess(started, signal, graceMs);
     },
@@ -85,6 +91,16 @@ async function stopProcess(child: Started, signal: NodeJS.Signals, graceMs: numb
     running.delete(child);
     return;
   }
+  // Listed before the parent goes: once it has, its children belong to init and no tree leads to them.
+  const forked = child.withDescendants === true ? descendantsOf(child.pid) : [];
+  try {
+    await stopOne(child, signal, graceMs);
+  } finally {
+    if (forked.length > 0) await stopListed(forked);
+  }
+}
+
+async function stopOne(child: Started, signal: NodeJS.Signals, graceMs: number): Promise<void> {
   try {
     process.kill(child.pid, signal);
   } catch {
@@ -195,4 +211,37 @@ function parentPid(): number {
 
 export function interrupted(): boolean {
   return shuttingDown;
+}
+
+/** A process the bench did not spawn itself but must stop (a child a forwarder forked), told apart from a later one reusing its PID. */
+export interface Listed {
+  pid: number;
+  start: number | undefined;
+}
+
+/** The live descendants of `pid` (not `pid` itself), to stop once their parent is gone. */
+export function descendantsOf(pid: number): Listed[] {
+  return processTree(pid)
+    .filter((member) => member !== pid)
+    .map((member) => ({ pid: member, start: startTicks(member) }));
+}
+
+/**
+ * SIGTERM each listed process still alive (the same process: its PID with
+ * the start time seen when it was listed), then SIGKILL what is left after
+ * `graceMs`.
+ */
+export async function stopListed(processes: Listed[], graceMs = 2000): Promise<void> {
+  const same = (each: Listed) => alive(each.pid) && each.start !== undefined && startTicks(each.pid) === each.start;
+  const signal = (pid: number, name: NodeJS.Signals) => {
+    try {
+      process.kill(pid, name);
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  for (const each of processes.filter(same)) signal(each.pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && processes.some(same)) await Bun.sleep(20);
+  for (const each of processes.filter(same)) signal(each.pid, "SIGKILL");
 }

@@ -6,7 +6,10 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderChart } from "./chart.ts";
-import { FIGURES, formatNumber, formatRatio, ratio } from "./figures.ts";
+import { ALL_FIGURES, type Figure, FIGURES, figureCell, formatFigure, formatNumber, formatRatio, ratio, SECOND_FIGURES } from "./figures.ts";
+import type { MemoryKiB } from "./proc-stats.ts";
+import { renderScalingChart } from "./scaling-chart.ts";
+import { scalingMarkdown } from "./scaling-report.ts";
 import { median } from "./stats.ts";
 import type { BenchReport, FigureKey, Sample, SystemName, SystemResult } from "./types.ts";
 
@@ -16,6 +19,7 @@ const SAMPLE_KEYS: readonly FigureKey[] = [
   "throughputP1", "throughputP8", "latencyP50", "latencyP99", "connPerS", "startupMs", "idleKiBPerConn",
   "syscallsPerGiB", "contextSwitchesPerGiB", "cpuMigrationsPerGiB", "cpuSecondsPerGiB",
   "instructionsPerGiB", "cyclesPerGiB", "syscallsPerGiBPerf",
+  "connPerS1000", "connFailed1000", "udpGbps", "udpLossPercent", "dnsQps", "dnsLostPercent",
 ];
 
 export interface SystemRuns {
@@ -25,6 +29,11 @@ export interface SystemRuns {
   notes: string[];
   rssStart: number | null;
   rssEnd: number | null;
+  /** Memory of the system's processes, idle right after start and at the end of the rounds. */
+  memoryIdle?: MemoryKiB;
+  memoryEnd?: MemoryKiB;
+  /** Figure keys (see figures.ts) that do not apply, and why. */
+  notApplicable: Record<string, string>;
 }
 
 export function summarize(runs: SystemRuns): SystemResult {
@@ -49,6 +58,15 @@ export function summarize(runs: SystemRuns): SystemResult {
     runs: perKey,
     notes: runs.notes,
     rss_kib: { start: runs.rssStart, end: runs.rssEnd },
+    private_kib: { idle: runs.memoryIdle?.pssAnon ?? null, end: runs.memoryEnd?.pssAnon ?? null },
+    rss_anon_kib: { idle: runs.memoryIdle?.rssAnon ?? null, end: runs.memoryEnd?.rssAnon ?? null },
+    file_kib: { idle: runs.memoryIdle?.rssFile ?? null, end: runs.memoryEnd?.rssFile ?? null },
+    vm_rss_kib: { idle: runs.memoryIdle?.vmRss ?? null, end: runs.memoryEnd?.vmRss ?? null },
+    conn_per_s_1000: m("connPerS1000"),
+    conn_1000_failed: m("connFailed1000"),
+    udp: { gbps: m("udpGbps"), loss_percent: m("udpLossPercent") },
+    dns: { qps: m("dnsQps"), lost_percent: m("dnsLostPercent") },
+    not_applicable: runs.notApplicable,
   };
 }
 
@@ -59,6 +77,10 @@ function suffix(report: BenchReport): string {
 
 function chartName(report: BenchReport): string {
   return `latest${suffix(report)}.svg`;
+}
+
+function scalingChartName(report: BenchReport): string {
+  return `latest${suffix(report)}-scaling.svg`;
 }
 
 function historyName(report: BenchReport): string {
@@ -82,20 +104,21 @@ function previousReport(report: BenchReport): { name: string; report: BenchRepor
   }
 }
 
-export function markdownTable(report: BenchReport): string {
-  const header = `| system | ${FIGURES.map((f) => `${f.title} (${f.unit})`).join(" | ")} |`;
-  const rule = `|---|${FIGURES.map(() => "---:").join("|")}|`;
-  const rows = report.results.map((result) => `| ${result.system} | ${FIGURES.map((f) => formatNumber(f.get(result))).join(" | ")} |`);
+export function markdownTable(report: BenchReport, figures: readonly Figure[] = FIGURES): string {
+  const header = `| system | ${figures.map((f) => `${f.title} (${f.unit})`).join(" | ")} |`;
+  const rule = `|---|${figures.map(() => "---:").join("|")}|`;
+  const rows = report.results.map((result) => `| ${result.system} | ${figures.map((f) => figureCell(f, result)).join(" | ")} |`);
   return [header, rule, ...rows].join("\n");
 }
 
-export function ratioTable(report: BenchReport): string {
+export function ratioTable(report: BenchReport, all: readonly Figure[] = FIGURES): string {
+  const figures = all.filter((f) => f.noRatio !== true);
   const rinetd = report.results.find((result) => result.system === "rinetd");
   const direct = report.results.find((result) => result.system === "direct");
-  const header = `| system | ${FIGURES.map((f) => f.title).join(" | ")} |`;
-  const rule = `|---|${FIGURES.map(() => "---:").join("|")}|`;
+  const header = `| system | ${figures.map((f) => f.title).join(" | ")} |`;
+  const rule = `|---|${figures.map(() => "---:").join("|")}|`;
   const rows = report.results.map((result) => {
-    const cells = FIGURES.map((f) => {
+    const cells = figures.map((f) => {
       const toRinetd = formatRatio(ratio(f.get(result), rinetd === undefined ? null : f.get(rinetd)));
       const toDirect = formatRatio(ratio(f.get(result), direct === undefined ? null : f.get(direct)));
       return `${toRinetd} · ${toDirect}`;
@@ -111,12 +134,12 @@ function regressionSection(report: BenchReport): string {
   if (previous === undefined || now === undefined) return "No earlier run of this mode in history/ to compare with.";
   const before = previous.report.results.find((result) => result.system === "oi");
   if (before === undefined) return `The earlier run (${previous.name}) has no oi figures.`;
-  const lines = FIGURES.map((f) => {
+  const lines = ALL_FIGURES.map((f) => {
     const a = f.get(before);
     const b = f.get(now);
     const change = ratio(b, a);
     const percent = change === null ? "—" : `${change >= 1 ? "+" : ""}${((change - 1) * 100).toFixed(1)}%`;
-    return `| ${f.title} (${f.unit}) | ${formatNumber(a)} | ${formatNumber(b)} | ${percent} | ${f.higherIsBetter ? "higher" : "lower"} |`;
+    return `| ${f.title} (${f.unit}) | ${formatFigure(f, a)} | ${formatFigure(f, b)} | ${percent} | ${f.higherIsBetter ? "higher" : "lower"} |`;
   });
   return [
     `oi now against the previous ${report.mode} run (history/${previous.name}):`,
@@ -133,9 +156,14 @@ export function renderMarkdown(report: BenchReport): string {
     ...Object.entries(report.skipped).map(([system, why]) => `- ${system}: not measured: ${why}`),
     ...report.results.flatMap((result) => result.notes.map((note) => `- ${result.system}: ${note}`)),
   ];
-  const rss = report.results
-    .filter((result) => result.system !== "direct")
-    .map((result) => `${result.system} ${formatNumber(result.rss_kib.start)} → ${formatNumber(result.rss_kib.end)} KiB`);
+  const span = (pair: { idle: number | null; end: number | null } | undefined) => `${formatNumber(pair?.idle ?? null)} → ${formatNumber(pair?.end ?? null)}`;
+  const memory = report.results
+    .filter((result) => result.not_applicable?.private === undefined)
+    .map(
+      (result) =>
+        `| ${result.system} | ${span(result.private_kib)} | ${span(result.rss_anon_kib)} | ${span(result.file_kib)} | ${span(result.vm_rss_kib)} |`,
+    );
+  const absent = report.results.filter((result) => result.not_applicable?.private !== undefined).map((result) => `${result.system} (${result.not_applicable.private})`);
   const extras = report.results.map(
     (result) =>
       `| ${result.system} | ${formatNumber(result.cpu_migrations_per_gib)} | ${formatNumber(result.syscalls_per_gib_perf)} | ${formatNumber(result.instructions_per_gib)} | ${formatNumber(result.cycles_per_gib)} |`,
@@ -162,7 +190,28 @@ More figures per GiB forwarded (perf stat during the iperf3 -P 1 run; hardware c
 |---|---:|---:|---:|---:|
 ${extras.join("\n")}
 
-Resident memory of each forwarder at start → end of the bench: ${rss.join("; ")}.
+Memory of each forwarder, KiB, idle at start (one rule per service) → at the end of the rounds. Private memory is
+Pss_Anon summed over the forwarder's processes (heap, stacks, buffers; copy-on-write pages of socat's forked children
+split among them); RssAnon counts such shared pages in every process; RssFile is file-backed: the program's own
+binary and libraries, shared with every process that maps them and reclaimable (most of oi's VmRSS is pages of the
+Bun runtime's own executable, about 100 MB on disk). VmRSS, the old figure, is RssAnon + RssFile (+ RssShmem). Each column sums the same processes.
+
+| system | private (Pss_Anon) | RssAnon | file-backed (RssFile) | VmRSS |
+|---|---:|---:|---:|---:|
+${memory.join("\n")}
+${absent.length > 0 ? `\nNo forwarder process: ${absent.join("; ")}.\n` : ""}
+UDP and 1,000 clients: \`ab -c ${report.settings.abHighConcurrency ?? 1000}\` without keep-alive (failed requests counted, median of the rounds);
+\`iperf3 -u -l 1400 -b 2G\` (received rate at the server; loss = share of the sent bytes that never arrived);
+\`dnsperf\` against dnsmasq answering from its own host records (queries per second answered, share lost).
+n/a: the figure does not apply (haproxy has no UDP forwarding; oi-plain's UDP path is oi's, \`splice\` being TCP only; dnat has no process).
+
+${markdownTable(report, SECOND_FIGURES)}
+
+Ratios (to rinetd · to direct):
+
+${ratioTable(report, SECOND_FIGURES)}
+
+${report.scaling === undefined ? "The \"how cost grows\" section was not run (--no-scaling)." : scalingMarkdown(report.scaling, scalingChartName(report))}
 
 ${regressionSection(report)}
 
@@ -174,6 +223,8 @@ export interface WrittenFiles {
   json: string;
   markdown: string;
   chart: string;
+  /** The chart of the "how cost grows" section (absent with --no-scaling). */
+  scalingChart?: string;
   history: string;
 }
 
@@ -191,6 +242,10 @@ export function writeReport(report: BenchReport): WrittenFiles {
   writeFileSync(files.markdown, renderMarkdown(report));
   writeFileSync(files.json, json);
   writeFileSync(files.chart, renderChart(report));
+  if (report.scaling !== undefined) {
+    files.scalingChart = join(RESULTS_DIR, scalingChartName(report));
+    writeFileSync(files.scalingChart, renderScalingChart(report, report.scaling));
+  }
   writeFileSync(files.history, json);
   return files;
 }

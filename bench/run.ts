@@ -9,21 +9,23 @@ import { join } from "node:path";
 import { startBackends } from "./backends.ts";
 import { machineInfo } from "./machine.ts";
 import type { MeasureContext } from "./measure/context.ts";
-import { measureConnections } from "./measure/connections.ts";
+import { measureConnections, measureConnectionsHigh } from "./measure/connections.ts";
 import { measureIdleMemory } from "./measure/idle-memory.ts";
 import { measureLatency } from "./measure/latency.ts";
+import { measureScaling } from "./measure/scaling.ts";
 import { buildOiBinary, measureStartup } from "./measure/startup.ts";
 import { measureSyscalls } from "./measure/syscalls.ts";
 import { measureThroughputAndCost } from "./measure/throughput.ts";
+import { measureUdp } from "./measure/udp.ts";
 import { HELP, parseOptions, UsageError } from "./options.ts";
-import { alive, rssKiB } from "./proc-stats.ts";
+import { alive, type MemoryKiB, rssKiB, treeMemoryKiB } from "./proc-stats.ts";
 import { installSignalHandlers, runBounded, stopAll } from "./procs.ts";
 import { runProfile } from "./profile.ts";
 import { RESULTS_DIR, type SystemRuns, summarize, writeReport, markdownTable } from "./report.ts";
 import { forwardsEndToEnd, type RunningSystem, snapshotOi, startSystem } from "./systems.ts";
 import { ensureTools, hardwareCountersAvailable, isRoot, syscallTracepointAvailable, toolVersions, which } from "./tools.ts";
 import { createNetnsTopology, loopbackTopology } from "./topology.ts";
-import type { BenchOptions, BenchReport, Sample, SystemName } from "./types.ts";
+import { type BenchOptions, type BenchReport, type Sample, type SystemName, UDP_SYSTEMS } from "./types.ts";
 
 const started = Date.now();
 
@@ -34,7 +36,30 @@ function log(line: string): void {
 }
 
 /** The peer tool each forwarder needs. */
-const SYSTEM_TOOL: Partial<Record<SystemName, string>> = { rinetd: "rinetd", socat: "socat", haproxy: "haproxy" };
+const SYSTEM_TOOL: Partial<Record<SystemName, string>> = { rinetd: "rinetd", socat: "socat", haproxy: "haproxy", dnat: "nft" };
+
+/** Figure keys (figures.ts) that do not apply to `name`, and why. */
+function notApplicable(name: SystemName): Record<string, string> {
+  const na: Record<string, string> = {};
+  if (!UDP_SYSTEMS.includes(name)) {
+    const why = name === "haproxy" ? "haproxy has no UDP forwarding" : "its UDP path is oi's (splice concerns TCP relays only)";
+    for (const key of ["udp", "udploss", "dns", "dnslost"]) na[key] = why;
+  }
+  if (name === "dnat") {
+    for (const key of ["start", "idle", "sys", "cs", "cpu", "private"]) na[key] = "no process: the kernel forwards";
+  }
+  if (name === "direct") {
+    na.start = "no forwarder";
+    na.private = "no forwarder";
+  }
+  return na;
+}
+
+/** Memory of every process of the system (none for direct and dnat). */
+function systemMemory(system: RunningSystem): MemoryKiB | undefined {
+  if (system.procs.length === 0) return undefined;
+  return treeMemoryKiB(system.procs.map((proc) => proc.pid));
+}
 
 /** `prlimit --nofile=N:N --` so forwarders, backends and clients can hold thousands of sockets. */
 async function descriptorLimit(): Promise<{ prefix: string[]; limit: number }> {
@@ -77,6 +102,8 @@ async function measureRound(ctx: MeasureContext, system: RunningSystem, round: n
   Object.assign(sample, await measureThroughputAndCost(ctx, system, round));
   Object.assign(sample, await measureLatency(ctx, system));
   Object.assign(sample, await measureConnections(ctx, system, notes));
+  Object.assign(sample, await measureConnectionsHigh(ctx, system, notes));
+  Object.assign(sample, await measureUdp(ctx, system, notes));
   Object.assign(sample, await measureStartup(ctx, system, notes));
   Object.assign(sample, await measureIdleMemory(ctx, system, round, notes));
   Object.assign(sample, (await measureSyscalls(ctx, system, round)).sample);
@@ -88,7 +115,8 @@ function describeSample(sample: Partial<Sample>): string {
   return [
     `P1 ${f(sample.throughputP1, 2)} P8 ${f(sample.throughputP8, 2)} Gbit/s`,
     `p50/p99 ${f(sample.latencyP50, 1)}/${f(sample.latencyP99, 1)} µs`,
-    `${f(sample.connPerS, 0)} conn/s`,
+    `${f(sample.connPerS, 0)} conn/s (${f(sample.connPerS1000, 0)} at 1000 clients, ${f(sample.connFailed1000, 0)} failed)`,
+    `UDP ${f(sample.udpGbps, 2)} Gbit/s ${f(sample.udpLossPercent, 1)}% lost, DNS ${f(sample.dnsQps, 0)} q/s ${f(sample.dnsLostPercent, 2)}% lost`,
     `start ${f(sample.startupMs, 1)} ms`,
     `${f(sample.idleKiBPerConn, 2)} KiB/conn`,
     `${f(sample.syscallsPerGiB, 0)} syscalls/GiB`,
@@ -105,13 +133,22 @@ function missingFigures(result: ReturnType<typeof summarize>, missing: Set<strin
     ["latency_us.p50", result.latency_us.p50, "sockperf"],
     ["latency_us.p99", result.latency_us.p99, "sockperf"],
     ["conn_per_s", result.conn_per_s, "ab"],
-    ["idle_kib_per_conn", result.idle_kib_per_conn, "prlimit"],
-    // direct has no start-up; every forwarder does.
-    ...(result.system === "direct" ? [] : [["startup_ms", result.startup_ms, "nginx"] as [string, number | null, string]]),
-    ["syscalls_per_gib", result.syscalls_per_gib, "strace"],
-    // Unprivileged perf counts user space only, where context switches do not happen: not a failure then.
-    ["context_switches_per_gib", result.context_switches_per_gib, isRoot() ? "perf" : "perf (as root)"],
-    ["cpu_s_per_gib", result.cpu_s_per_gib, "iperf3"],
+    ["conn_per_s_1000", result.conn_per_s_1000, "ab"],
+    ...(UDP_SYSTEMS.includes(result.system)
+      ? ([["udp.gbps", result.udp.gbps, "iperf3"], ["dns.qps", result.dns.qps, "dnsperf"]] as Array<[string, number | null, string]>)
+      : []),
+    // dnat has no process: no memory, start-up or cost figures.
+    ...(result.system === "dnat"
+      ? []
+      : ([
+          ["idle_kib_per_conn", result.idle_kib_per_conn, "prlimit"],
+          // direct has no start-up; every forwarder does.
+          ...(result.system === "direct" ? [] : [["startup_ms", result.startup_ms, "nginx"] as [string, number | null, string]]),
+          ["syscalls_per_gib", result.syscalls_per_gib, "strace"],
+          // Unprivileged perf counts user space only, where context switches do not happen: not a failure then.
+          ["context_switches_per_gib", result.context_switches_per_gib, isRoot() ? "perf" : "perf (as root)"],
+          ["cpu_s_per_gib", result.cpu_s_per_gib, "iperf3"],
+        ] as Array<[string, number | null, string]>)),
   ];
   return wanted.filter(([, value, tool]) => value === null && !missing.has(tool) && tool !== "perf (as root)").map(([name]) => name);
 }
@@ -161,14 +198,20 @@ async function bench(options: BenchOptions): Promise<number> {
     }
     try {
       const system = await startSystem(name, backends, { topology, dir: tmpDir, limitPrefix, fdLimit: limit, oiCli });
-      if (backends.procs.hold !== undefined && !(await forwardsEndToEnd(system, backends))) {
+      await system.activate?.();
+      const forwards = backends.procs.hold === undefined || (await forwardsEndToEnd(system, backends, topology, tmpDir));
+      await system.deactivate?.();
+      if (!forwards) {
         await system.stop();
         throw new Error(`a byte sent through ${name} never reached the backend (see ${system.logFiles.join(", ") || "its log"})`);
       }
       systems.push(system);
       const pid = system.pid("iperf");
-      const version = name.startsWith("oi") ? oiRevision : name === "direct" ? "-" : (tools[name] ?? "unknown");
-      runs.set(name, { system: name, version, samples: [], notes: [], rssStart: pid === undefined ? null : (rssKiB(pid) ?? null), rssEnd: null });
+      const version = name.startsWith("oi") ? oiRevision : name === "direct" ? "-" : name === "dnat" ? `nftables ${tools.nft ?? "unknown"}` : (tools[name] ?? "unknown");
+      runs.set(name, {
+        system: name, version, samples: [], notes: [], rssStart: pid === undefined ? null : (rssKiB(pid) ?? null), rssEnd: null,
+        memoryIdle: systemMemory(system), notApplicable: notApplicable(name),
+      });
       log(`${name}: ready on ${system.host}:${system.port("iperf")}..${system.port("hold")}`);
     } catch (error) {
       log(`${name}: ${String(error)}`);
@@ -181,7 +224,13 @@ async function bench(options: BenchOptions): Promise<number> {
     for (const system of systems) {
       const entry = runs.get(system.name)!;
       log(`round ${round}/${options.runs}: ${system.name}`);
-      const sample = await measureRound(ctx, system, round, entry.notes);
+      await system.activate?.();
+      let sample: Partial<Sample>;
+      try {
+        sample = await measureRound(ctx, system, round, entry.notes);
+      } finally {
+        await system.deactivate?.();
+      }
       entry.samples.push(sample);
       log(`  ${describeSample(sample)}`);
       for (const proc of system.procs) {
@@ -198,9 +247,16 @@ async function bench(options: BenchOptions): Promise<number> {
     const entry = runs.get(system.name)!;
     const pid = system.pid("iperf");
     entry.rssEnd = pid === undefined ? null : (rssKiB(pid) ?? null);
+    entry.memoryEnd = systemMemory(system);
     for (const file of system.logFiles) {
       for (const line of logTail(file, /\b(error|panic|segfault|uncaught|exception)\b/i)) entry.notes.push(`log: ${line.trim().slice(0, 160)}`);
     }
+  }
+
+  let scaling: BenchReport["scaling"];
+  if (options.scaling) {
+    log("how cost grows: the scaling section (--no-scaling skips it)");
+    scaling = await measureScaling(ctx, systems);
   }
 
   const report: BenchReport = {
@@ -212,12 +268,14 @@ async function bench(options: BenchOptions): Promise<number> {
       quick: options.quick, netns: options.netns, profile: options.profile, runs: options.runs,
       iperfSeconds: options.iperfSeconds, straceSeconds: options.straceSeconds, latencySeconds: options.latencySeconds,
       abRequests: options.abRequests, abSeconds: options.abSeconds, idleConnections: options.idleConnections, noInstall: options.noInstall,
+      abHighConcurrency: options.abHighConcurrency, dnsSeconds: options.dnsSeconds, scaling: options.scaling,
       ...(options.oiRev === undefined ? {} : { oiRev: options.oiRev }),
     },
     wall_seconds: (Date.now() - started) / 1000,
     results: systems.map((system) => summarize(runs.get(system.name)!)),
     skipped,
     methods: METHODS,
+    ...(scaling === undefined ? {} : { scaling }),
   };
   const files = writeReport(report);
   console.log(`\n${markdownTable(report)}\n`);
@@ -249,6 +307,16 @@ const METHODS: Record<string, string> = {
   instructions_per_gib: "perf stat -e instructions, same run (null without hardware counters)",
   cycles_per_gib: "perf stat -e cycles, same run (null without hardware counters)",
   direct: "no forwarder: clients talk to the backends; its cost and memory figures are the backend's own (iperf3 -s receiving, the holder holding)",
+  dnat: "--netns only: no forwarder process; an nftables DNAT rule per port on the host's client-side veth sends the connections to the server namespace (the kernel forwards; the table exists only while dnat is measured); CPU, memory and start-up figures n/a",
+  rss_kib: "VmRSS of the forwarder's first process at start and at the end of the rounds, KiB (file-backed pages included: see private_kib and file_kib)",
+  private_kib: "private memory: Pss_Anon (/proc/PID/smaps_rollup) summed over the system's processes and their children, idle right after start (one rule per service) and at the end of the rounds, KiB",
+  rss_anon_kib: "RssAnon (/proc/PID/status) summed the same way (copy-on-write pages shared by forked children counted in each), KiB",
+  file_kib: "RssFile (/proc/PID/status) summed the same way: file-backed resident pages, the program's binary and libraries, shared and reclaimable, KiB",
+  conn_per_s_1000: "ab -c 1000 without keep-alive to nginx behind the system, every process with the raised descriptor limit; conn_1000_failed: ab's failed requests plus non-2xx answers",
+  udp: "iperf3 -u -l 1400 -b 2G through the system (its TCP rule on the same port carries iperf3's control connection): gbps = rate the iperf3 server received; loss_percent = share of the sent bytes that never arrived",
+  dns: "dnsperf (4 clients, 100 queries in flight, 2 s timeout) against dnsmasq answering 8 host records itself (--no-resolv --no-hosts): qps = answered queries per second, lost_percent = share of queries unanswered",
+  not_applicable: "figure keys that do not apply to the system, and why (haproxy: no UDP; oi-plain: UDP not measured again, its path is oi's; dnat: no process; direct: no forwarder)",
+  scaling: "how cost grows: ab at 10/100/1,000/5,000 clients (conn/s, p99 from ab's percentile table); private memory per idle connection at 1,000 and 9,000 connections (fresh instances); start (launch to every rule listening), reload (signal to oi's reloaded line, others: the moved rule's port accepting) and private memory with 10/1,000/10,000 generated rules on 127.0.0.1:40000-49999; oi's private memory with 1,000 and 15,000 UDP sessions",
 };
 
 async function main(): Promise<number> {

@@ -27,6 +27,9 @@ export const TOOLS: readonly Tool[] = [
   { command: "perf", pkg: "linux-perf", neededFor: "context switches per GiB, --profile", versionArgs: ["--version"], versionPattern: /perf version (\S+)/ },
   { command: "prlimit", pkg: "util-linux", neededFor: "raising the descriptor limit", versionArgs: ["--version"], versionPattern: /util-linux (\S+)/ },
   { command: "ip", pkg: "iproute2", neededFor: "--netns", versionArgs: ["-V"], versionPattern: /iproute2-([^\s,]+)/ },
+  { command: "dnsmasq", pkg: "dnsmasq-base", neededFor: "DNS queries per second (backend)", versionArgs: ["--version"], versionPattern: /Dnsmasq version (\S+)/ },
+  { command: "dnsperf", pkg: "dnsperf", neededFor: "DNS queries per second (client)", versionArgs: ["-h"], versionPattern: /Version (\S+)/ },
+  { command: "nft", pkg: "nftables", neededFor: "the dnat system (--netns)", versionArgs: ["--version"], versionPattern: /nftables v(\S+)/ },
 ];
 
 export function isRoot(): boolean {

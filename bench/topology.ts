@@ -4,9 +4,11 @@
  * namespace and a server namespace joined to the host by veth pairs, so a
  * forwarded byte crosses two real TCP legs through the kernel's routing; the
  * bench creates them, checks that its addresses route only into them, and
- * removes them (and restores ip_forward) when it ends.
+ * removes them when it ends. Forwarding is switched on for the bench's two
+ * host-side veths only (their per-device `forwarding`), never machine-wide,
+ * and goes away with them.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { onCleanup, runBounded } from "./procs.ts";
 import type { Topology } from "./types.ts";
 
@@ -25,7 +27,9 @@ const NET = {
   clientNet: "10.201.1.0/24",
   serverNet: "10.201.2.0/24",
 };
-const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+/** The host's end of the client-side veth pair (the dnat system matches packets arriving on it). */
+export const HOST_CLIENT_LINK = "oib_c";
+const HOST_SERVER_LINK = "oib_s";
 
 async function ip(args: string[]): Promise<void> {
   const result = await runBounded(["ip", ...args], 15_000);
@@ -48,11 +52,9 @@ async function checkRoute(prefix: string[], address: string, device: string): Pr
 
 export async function createNetnsTopology(log: (line: string) => void): Promise<Topology> {
   await removeNetns(); // leftovers of an interrupted run
-  const previousForward = readFileSync(IP_FORWARD, "utf8").trim();
   onCleanup(async () => {
     await removeNetns();
-    writeFileSync(IP_FORWARD, `${previousForward}\n`);
-    log("netns: namespaces and veth pairs removed, ip_forward restored");
+    log("netns: namespaces and veth pairs removed (their forwarding with them)");
   });
   const inClient = ["ip", "netns", "exec", CLIENT_NS];
   const inServer = ["ip", "netns", "exec", SERVER_NS];
@@ -75,7 +77,8 @@ export async function createNetnsTopology(log: (line: string) => void): Promise<
   // `direct` goes client namespace -> host (routing) -> server namespace.
   await ip(["-n", CLIENT_NS, "route", "add", NET.serverNet, "via", NET.hostClient]);
   await ip(["-n", SERVER_NS, "route", "add", NET.clientNet, "via", NET.hostServer]);
-  writeFileSync(IP_FORWARD, "1\n");
+  // Routing between the two veths (direct, dnat) needs forwarding on the device a packet comes in by: those two only.
+  for (const link of [HOST_CLIENT_LINK, HOST_SERVER_LINK]) writeFileSync(`/proc/sys/net/ipv4/conf/${link}/forwarding`, "1\n");
   // Every destination must stay inside the bench's own namespaces.
   await checkRoute(inClient, NET.hostClient, "oib_c_ns");
   await checkRoute(inClient, NET.nsServer, "oib_c_ns");

@@ -6,12 +6,17 @@
 /**
  * `oi` runs with its defaults (`splice auto`: bulk relays move to a splice(2) worker);
  * `oi-plain` with `splice off` (every byte through JavaScript);
- * `oi-w2` is oi with `--workers 2` (not in the default set; ask for it with --systems).
+ * `oi-w2` is oi with `--workers 2` (not in the default set; ask for it with --systems);
+ * `dnat` (--netns only) is the kernel forwarding with an nftables DNAT rule: no process at all.
  */
-export type SystemName = "oi" | "oi-plain" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct";
+export type SystemName = "oi" | "oi-plain" | "oi-w2" | "rinetd" | "socat" | "haproxy" | "direct" | "dnat";
 
-export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-plain", "oi-w2", "rinetd", "socat", "haproxy", "direct"];
-export const DEFAULT_SYSTEMS: readonly SystemName[] = ALL_SYSTEMS.filter((name) => name !== "oi-w2");
+export const ALL_SYSTEMS: readonly SystemName[] = ["oi", "oi-plain", "oi-w2", "rinetd", "socat", "haproxy", "dnat", "direct"];
+/** The default set; `dnat` joins it with --netns (see parseOptions). */
+export const DEFAULT_SYSTEMS: readonly SystemName[] = ALL_SYSTEMS.filter((name) => name !== "oi-w2" && name !== "dnat");
+
+/** Systems that forward UDP in the bench (haproxy has no UDP forwarding; oi-plain's UDP path is oi's: `splice` is TCP only). */
+export const UDP_SYSTEMS: readonly SystemName[] = ["oi", "oi-w2", "rinetd", "socat", "dnat", "direct"];
 
 export interface BenchOptions {
   quick: boolean;
@@ -31,6 +36,12 @@ export interface BenchOptions {
   abSeconds: number;
   /** Idle connections opened for the memory figure. */
   idleConnections: number;
+  /** Concurrent clients of the second ab figure (conn_per_s_1000). */
+  abHighConcurrency: number;
+  /** Seconds per dnsperf run. */
+  dnsSeconds: number;
+  /** Run the "how cost grows" section (--no-scaling turns it off). */
+  scaling: boolean;
   /** Run oi as committed at this git revision instead of the working tree. */
   oiRev?: string;
   /** Skip installing missing Debian packages even as root. */
@@ -50,10 +61,15 @@ export interface Topology {
   serverPrefix: string[];
 }
 
-/** The four services behind every forwarder. */
-export type Service = "iperf" | "sockperf" | "http" | "hold";
+/**
+ * The services behind every forwarder: four over TCP, and two over UDP
+ * (`udp`: iperf3 -u, whose control connection is TCP on the same port, so a
+ * forwarder carries both protocols there; `dns`: dnsmasq).
+ */
+export type Service = "iperf" | "sockperf" | "http" | "hold" | "udp" | "dns";
 
 export const SERVICES: readonly Service[] = ["iperf", "sockperf", "http", "hold"];
+export const UDP_SERVICES: readonly Service[] = ["udp", "dns"];
 
 /** Per-process counters that cost figures come from. */
 export interface PerfCounts {
@@ -83,6 +99,15 @@ export interface Sample {
   cyclesPerGiB: number | null;
   /** Syscalls per GiB counted by perf's raw_syscalls tracepoint (no strace slowdown). */
   syscallsPerGiBPerf: number | null;
+  /** ab at 1,000 concurrent clients: connections per second, and requests that failed. */
+  connPerS1000: number | null;
+  connFailed1000: number | null;
+  /** iperf3 -u -l 1400 -b 2G: rate the iperf3 server received, Gbit/s, and the share of sent bytes lost, %. */
+  udpGbps: number | null;
+  udpLossPercent: number | null;
+  /** dnsperf against dnsmasq: answered queries per second, and the share of queries lost, %. */
+  dnsQps: number | null;
+  dnsLostPercent: number | null;
 }
 
 export type FigureKey = keyof Sample;
@@ -107,8 +132,23 @@ export interface SystemResult {
   runs: Record<FigureKey, Array<number | null>>;
   /** Errors and warnings seen while measuring (failed requests, crashes, resident memory drift). */
   notes: string[];
-  /** Resident memory of the forwarder at start and at the end of the bench, KiB. */
+  /** Resident memory (VmRSS) of the forwarder at start and at the end of the bench, KiB (file-backed pages included). */
   rss_kib: { start: number | null; end: number | null };
+  /** Private memory: Pss_Anon summed over the system's processes, idle at start and at the end of the bench, KiB. */
+  private_kib: { idle: number | null; end: number | null };
+  /** RssAnon summed over the system's processes (copy-on-write pages of forked children counted in each), KiB. */
+  rss_anon_kib: { idle: number | null; end: number | null };
+  /** RssFile: file-backed resident pages (the program's own binary and libraries, shared and reclaimable), KiB. */
+  file_kib: { idle: number | null; end: number | null };
+  /** VmRSS summed the same way (rss_kib is the first process's alone). */
+  vm_rss_kib: { idle: number | null; end: number | null };
+  conn_per_s_1000: number | null;
+  /** Failed requests of the ab -c 1000 runs (median over the rounds; each round's count is in runs). */
+  conn_1000_failed: number | null;
+  udp: { gbps: number | null; loss_percent: number | null };
+  dns: { qps: number | null; lost_percent: number | null };
+  /** Figures that do not apply to this system, and why (haproxy has no UDP; dnat has no process). */
+  not_applicable: Record<string, string>;
 }
 
 export interface MachineInfo {
@@ -136,4 +176,54 @@ export interface BenchReport {
   skipped: Record<string, string>;
   /** How each figure was measured, for a reader of the JSON alone. */
   methods: Record<string, string>;
+  /** The "how cost grows" section (absent with --no-scaling). */
+  scaling?: ScalingReport;
+}
+
+/** One point of the concurrency sweep: ab -c CLIENTS through one system. */
+export interface ConcurrencyPoint {
+  clients: number;
+  requests: number;
+  conn_per_s: number | null;
+  /** 99th percentile of ab's request times, ms. */
+  p99_ms: number | null;
+  failed: number | null;
+  complete: number | null;
+  note?: string;
+}
+
+export interface IdlePoint {
+  connections: number;
+  kib_per_conn: number | null;
+  note?: string;
+}
+
+export interface ConfigPoint {
+  rules: number;
+  /** Launch to every rule listening, ms. */
+  start_ms: number | null;
+  /** Signal to the reload done (oi: its "reloaded" line; the others: the changed rule's new port accepting), ms. */
+  reload_ms: number | null;
+  private_kib: number | null;
+  file_kib: number | null;
+  note?: string;
+}
+
+export interface UdpSessionPoint {
+  sessions: number;
+  /** Sessions whose datagram came back through oi. */
+  answered: number | null;
+  private_kib: number | null;
+  kib_per_session: number | null;
+  note?: string;
+}
+
+export interface ScalingReport {
+  concurrency: { points: number[]; runs: number; systems: Partial<Record<SystemName, ConcurrencyPoint[]>> };
+  idle: { points: number[]; systems: Partial<Record<SystemName, IdlePoint[]>> };
+  config: { points: number[]; runs: number; ports: string; systems: Partial<Record<SystemName, ConfigPoint[]>> };
+  udp_sessions: { points: number[]; systems: Partial<Record<SystemName, UdpSessionPoint[]>> };
+  /** Parts or systems left out, and why. */
+  skipped: string[];
+  wall_seconds: number;
 }
