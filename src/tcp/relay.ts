@@ -8,7 +8,9 @@
  * kernel took and drops the rest, so the unwritten tail is ours to keep. The
  * chunk Bun hands to `data` is a fresh copy of exactly its length, so the
  * relay keeps that very chunk plus an offset as its only buffer: nothing is
- * allocated or copied per chunk. While a tail is held, the leg it came from is
+ * allocated or copied per chunk. Direct sockets lend a view of their read
+ * buffer instead (no copy at all when the write takes it whole); only a tail
+ * that must wait is copied then. While a tail is held, the leg it came from is
  * paused (reading stops at the kernel, so the sender is throttled by TCP
  * itself); `drain` on the other side writes the tail and resumes it. Memory
  * per connection is therefore bounded by one read chunk per direction.
@@ -198,9 +200,20 @@ function pump(src: Leg, chunk: Uint8Array): void {
     abort(src.relay, "error: write failed");
     return;
   }
-  src.pending = chunk;
-  src.pendingOffset = written;
+  if (src.socket?.lendsChunks === true) {
+    // A view of the read buffer the next read reuses: keep a copy of the tail.
+    src.pending = chunk.slice(written);
+    src.pendingOffset = 0;
+  } else {
+    src.pending = chunk;
+    src.pendingOffset = written;
+  }
   pauseLeg(src);
+}
+
+/** `chunk` as `leg` may keep it past the data handler: a lent chunk (see StreamSocket.lendsChunks) is copied. */
+function kept(leg: Leg, chunk: Uint8Array): Uint8Array {
+  return leg.socket?.lendsChunks === true ? chunk.slice() : chunk;
 }
 
 /**
@@ -211,7 +224,7 @@ function pump(src: Leg, chunk: Uint8Array): void {
 function hold(src: Leg, chunk: Uint8Array): void {
   const held = src.pending;
   if (held === undefined) {
-    src.pending = chunk;
+    src.pending = kept(src, chunk);
     src.pendingOffset = 0;
   } else {
     const rest = held.length - src.pendingOffset;
@@ -235,7 +248,7 @@ function hold(src: Leg, chunk: Uint8Array): void {
 export function holdUntilConnected(src: Leg, chunk: Uint8Array): void {
   const held = src.pending;
   if (held === undefined) {
-    src.pending = chunk;
+    src.pending = kept(src, chunk);
     src.pendingOffset = 0;
   } else {
     const merged = new Uint8Array(held.length - src.pendingOffset + chunk.length);

@@ -5,12 +5,16 @@
  * through bun:ffi). Both follow Bun's contract, which the relay relies on:
  * `write` returns what the kernel took and keeps nothing, `pause` stops
  * reading at the kernel, `shutdown` sends a FIN and keeps reading, `end` is a
- * full close whose `close` handler runs inside it, `terminate` resets; a
- * chunk handed to `data` is the handler's to keep.
+ * full close whose `close` handler runs inside it, `terminate` resets. A
+ * chunk handed to `data` is the handler's to keep, unless the socket
+ * `lendsChunks`: then it is a view of the layer's read buffer, valid only
+ * during the call, and a handler that keeps bytes copies them.
  */
 
 export interface StreamSocket<Data> {
   data: Data;
+  /** Chunks are views of a buffer the next read reuses (direct sockets); absent: each chunk is a fresh copy (Bun's). */
+  readonly lendsChunks?: boolean;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
