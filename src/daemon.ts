@@ -15,6 +15,7 @@ import { consoleSessionEvents } from "./connection-log.ts";
 import { consoleLog } from "./log/console.ts";
 import { type Engine, LocalEngine } from "./engine.ts";
 import { LogFile } from "./log/log-file.ts";
+import { MemoryTrim } from "./memory-trim.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
@@ -91,15 +92,18 @@ export class Daemon {
       backends: () => this.engine.sources.backends(),
       logDrops: () => consoleLog.drops.counts,
     });
-    const events = fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics]);
     // The count is fixed at start: a reload cannot add or remove threads (see README, "Several cores").
     this.workers = options.workers ?? config.workers ?? 1;
+    // With one worker the connections live in this thread's heap, which a full collection can shrink after a burst.
+    this.trim = this.workers === 1 ? new MemoryTrim() : undefined;
+    const events = fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics, ...(this.trim === undefined ? [] : [this.trim])]);
     this.engine = this.workers > 1 ? new WorkerEngine(this.workers, config, events) : new LocalEngine(config, events);
     this.engine.onFailure?.((reason) => void this.fail(reason));
     this.status = new StatusReporter(this.metrics, this.workers > 1 ? () => this.engine.refresh() : undefined);
   }
 
   private readonly workers: number;
+  private readonly trim: MemoryTrim | undefined;
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -220,6 +224,7 @@ export class Daemon {
 
   private async releaseFiles(): Promise<void> {
     clearInterval(this.keepAlive);
+    this.trim?.stop();
     const logFile = this.logSlot.file;
     this.logSlot.file = undefined;
     this.pidFile?.remove();
