@@ -4,10 +4,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import { loadConfigText } from "../src/config/load.ts";
+import { ONE_RULE } from "./helpers/config.ts";
 
-const RULE_CONF = "127.0.0.1 8080 127.0.0.1 80\n";
-const RULE_TOML = '[[forwarding_rules]]\nbind_address = "127.0.0.1"\nbind_port = 8080\nconnect_address = "127.0.0.1"\nconnect_port = 80\n';
-const RULE_YAML = 'rules:\n  - name: web\n    bind: "127.0.0.1:8080"\n    connect: "127.0.0.1:80"\n';
+const { conf: RULE_CONF, toml: RULE_TOML, yaml: RULE_YAML } = ONE_RULE;
 
 describe("sockets", () => {
   test("auto by default in every format; direct and bun as written", () => {

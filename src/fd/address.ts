@@ -21,20 +21,14 @@ export interface SocketAddress {
 export function encodeAddress(host: string, port: number): SocketAddress | undefined {
   const ip = parseIp(host);
   if (ip === undefined) return undefined;
-  if (ip.length === 4) {
-    const bytes = new Uint8Array(SOCKADDR_IN_BYTES);
-    const view = new DataView(bytes.buffer);
-    view.setUint16(0, AF_INET, true);
-    view.setUint16(2, port, false);
-    bytes.set(ip, 4);
-    return { bytes, family: AF_INET };
-  }
-  const bytes = new Uint8Array(SOCKADDR_BYTES);
+  // sockaddr_in keeps the address at offset 4, sockaddr_in6 at 8 (after sin6_flowinfo).
+  const [size, family, at] = ip.length === 4 ? [SOCKADDR_IN_BYTES, AF_INET, 4] : [SOCKADDR_BYTES, AF_INET6, 8];
+  const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
-  view.setUint16(0, AF_INET6, true);
+  view.setUint16(0, family, true);
   view.setUint16(2, port, false);
-  bytes.set(ip, 8);
-  return { bytes, family: AF_INET6 };
+  bytes.set(ip, at);
+  return { bytes, family };
 }
 
 /** The port of an encoded address (network byte order at offset 2 in both layouts). */

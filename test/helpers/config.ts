@@ -109,3 +109,10 @@ export const OTHER_OPTION_DEFAULTS = {
   dnsSpread: false,
   balance: BALANCE_DEFAULTS,
 };
+
+/** One rule, 127.0.0.1:8080 to 127.0.0.1:80, in each format: the smallest config a global directive can be tried on. */
+export const ONE_RULE = {
+  conf: "127.0.0.1 8080 127.0.0.1 80\n",
+  toml: '[[forwarding_rules]]\nbind_address = "127.0.0.1"\nbind_port = 8080\nconnect_address = "127.0.0.1"\nconnect_port = 80\n',
+  yaml: 'rules:\n  - name: web\n    bind: "127.0.0.1:8080"\n    connect: "127.0.0.1:80"\n',
+};
