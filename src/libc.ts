@@ -81,7 +81,8 @@ export interface Libc {
   /** An ioctl that reports a count (SIOCOUTQ, FIONREAD): the count, or -1 when it failed. */
   ioctlCount(fd: Fd, request: number): number;
   epollCreate(): Fd;
-  epollCtl(epoll: Fd, op: number, fd: Fd, event: Buffer): number;
+  /** epoll_ctl with an epoll_event of `events` and 64 bits of data given as two 32-bit halves (`data`, then `tag`). */
+  epollCtl(epoll: Fd, op: number, fd: Fd, events: number, data: number, tag: number): number;
   epollWait(epoll: Fd, events: Uint8Array, max: number, timeoutMs: number): number;
   eventfd(flags: number): Fd;
   write(fd: Fd, bytes: Uint8Array, length: number): number;
@@ -134,6 +135,8 @@ async function bind(): Promise<LibcResult> {
     const linger = new Int32Array([1, 0]);
     const count = new Int32Array(1);
     const option = new Int32Array(1);
+    const epollEvent = new DataView(new ArrayBuffer(EPOLL_EVENT_SIZE));
+    const epollEventBytes = new Uint8Array(epollEvent.buffer);
     const optionLength = new Uint32Array(1);
     return {
       libc: {
@@ -160,7 +163,12 @@ async function bind(): Promise<LibcResult> {
         lingerZero: (fd) => c.setsockopt(fd, SOL_SOCKET, SO_LINGER, linger, linger.byteLength),
         ioctlCount: (fd, request) => (c.ioctl(fd, request, count) === 0 ? count[0]! : -1),
         epollCreate: () => c.epoll_create1(O_CLOEXEC),
-        epollCtl: (epoll, op, fd, event) => c.epoll_ctl(epoll, op, fd, event),
+        epollCtl: (epoll, op, fd, events, data, tag) => {
+          epollEvent.setUint32(0, events >>> 0, true);
+          epollEvent.setUint32(EPOLL_DATA_OFFSET, data >>> 0, true);
+          epollEvent.setUint32(EPOLL_DATA_OFFSET + 4, tag >>> 0, true);
+          return c.epoll_ctl(epoll, op, fd, epollEventBytes);
+        },
         epollWait: (epoll, events, max, timeoutMs) => c.epoll_wait(epoll, events, max, timeoutMs),
         eventfd: (flags) => c.eventfd(0, flags),
         write: (fd, bytes, length) => c.write(fd, bytes, length),

@@ -148,16 +148,17 @@ export class Admission {
   }
 }
 
+/** Whether any allow or deny rule applies to a rule's clients. */
+function hasAccessRules(global: AccessList, rule: AccessList): boolean {
+  return global.allow.length + global.deny.length + rule.allow.length + rule.deny.length > 0;
+}
+
 /**
  * Whether a new client may open a connection or session on `rule`: the
  * allow/deny rules first (a client without an address, on a unix socket, has
  * only the socket file's permissions), then the rule's `maxconn` (against
  * `openOnRule`), then the global bounds, which count it when it is admitted.
  */
-function hasAccessRules(global: AccessList, rule: AccessList): boolean {
-  return global.allow.length + global.deny.length + rule.allow.length + rule.deny.length > 0;
-}
-
 export function admitClient(
   address: string,
   rule: ForwardRule,

@@ -44,7 +44,7 @@ export interface FdRetry {
 /** The longest wait for events: how late one of Bun's timers can run. */
 const MAX_WAIT_MS = 25;
 const MAX_EVENTS = 256;
-/** Reads go through one buffer per loop; a chunk handed on is a copy of exactly its length. */
+/** Reads go through one buffer per loop; a chunk handed on is a view of it, valid during the data call (see StreamSocket.lendsChunks). */
 export const READ_BUFFER_BYTES = 256 * 1024;
 /** Event data of Bun's own epoll descriptor (no descriptor number is this large). */
 const BUN_LOOP = 0xffffffff;
@@ -64,8 +64,6 @@ export class FdLoop {
   private running = false;
   private readonly events = new Uint8Array(MAX_EVENTS * EPOLL_EVENT_SIZE);
   private readonly eventView = new DataView(this.events.buffer);
-  private readonly registration = new Uint8Array(EPOLL_EVENT_SIZE);
-  private readonly registrationView = new DataView(this.registration.buffer);
 
   private constructor(
     readonly libc: Libc,
@@ -135,11 +133,7 @@ export class FdLoop {
   }
 
   private control(op: number, fd: number, events: number, data: number, generation: number): boolean {
-    const view = this.registrationView;
-    view.setUint32(0, events >>> 0, true);
-    view.setUint32(EPOLL_DATA_OFFSET, data >>> 0, true);
-    view.setUint32(EPOLL_DATA_OFFSET + 4, generation >>> 0, true);
-    return this.libc.epollCtl(this.epoll, op, fd, this.registration) === 0;
+    return this.libc.epollCtl(this.epoll, op, fd, events, data, generation) === 0;
   }
 
   private async run(): Promise<void> {

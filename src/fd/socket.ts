@@ -47,6 +47,7 @@ import {
   TCP_KEEPINTVL,
   TCP_NODELAY,
   AF_INET6,
+  type Libc,
 } from "../libc.ts";
 import type { StreamHandlers, StreamListener, StreamSocket } from "../tcp/stream-socket.ts";
 import { encodeAddress, encodeAddressCached, hostOf, portOf, SOCKADDR_BYTES } from "./address.ts";
@@ -75,6 +76,12 @@ const ERRNO_NAMES: Record<number, string> = {
   113: "EHOSTUNREACH",
   13: "EACCES",
 };
+
+/** The local address of `fd` (getsockname), or undefined when the call failed. */
+function socketName(libc: Libc, fd: number): Uint8Array | undefined {
+  const bytes = new Uint8Array(SOCKADDR_BYTES);
+  return libc.getsockname(fd, bytes, new Uint32Array([SOCKADDR_BYTES])) === 0 ? bytes : undefined;
+}
 
 function errnoError(errno: number): Error {
   const name = ERRNO_NAMES[errno] ?? `errno ${errno}`;
@@ -297,13 +304,11 @@ export class FdSocket<Data> implements StreamSocket<Data>, FdOwner, FdRetry {
   }
 
   private localName(): Uint8Array {
-    if (this.local === undefined) {
-      const bytes = new Uint8Array(SOCKADDR_BYTES);
-      const length = new Uint32Array([SOCKADDR_BYTES]);
-      if (this.loop.libc.getsockname(this.descriptor, bytes, length) === 0) this.local = bytes;
-      else return bytes;
-    }
-    return this.local;
+    if (this.local !== undefined) return this.local;
+    const name = socketName(this.loop.libc, this.descriptor);
+    if (name === undefined) return new Uint8Array(SOCKADDR_BYTES);
+    this.local = name;
+    return name;
   }
 }
 
@@ -357,9 +362,7 @@ export class FdListener implements StreamListener, FdOwner {
 
   /** The port bound (useful after listening on port 0). */
   get port(): number {
-    const bytes = new Uint8Array(SOCKADDR_BYTES);
-    this.loop.libc.getsockname(this.descriptor, bytes, new Uint32Array([SOCKADDR_BYTES]));
-    return portOf(bytes);
+    return portOf(socketName(this.loop.libc, this.descriptor) ?? new Uint8Array(SOCKADDR_BYTES));
   }
 
   stop(): void {

@@ -319,7 +319,7 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       if (connecting !== true) attempt.socket = connecting;
       return true;
     }
-    if (attempt.timer !== undefined) clearTimeout(attempt.timer);
+    attempt.abandon();
     relay.attempt = undefined;
     return false;
   }

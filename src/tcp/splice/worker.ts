@@ -84,8 +84,6 @@ class SpliceLoop {
   private readonly relays: Array<Spliced | undefined>;
   private readonly events = new Uint8Array(MAX_EVENTS * EPOLL_EVENT_SIZE);
   private readonly eventView = new DataView(this.events.buffer);
-  private readonly registration = new Uint8Array(EPOLL_EVENT_SIZE);
-  private readonly registrationView = new DataView(this.registration.buffer);
   private readonly wakeBytes = new Uint8Array(8);
   private readonly epoll: number;
   /** Relays that used up their rounds with bytes still moving: pumped again before sleeping. */
@@ -172,11 +170,7 @@ class SpliceLoop {
   }
 
   private register(fd: number, events: number, data: number): boolean {
-    const view = this.registrationView;
-    view.setUint32(0, events, true);
-    view.setUint32(EPOLL_DATA_OFFSET, data, true);
-    view.setUint32(EPOLL_DATA_OFFSET + 4, 0, true);
-    return this.libc.epollCtl(this.epoll, EPOLL_CTL_ADD, fd, this.registration) === 0;
+    return this.libc.epollCtl(this.epoll, EPOLL_CTL_ADD, fd, events, data, 0) === 0;
   }
 
   private pump(relay: Spliced): void {
@@ -238,8 +232,8 @@ class SpliceLoop {
   /** Stop watching the relay's sockets and tell the main thread, which closes the descriptors. */
   private release(relay: Spliced, outcome: Outcome): void {
     this.relays[relay.slot] = undefined;
-    this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.client, null);
-    this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.upstream, null);
+    this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.client, 0, 0, 0);
+    this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.upstream, 0, 0, 0);
     this.released.slots.push(relay.slot);
     this.released.outcomes.push(outcome);
   }
