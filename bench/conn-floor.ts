@@ -11,12 +11,14 @@
  *
  *   bun bench/conn-floor.ts [--rounds 5] [--requests 20000] [--concurrency 50]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { nginxConfig } from "./backends.ts";
-import { waitForPort } from "./net.ts";
+import { freePort, waitForPort } from "./net.ts";
+import { cpuTimes } from "./proc-stats.ts";
+import { spread } from "./stats.ts";
 import { installSignalHandlers, runBounded, spawnLogged, type Started, stopAll } from "./procs.ts";
 import { ensureTools } from "./tools.ts";
 
@@ -30,33 +32,8 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const requests = Number(values.requests);
 const concurrency = Number(values.concurrency);
-const TICKS_PER_SECOND = 100;
 const AGENTS = join(import.meta.dir, "agents");
 const CLI = join(import.meta.dir, "..", "src", "cli.ts");
-
-/** User and system CPU ticks of a process so far. */
-function cpuTicks(pid: number): [number, number] {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return [Number(fields[11]), Number(fields[12])];
-}
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(): void {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function summary(values: number[], digits: number): string {
-  if (values.length === 0) return "n/a";
-  return `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}..${Math.max(...values).toFixed(digits)})`;
-}
 
 interface System {
   name: string;
@@ -118,18 +95,18 @@ for (const [name, command] of commands) {
 }
 
 async function ab(system: System): Promise<Run | undefined> {
-  const [user0, system0] = cpuTicks(system.proc.pid);
+  const before = cpuTimes(system.proc.pid);
   const cmd = ["ab", "-q", "-r", "-s", "10", "-c", String(concurrency), "-n", String(requests), `http://127.0.0.1:${system.port}/`];
   const result = await runBounded(cmd, 120_000);
-  const [user1, system1] = cpuTicks(system.proc.pid);
+  const after = cpuTimes(system.proc.pid);
   const rate = /Requests per second:\s+([\d.]+)/.exec(result.stdout);
   if (rate === null) return undefined;
-  const perConnection = (ticks: number) => (ticks / TICKS_PER_SECOND / requests) * 1e6;
+  const perConnection = (seconds: number) => (seconds / requests) * 1e6;
   return {
     rate: Number(rate[1]),
     failed: Number(/Failed requests:\s+(\d+)/.exec(result.stdout)?.[1] ?? 0),
-    userUs: perConnection(user1 - user0),
-    systemUs: perConnection(system1 - system0),
+    userUs: perConnection(after.user - before.user),
+    systemUs: perConnection(after.system - before.system),
   };
 }
 
@@ -156,6 +133,6 @@ console.log("|---|---|---|---|---|---|");
 for (const system of systems) {
   const runs = results.get(system.name) ?? [];
   console.log(
-    `| ${system.name} | ${summary(runs.map((r) => r.rate), 0)} | ${summary(runs.map((r) => r.userUs), 1)} | ${summary(runs.map((r) => r.systemUs), 1)} | ${summary(runs.map((r) => r.userUs + r.systemUs), 1)} | ${runs.reduce((sum, r) => sum + r.failed, 0)} |`,
+    `| ${system.name} | ${spread(runs.map((r) => r.rate), 0)} | ${spread(runs.map((r) => r.userUs), 1)} | ${spread(runs.map((r) => r.systemUs), 1)} | ${spread(runs.map((r) => r.userUs + r.systemUs), 1)} | ${runs.reduce((sum, r) => sum + r.failed, 0)} |`,
   );
 }

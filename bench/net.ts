@@ -49,3 +49,11 @@ export async function waitForText(text: () => string, pattern: RegExp, timeoutMs
   }
   return false;
 }
+
+/** A TCP port free on 127.0.0.1 right now (the kernel's pick, released at once). */
+export function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(): void {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}

@@ -21,6 +21,14 @@ function statFields(pid: number): string[] | undefined {
   return text.slice(text.lastIndexOf(")") + 2).split(" ");
 }
 
+/** User and system CPU seconds of `pid` itself so far (all its threads; not its children). Throws when it is gone. */
+export function cpuTimes(pid: number): { user: number; system: number } {
+  const fields = statFields(pid);
+  if (fields === undefined) throw new Error(`process ${pid} is gone`);
+  // utime and stime are fields 14 and 15 of stat (index 11 and 12 here).
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
+}
+
 /** `pid` and every live descendant. */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();

@@ -8,10 +8,13 @@
  *
  *   bun bench/splice-ab.ts [--rounds 5] [--seconds 5] [--parallel 1,8]
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { freePort } from "./net.ts";
+import { cpuTimes } from "./proc-stats.ts";
+import { spread } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
@@ -25,19 +28,12 @@ const seconds = Number(values.seconds);
 const parallels = values.parallel.split(",").map(Number);
 
 const CLI = join(import.meta.dir, "..", "src", "cli.ts");
-const TICKS_PER_SECOND = 100;
 const GiB = 1024 ** 3;
 
+/** The process's user + system CPU seconds so far, all threads. */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
-
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(): void {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 /** Resolves once `proc` printed `needle`. (A probe connection would reach iperf3, which counts it as a failed test.) */
@@ -57,7 +53,7 @@ function waitForOutput(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, needle
 }
 
 const dir = mkdtempSync(join(tmpdir(), "oi-splice-ab-"));
-const backendPort = await freePort();
+const backendPort = freePort();
 const iperfServer = Bun.spawn(["iperf3", "-s", "--forceflush", "-B", "127.0.0.1", "-p", String(backendPort)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
 
 interface Mode {
@@ -68,7 +64,7 @@ interface Mode {
 
 async function startOi(splice: "off" | "on" | "auto"): Promise<Mode> {
   const name = splice === "off" ? "plain" : `splice ${splice}`;
-  const port = await freePort();
+  const port = freePort();
   const config = join(dir, `${splice}.conf`);
   writeFileSync(config, `splice ${splice}\n127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n`);
   const proc = Bun.spawn([process.execPath, CLI, "-c", config], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
@@ -103,17 +99,6 @@ async function iperf(mode: Mode, parallel: number): Promise<Run | undefined> {
   }
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function summary(values: number[], digits: number): string {
-  if (values.length === 0) return "n/a";
-  return `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}..${Math.max(...values).toFixed(digits)})`;
-}
-
 await waitForOutput(iperfServer, "Server listening");
 const modes = [await startOi("off"), await startOi("on"), await startOi("auto")];
 const results = new Map<string, Run[]>();
@@ -139,7 +124,7 @@ for (const parallel of parallels) {
   for (const mode of modes) {
     const runs = results.get(`${mode.name} -P ${parallel}`) ?? [];
     console.log(
-      `| ${mode.name} | ${parallel} | ${summary(runs.map((r) => r.gbps), 2)} | ${summary(runs.map((r) => r.cpuPerGiB), 3)} | ${runs.length} |`,
+      `| ${mode.name} | ${parallel} | ${spread(runs.map((r) => r.gbps), 2)} | ${spread(runs.map((r) => r.cpuPerGiB), 3)} | ${runs.length} |`,
     );
   }
 }
