@@ -55,6 +55,49 @@ export interface Backend {
   weight: number;
   /** Local address to connect from; undefined: the rule's. */
   sourceAddress: string | undefined;
+  /** oi speaks TLS to this backend (its own setting, else its rule's `tls-connect`); undefined: plain bytes. */
+  tls?: TlsClientSettings | undefined;
+}
+
+/** What a client's first bytes say, as a rule's `protocol=` names it; `silent`: nothing within the peek timeout. */
+export type MatchProtocol = "tls" | "http" | "ssh" | "silent";
+export const MATCH_PROTOCOLS: readonly MatchProtocol[] = ["tls", "http", "ssh", "silent"];
+
+/**
+ * How a rule among several on one bind is chosen by what the client sends
+ * first. The rule matches when any of its entries does. Names are lowercase,
+ * exact (`a.example.com`) or wildcards (`*.example.com`: any name below it,
+ * at any depth, not the name itself).
+ */
+export interface RuleMatch {
+  /** The server_name of the client's TLS ClientHello. */
+  sni: string[];
+  /** The Host of the client's first HTTP/1.x request. */
+  host: string[];
+  protocol: MatchProtocol[];
+}
+
+/** TLS termination: clients speak TLS to oi, which presents this certificate; the backend gets plain bytes. */
+export interface TlsServerSettings {
+  certFile: string;
+  keyFile: string;
+  /** Protocols oi may agree to by ALPN, in its order of preference; empty: none is agreed. */
+  alpn: string[];
+  /** The PEM texts, read at load (so each reload reads the files again); "" until then. */
+  certPem: string;
+  keyPem: string;
+}
+
+/** TLS origination: oi speaks TLS to a backend. */
+export interface TlsClientSettings {
+  /** The name sent as SNI and checked against the certificate; undefined: the backend's host name (an IP address sends no SNI). */
+  serverName: string | undefined;
+  /** Trusted authorities (PEM file); undefined: the system's. */
+  caFile: string | undefined;
+  /** Its PEM text, read at load; undefined without caFile. */
+  caPem: string | undefined;
+  /** Off only when the config says so (`tls-verify=off`). */
+  verify: boolean;
 }
 
 export type Algorithm = "roundrobin" | "leastconn" | "random" | "iphash";
@@ -163,6 +206,14 @@ export interface ForwardRule {
    */
   dnsSpread: boolean;
   access: AccessList;
+  /** Set on a rule that shares its bind with others: what the client sends first must match it; undefined: the bind's default. */
+  match: RuleMatch | undefined;
+  /** Seconds a shared bind waits for the first bytes that choose a rule; undefined: the default (5). */
+  peekTimeout: number | undefined;
+  /** Terminate TLS from clients with this certificate. */
+  tls: TlsServerSettings | undefined;
+  /** Speak TLS to every backend that has no setting of its own; each backend carries the setting that applies to it. */
+  tlsConnect: TlsClientSettings | undefined;
   /**
    * Set on a TCP listener on `::` when another rule listens on `0.0.0.0` on
    * the same port (rinetd-uv's fan-in example binds both): `::` then takes
@@ -190,6 +241,10 @@ export type RuleOptions = Pick<
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "match"
+  | "peekTimeout"
+  | "tls"
+  | "tlsConnect"
 > & { balance: BalanceOptions };
 
 /** Where the Prometheus endpoint listens. */
@@ -259,3 +314,5 @@ export const MAX_UDP_PAYLOAD = 65507;
 export const DEFAULT_DNS_REFRESH_SECONDS = 600;
 /** rinetd-uv's default buffersize: every UDP payload fits. */
 export const DEFAULT_BUFFER_SIZE = 65536;
+/** Seconds a shared bind waits for a client's first bytes before choosing (`silent`, the default, or none). */
+export const DEFAULT_PEEK_TIMEOUT_SECONDS = 5;

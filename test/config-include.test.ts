@@ -128,7 +128,7 @@ describe("include", () => {
       {
         file: join(root, "dup.conf"),
         line: 1,
-        reason: `duplicate bind: 0.0.0.0:7001/tcp is already bound by the rule at ${join(root, "main.conf")}:2`,
+        reason: `duplicate bind: 0.0.0.0:7001/tcp is already bound by the rule at ${join(root, "main.conf")}:2 (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)`,
       },
     ]);
   });

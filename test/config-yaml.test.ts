@@ -374,15 +374,15 @@ describe("YAML errors, each with its line", () => {
       ],
       [6, "unknown key 'path' in global.status (known: file, interval, format, enabled)"],
       [8, "unknown key 'permit' in global.access (known: allow, deny)"],
-      [14, "rule 'a': unknown key 'port' in rules[0].connect[0] (known: dest, name, weight, src, dns_refresh)"],
+      [14, "rule 'a': unknown key 'port' in rules[0].connect[0] (known: dest, name, weight, src, dns_refresh, tls)"],
       [16, "rule 'a': unknown key 'method' in rules[0].load_balancing (known: algorithm, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe_interval, probe_timeout)"],
       [
         17,
-        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, mode, src, load_balancing, access)",
+        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, mode, src, load_balancing, match, tls, access)",
       ],
       [
         18,
-        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, mode, src, load_balancing, access)",
+        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, mode, src, load_balancing, match, tls, access)",
       ],
     ]);
     expect(await errorsOf("global:\n  include: x.yaml\n")).toEqual([
@@ -428,7 +428,7 @@ describe("YAML errors, each with its line", () => {
       [11, "rules[0].bind must be a string or a list of addresses (HOST:PORT/PROTO, unix:PATH), got a table"],
       [12, "rules[0].connect must be an address (HOST:PORT/PROTO, unix:PATH) or a list of backends, got an integer"],
       [14, "rule 'b': rules[1].bind[0] must be a string, got an integer"],
-      [16, "rule 'b': rules[1].connect[0] must be an address or a mapping (dest, weight, name, src, dns_refresh), got an array"],
+      [16, "rule 'b': rules[1].connect[0] must be an address or a mapping (dest, weight, name, src, dns_refresh, tls), got an array"],
       [17, "rule 'b': rules[1].connect[1].dest must be a string, got an integer"],
       [18, "rule 'b': rules[1].connect[1].weight must be an integer, got a string"],
       [19, "rule 'b': rules[1].timeout must be an integer, got a float"],
@@ -515,8 +515,8 @@ describe("YAML errors, each with its line", () => {
   test("duplicate binds, across rules and within one", async () => {
     const text = `rules:\n${RULE(80)}${RULE("80/tcp", '  - name: twice\n    bind: ["[::]:90", "[0::0]:90/tcp"]\n    connect: "10.0.0.1:80"\n').replace("name: r80/tcp", "name: again")}`;
     expect(await errorsOf(text)).toEqual([
-      [6, "rule 'again': duplicate bind: 0.0.0.0:80/tcp is already bound by the rule on line 3"],
-      [9, "rule 'twice': duplicate bind: [0::0]:90/tcp is already bound by the rule on line 9"],
+      [6, "rule 'again': duplicate bind: 0.0.0.0:80/tcp is already bound by the rule on line 3 (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)"],
+      [9, "rule 'twice': duplicate bind: [0::0]:90/tcp is already bound by the rule on line 9 (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)"],
     ]);
   });
 
@@ -587,7 +587,7 @@ describe("YAML errors, each with its line", () => {
       [5, "rule 'r0': bind port 0 is out of range (1..65535)"],
       [
         7,
-        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, mode, src, load_balancing, access)",
+        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, mode, src, load_balancing, match, tls, access)",
       ],
       [9, "rule 'r99999': bind port 99999 is out of range (1..65535)"],
     ]);

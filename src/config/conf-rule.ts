@@ -200,19 +200,28 @@ function parseOptionGroups(groups: string[], reasons: string[]): { options: Rule
       reasons.push(`empty option group '${group}'`);
       continue;
     }
-    for (const item of inner.split(",")) {
-      const reason = applyOption(options, item.trim(), seen, explicit);
+    // A switch that others depend on (tls-connect=on before tls-ca=) is applied first, wherever it stands.
+    const items = inner.split(",").map((item) => item.trim());
+    const opensFirst = (item: string) => (confOption(optionName(item))?.opens === undefined ? 1 : 0);
+    for (const item of items.sort((a, b) => opensFirst(a) - opensFirst(b))) {
+      const reason = applyOption(options, item, seen, explicit);
       if (reason !== undefined) reasons.push(reason);
     }
   }
   return { options, explicit };
 }
 
+/** The option name of `name=value` (or of a bare switch), lowercased. */
+function optionName(item: string): string {
+  const equals = item.indexOf("=");
+  return (equals === -1 ? item : item.slice(0, equals)).trim().toLowerCase();
+}
+
 /** Set one `name=value` (or a bare switch, `accept_proxy`); a reason when it is not a valid option. */
 function applyOption(options: RuleOptions, item: string, seen: Set<string>, explicit: Set<keyof RuleDefaults>): string | undefined {
   if (item === "") return "empty option (stray ',' in the option list)";
   const equals = item.indexOf("=");
-  const name = (equals === -1 ? item : item.slice(0, equals)).trim().toLowerCase();
+  const name = optionName(item);
   const value = equals === -1 ? undefined : item.slice(equals + 1).trim();
   const spec = confOption(name);
   if (spec === undefined) return `unknown option '${name}' (known: ${CONF_OPTION_NAMES.join(", ")})`;

@@ -5,7 +5,8 @@
 
 import { formatEndpoint, formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
-import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode } from "../types.ts";
+import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
+import { defaultRuleName, describeMatch } from "./model.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
@@ -49,7 +50,17 @@ function describeBackend(backend: Backend, several: boolean): string {
   const weight = several && backend.weight !== 1 ? `*${backend.weight}` : "";
   const named = backend.name !== target ? `(${backend.name})` : "";
   const source = backend.sourceAddress === undefined ? "" : `[src=${backend.sourceAddress}]`;
-  return `${target}${weight}${named}${source}`;
+  return `${target}${weight}${named}${source}${describeTlsConnect(backend.tls)}`;
+}
+
+/** `[tls servername=api.internal ca=/etc/oi/ca.pem]`, `[tls verify=off]`, or "" without TLS to the backend. */
+function describeTlsConnect(tls: TlsClientSettings | undefined): string {
+  if (tls === undefined) return "";
+  const parts = ["tls"];
+  if (tls.serverName !== undefined) parts.push(`servername=${tls.serverName}`);
+  parts.push(tls.caFile === undefined ? "ca=system" : `ca=${tls.caFile}`);
+  if (!tls.verify) parts.push("verify=off");
+  return `[${parts.join(" ")}]`;
 }
 
 /** e.g. `oi.conf:12  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  allow 10.0.0.*`. */
@@ -61,7 +72,13 @@ export function describeRule(rule: ForwardRule): string {
     rule.mode,
     `${bind} -> ${rule.backends.map((backend) => describeBackend(backend, several)).join(",")}`,
   ];
-  if (rule.name !== formatEndpoint(rule.bind)) parts.push(`name=${rule.name}`);
+  if (rule.name !== defaultRuleName(rule)) parts.push(`name=${rule.name}`);
+  if (rule.match !== undefined) parts.push(`match ${describeMatch(rule.match)}`);
+  if (rule.peekTimeout !== undefined) parts.push(`peek-timeout=${rule.peekTimeout}s`);
+  if (rule.tls !== undefined) {
+    const alpn = rule.tls.alpn.length === 0 ? "none" : rule.tls.alpn.join("|");
+    parts.push(`tls-cert=${rule.tls.certFile}`, `tls-key=${rule.tls.keyFile}`, `tls-alpn=${alpn}`);
+  }
   if (rule.bindIpv6Only === true) parts.push("ipv6_only (0.0.0.0 has the port for IPv4)");
   const datagrams = rule.bind.transport === "udp" || rule.backends.some((backend) => backend.endpoint.transport === "udp");
   const streamBackends = rule.backends.some((backend) => backend.endpoint.transport !== "udp");

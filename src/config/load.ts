@@ -9,6 +9,7 @@ import { readFile } from "node:fs/promises";
 import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
+import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
@@ -36,9 +37,15 @@ export function loadConfigText(text: string, file: string): LoadResult {
   const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
   markIpv6OnlyBinds(rules);
+  inheritBackendTls(rules);
   // YAML rules have names (and a rule may span several lines): reasons about a rule name it.
   const label: RuleLabel = parsed.config.format === "yaml" ? (rule) => `rule '${rule.name}': ` : () => "";
-  const errors = inReadingOrder(parsed.files, [...parsed.errors, ...findDuplicateBinds(rules, label), ...findMisplacedOptions(rules, label)]);
+  const errors = inReadingOrder(parsed.files, [
+    ...parsed.errors,
+    ...findDuplicateBinds(rules, label),
+    ...findMisplacedOptions(rules, label),
+    ...loadTlsFiles(rules, label),
+  ]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,

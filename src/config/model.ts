@@ -5,7 +5,7 @@
  */
 
 import { formatEndpoint, formatTarget } from "../endpoint.ts";
-import type { AccessList, Backend, Config, ConfigFormat, Endpoint, ForwardRule, RuleMode, Transport } from "../types.ts";
+import type { AccessList, Backend, Config, ConfigFormat, Endpoint, ForwardRule, RuleMatch, RuleMode, TlsClientSettings, Transport } from "../types.ts";
 
 export function emptyAccessList(): AccessList {
   return { allow: [], deny: [] };
@@ -58,12 +58,34 @@ export function transportsOf(mode: RuleMode): [Transport, Transport] {
   }
 }
 
-/** A rule's name when the config gives none: its bind endpoint, as metrics and the status file show it. */
-export function defaultRuleName(rule: Pick<ForwardRule, "bind">): string {
-  return formatEndpoint(rule.bind);
+/**
+ * A rule's name when the config gives none: its bind endpoint, as metrics
+ * and the status file show it, and its match when it shares the bind with
+ * other rules (`0.0.0.0:443/tcp [sni=a.example.com]`).
+ */
+export function defaultRuleName(rule: Pick<ForwardRule, "bind" | "match">): string {
+  const bind = formatEndpoint(rule.bind);
+  return rule.match === undefined ? bind : `${bind} [${describeMatch(rule.match)}]`;
+}
+
+/** A match as the .conf bracket writes it: `sni=a.example.com|*.b.example.com,protocol=tls`. */
+export function describeMatch(match: RuleMatch): string {
+  const parts: string[] = [];
+  if (match.sni.length > 0) parts.push(`sni=${match.sni.join("|")}`);
+  if (match.host.length > 0) parts.push(`host=${match.host.join("|")}`);
+  if (match.protocol.length > 0) parts.push(`protocol=${match.protocol.join("|")}`);
+  return parts.join(",");
 }
 
 /** A backend; its name when none is given is where it points (`10.0.0.1:80`, `unix:/run/app.sock`). */
-export function backendOf(endpoint: Endpoint, name: string | undefined, weight: number, sourceAddress: string | undefined): Backend {
-  return { name: name ?? formatTarget(endpoint), endpoint, weight, sourceAddress };
+export function backendOf(
+  endpoint: Endpoint,
+  name: string | undefined,
+  weight: number,
+  sourceAddress: string | undefined,
+  tls?: TlsClientSettings,
+): Backend {
+  const backend: Backend = { name: name ?? formatTarget(endpoint), endpoint, weight, sourceAddress };
+  if (tls !== undefined) backend.tls = tls;
+  return backend;
 }

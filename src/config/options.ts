@@ -5,8 +5,9 @@
  * table), the value type and the check. Parsers look options up here; adding
  * an option is one entry.
  */
-import type { Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleOptions } from "../types.ts";
+import type { Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleMatch, RuleOptions, TlsClientSettings } from "../types.ts";
 import {
+  MATCH_PROTOCOLS,
   DEFAULT_BUFFER_SIZE,
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_DNS_REFRESH_SECONDS,
@@ -14,24 +15,36 @@ import {
   DEFAULT_UDP_TIMEOUT_SECONDS,
   MAX_UDP_PAYLOAD,
 } from "../types.ts";
-import { type Checked, checkConnectTimeout, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
+import { type Checked, checkConnectTimeout, checkHost, checkMatchName, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
 
 /**
  * How a value is written. TOML/YAML type expected, and the .conf text accepted:
- * `switch` is on/off/true/false (a bare `[accept_proxy]` is on), and
- * `switch-or-seconds` is a switch or a number of seconds.
+ * `switch` is on/off/true/false (a bare `[accept_proxy]` is on),
+ * `switch-or-seconds` is a switch or a number of seconds, and `list` is one
+ * or more words (`a|b` in .conf; a string or an array of strings in TOML
+ * and YAML).
  */
-export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds";
+export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds" | "list";
 
-export type OptionValue = string | number | boolean;
+export type OptionValue = string | number | boolean | string[];
+
+/** Tables of a TOML/YAML rule that hold options (the .conf format writes them all in the bracket). */
+export type OptionTable = "load_balancing" | "match" | "tls" | "tls_connect";
 
 export interface OptionSpec {
   /** Names inside a .conf option group: the first is oi's, the others rinetd-uv's spellings. */
   conf: readonly string[];
   /** Key in a TOML/YAML forwarding rule. */
   toml: string;
-  /** Set when the key lives in the rule's `load_balancing` table rather than the rule itself. */
-  table?: "load_balancing";
+  /** Set when the key lives in one of the rule's tables (`load_balancing`, `match`, ...) rather than the rule itself. */
+  table?: OptionTable;
+  /**
+   * Set on a switch that may also be written as the table of its own
+   * sub-options in TOML/YAML (`tls_connect = true`, or `[...tls_connect]`
+   * with `ca = ...`): the table's presence switches it on. Its sub-options
+   * need it on, so it is applied before them in every format.
+   */
+  opens?: OptionTable;
   type: OptionValueType;
   /** Check a value (already of `type`) and store it on `options`; a reason when it is invalid. */
   apply(options: RuleOptions, value: OptionValue, written: string): string | undefined;
@@ -76,6 +89,10 @@ export function defaultRuleOptions(): RuleOptions {
     dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
     dnsFamily: "ipv4",
     dnsSpread: false,
+    match: undefined,
+    peekTimeout: undefined,
+    tls: undefined,
+    tlsConnect: undefined,
     balance: { ...BALANCE_DEFAULTS },
   };
 }
@@ -86,6 +103,48 @@ function store<T>(checked: Checked<T>, set: (value: T) => void): string | undefi
   set(checked.value);
   return undefined;
 }
+
+/** A `list` option's words, whatever the format gave (a .conf `a|b` arrives split already). */
+function words(value: OptionValue): string[] {
+  return Array.isArray(value) ? value : [String(value)];
+}
+
+/** Add a match option's entries (sni=, host=, protocol=) to the rule's match, each checked; the first reason when one is invalid. */
+function addMatches(options: RuleOptions, kind: keyof RuleMatch, value: OptionValue): string | undefined {
+  const match = (options.match ??= { sni: [], host: [], protocol: [] });
+  const list: string[] = match[kind];
+  const entries = words(value);
+  if (entries.length === 0) return `${kind} lists no ${kind === "protocol" ? "protocol" : "name"}`;
+  for (const entry of entries) {
+    let checked: Checked<string>;
+    if (kind === "protocol") {
+      const protocol = MATCH_PROTOCOLS.find((candidate) => candidate === entry.toLowerCase());
+      checked = protocol === undefined ? { ok: false, reason: `protocol must be one of ${MATCH_PROTOCOLS.join(", ")}, got '${entry}'` } : { ok: true, value: protocol };
+    } else {
+      checked = checkMatchName(entry, kind);
+    }
+    if (!checked.ok) return checked.reason;
+    if (list.includes(checked.value)) return `${kind} lists '${checked.value}' twice`;
+    list.push(checked.value);
+  }
+  return undefined;
+}
+
+/** A rule's TLS-to-backends settings, made when first named (tls-connect=on switches them on before any sub-option). */
+function tlsConnectOf(options: RuleOptions, option: string): TlsClientSettings | string {
+  return options.tlsConnect ?? `${option} applies to a rule with tls-connect=on (oi speaks TLS to its backends)`;
+}
+
+/** The rule's termination settings, made when one of them is first given. */
+function tlsServerOf(options: RuleOptions) {
+  return (options.tls ??= { certFile: "", keyFile: "", alpn: [], certPem: "", keyPem: "" });
+}
+
+/** An ALPN protocol id: 1 to 255 printable ASCII characters (`h2`, `http/1.1`). */
+const ALPN_ID = /^[\x21-\x7e]{1,255}$/;
+
+/** Seconds a shared bind may wait for a client's first bytes, at most. */
+const MAX_PEEK_TIMEOUT = 300;
 
 function checkCount(name: string, value: number, written: string, min: number, max: number): Checked<number> {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -248,6 +307,106 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     apply: (options, value, written) =>
       store(checkSeconds("probe_timeout", Number(value), written), (v) => (options.balance.probeTimeout = v)),
   },
+  { conf: ["sni"], toml: "sni", table: "match", type: "list", apply: (options, value) => addMatches(options, "sni", value) },
+  { conf: ["host"], toml: "host", table: "match", type: "list", apply: (options, value) => addMatches(options, "host", value) },
+  { conf: ["protocol"], toml: "protocol", table: "match", type: "list", apply: (options, value) => addMatches(options, "protocol", value) },
+  {
+    conf: ["peek-timeout", "peek_timeout"],
+    toml: "peek_timeout",
+    type: "number",
+    apply: (options, value, written) => {
+      const seconds = Number(value);
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_PEEK_TIMEOUT) {
+        return `peek-timeout must be a number of seconds above 0 and at most ${MAX_PEEK_TIMEOUT}, got '${written}'`;
+      }
+      options.peekTimeout = seconds;
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-cert", "tls_cert"],
+    toml: "cert",
+    table: "tls",
+    type: "string",
+    apply: (options, value) => {
+      if (String(value) === "") return "tls-cert needs a file (PEM certificate chain)";
+      tlsServerOf(options).certFile = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-key", "tls_key"],
+    toml: "key",
+    table: "tls",
+    type: "string",
+    apply: (options, value) => {
+      if (String(value) === "") return "tls-key needs a file (PEM private key)";
+      tlsServerOf(options).keyFile = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-alpn", "tls_alpn"],
+    toml: "alpn",
+    table: "tls",
+    type: "list",
+    apply: (options, value) => {
+      const alpn = words(value);
+      const bad = alpn.find((id) => !ALPN_ID.test(id));
+      if (bad !== undefined) return `tls-alpn: '${bad}' is not an ALPN protocol name (such as h2 or http/1.1)`;
+      if (new Set(alpn).size !== alpn.length) return "tls-alpn lists a protocol twice";
+      tlsServerOf(options).alpn = alpn;
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-connect", "tls_connect"],
+    toml: "tls_connect",
+    type: "switch",
+    opens: "tls_connect",
+    apply: (options, value) => {
+      if (typeof value !== "boolean") return `tls-connect must be on or off, got '${String(value)}'`;
+      options.tlsConnect = value ? (options.tlsConnect ?? { serverName: undefined, caFile: undefined, caPem: undefined, verify: true }) : undefined;
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-ca", "tls_ca"],
+    toml: "ca",
+    table: "tls_connect",
+    type: "string",
+    apply: (options, value) => {
+      const settings = tlsConnectOf(options, "tls-ca");
+      if (typeof settings === "string") return settings;
+      if (String(value) === "") return "tls-ca needs a file (PEM certificates of the authorities to trust)";
+      settings.caFile = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: ["tls-servername", "tls_servername"],
+    toml: "servername",
+    table: "tls_connect",
+    type: "string",
+    apply: (options, value) => {
+      const settings = tlsConnectOf(options, "tls-servername");
+      if (typeof settings === "string") return settings;
+      return store(checkHost(String(value), "tls-servername"), (name) => (settings.serverName = name.toLowerCase()));
+    },
+  },
+  {
+    conf: ["tls-verify", "tls_verify"],
+    toml: "verify",
+    table: "tls_connect",
+    type: "switch",
+    apply: (options, value) => {
+      const settings = tlsConnectOf(options, "tls-verify");
+      if (typeof settings === "string") return settings;
+      if (typeof value !== "boolean") return `tls-verify must be on or off, got '${String(value)}'`;
+      settings.verify = value;
+      return undefined;
+    },
+  },
 ];
 
 export const CONF_OPTION_NAMES = RULE_OPTIONS.map((spec) => spec.conf[0]!);
@@ -264,6 +423,8 @@ export function confOption(name: string): OptionSpec | undefined {
  */
 export function parseConfOptionValue(spec: OptionSpec, text: string | undefined): OptionValue {
   if (spec.type === "string") return text ?? "";
+  // `sni=a.example.com|*.b.example.com`: an empty word is kept, for the check to name it.
+  if (spec.type === "list") return (text ?? "").split("|").map((word) => word.trim());
   if (spec.type === "switch" || spec.type === "switch-or-seconds") {
     if (text === undefined) return true;
     const lower = text.toLowerCase();

@@ -6,10 +6,10 @@
  * `load_balancing` table) and global settings, from the tables in options.ts
  * and globals.ts.
  */
-import type { RuleOptions } from "../types.ts";
+import type { RuleOptions, TlsClientSettings } from "../types.ts";
 import { GLOBAL_SETTINGS, type GlobalSpec, type GlobalTarget, type GlobalValue, noEffectWarning } from "./globals.ts";
 import type { IssueCollector } from "./issues.ts";
-import { defaultRuleOptions, type OptionSpec, type OptionValue, RULE_OPTIONS, type RuleDefaults } from "./options.ts";
+import { defaultRuleOptions, type OptionSpec, type OptionTable, type OptionValue, RULE_OPTIONS, type RuleDefaults } from "./options.ts";
 import type { Checked } from "./validate.ts";
 
 export type Table = Record<string, unknown>;
@@ -24,6 +24,8 @@ export interface DocumentContext {
   file: string;
   lines: LineLocator;
   issues: IssueCollector;
+  /** What the format calls a nested table in messages: TOML's "a table" (the default), YAML's "a mapping". */
+  tableWord?: string;
 }
 
 /**
@@ -62,11 +64,20 @@ export class TableReader {
     return this.wrongType(key, "true or false", value);
   }
 
+  /** One word or a list of them (`sni = ["a.example.com", "*.b.example.com"]`, or a single string). */
+  words(key: string): string[] | undefined {
+    const value = this.values[key];
+    if (value === undefined) return undefined;
+    if (typeof value === "string") return [value];
+    if (Array.isArray(value) && value.every((entry) => typeof entry === "string")) return value as string[];
+    return this.wrongType(key, "a string or an array of strings", value);
+  }
+
   /** A nested table, as a reader of its own; undefined when absent or not a table (reported). */
   table(key: string): TableReader | undefined {
     const value = this.values[key];
     if (value === undefined) return undefined;
-    if (!isTable(value)) return this.wrongType(key, "a table", value);
+    if (!isTable(value)) return this.wrongType(key, this.context.tableWord ?? "a table", value);
     return new TableReader(this.context, value, this.keyPath(key));
   }
 
@@ -203,27 +214,58 @@ function readOptionValue(reader: TableReader, spec: OptionSpec): OptionValue | u
       const value = reader.raw(spec.toml);
       return typeof value === "boolean" ? value : reader.integer(spec.toml);
     }
+    case "list":
+      return reader.words(spec.toml);
   }
 }
 
+/** The keys each option table of a rule may hold. */
+function keysOf(table: OptionTable): string[] {
+  return RULE_OPTIONS.filter((spec) => spec.table === table).map((spec) => spec.toml);
+}
+
 /**
- * Every per-rule option present in a rule's table (and in its
- * `load_balancing` table); undefined when any is invalid (each reported).
- * `explicit` collects the inheritable options the rule set itself.
+ * Every per-rule option present in a rule's table and in its option tables
+ * (`load_balancing`, `match`, `tls`, `tls_connect`); undefined when any is
+ * invalid (each reported, unknown keys of those tables too). `explicit`
+ * collects the inheritable options the rule set itself.
  */
-export function readRuleOptions(reader: TableReader, balance: TableReader | undefined, explicit: Set<keyof RuleDefaults>): RuleOptions | undefined {
+export function readRuleOptions(reader: TableReader, explicit: Set<keyof RuleDefaults>): RuleOptions | undefined {
   const options = defaultRuleOptions();
   let valid = true;
-  for (const spec of RULE_OPTIONS) {
-    const source = spec.table === "load_balancing" ? balance : reader;
-    if (source === undefined) continue;
-    const value = readOptionValue(source, spec);
-    if (value === undefined) {
-      if (source.has(spec.toml)) valid = false;
-      continue;
+  const tables = new Map<OptionTable, TableReader | undefined>();
+  const tableOf = (name: OptionTable) => {
+    if (!tables.has(name)) {
+      const value = reader.raw(name);
+      // A switch that opens a table (`tls_connect = true`) has no table to read when it is written as a switch.
+      // YAML's `load_balancing:` with nothing under it is an empty table.
+      const absent = value === undefined || value === null || typeof value === "boolean";
+      const table = absent ? undefined : reader.table(name);
+      if (table === undefined && !absent) valid = false;
+      table?.onlyKeys(keysOf(name));
+      tables.set(name, table);
     }
+    return tables.get(name);
+  };
+  for (const spec of RULE_OPTIONS) {
+    let value: OptionValue | undefined;
+    let source: TableReader | undefined;
+    if (spec.opens !== undefined && isTable(reader.raw(spec.toml))) {
+      // `tls_connect: { ca: ... }`: the table itself switches the option on.
+      source = reader;
+      value = tableOf(spec.opens) === undefined ? undefined : true;
+    } else {
+      source = spec.table === undefined ? reader : tableOf(spec.table);
+      if (source === undefined) continue;
+      value = readOptionValue(source, spec);
+      if (value === undefined) {
+        if (source.has(spec.toml)) valid = false;
+        continue;
+      }
+    }
+    if (value === undefined) continue;
     if (spec.inherits !== undefined) explicit.add(spec.inherits);
-    const reason = spec.apply(options, value, String(value));
+    const reason = spec.apply(options, value, Array.isArray(value) ? value.join("|") : String(value));
     if (reason !== undefined) {
       source.report(spec.toml, reason);
       valid = false;
@@ -232,8 +274,46 @@ export function readRuleOptions(reader: TableReader, balance: TableReader | unde
   return valid ? options : undefined;
 }
 
+/**
+ * A backend's own TLS settings (`tls = true`, or a table of `ca`,
+ * `servername`, `verify`, as a rule's `tls_connect`): undefined when it has
+ * none (it follows its rule's), "invalid" after reporting why.
+ */
+export function readBackendTls(reader: TableReader, key: string): TlsClientSettings | undefined | "invalid" {
+  const value = reader.raw(key);
+  if (value === undefined) return undefined;
+  const options = defaultRuleOptions();
+  const opener = RULE_OPTIONS.find((spec) => spec.opens === "tls_connect");
+  if (value !== true && !isTable(value)) {
+    reader.report(key, `${reader.keyPath(key)} must be true or a table of ca, servername, verify; got ${typeName(value)}`);
+    return "invalid";
+  }
+  opener?.apply(options, true, "true");
+  if (value === true) return options.tlsConnect;
+  const table = reader.table(key);
+  if (table === undefined) return "invalid";
+  table.onlyKeys(keysOf("tls_connect"));
+  let valid = true;
+  for (const spec of RULE_OPTIONS) {
+    if (spec.table !== "tls_connect") continue;
+    const given = readOptionValue(table, spec);
+    if (given === undefined) {
+      if (table.has(spec.toml)) valid = false;
+      continue;
+    }
+    const reason = spec.apply(options, given, String(given));
+    if (reason !== undefined) {
+      table.report(spec.toml, reason);
+      valid = false;
+    }
+  }
+  return valid ? options.tlsConnect : "invalid";
+}
+
+/** Keys of a rule that hold option tables; `tls_connect` is also an option of its own (a switch), so it is among RULE_OPTION_KEYS. */
+export const OPTION_TABLE_KEYS = ["load_balancing", "match", "tls"];
 /** The keys of the load_balancing table, for rejecting unknown ones. */
-export const BALANCE_KEYS = RULE_OPTIONS.filter((spec) => spec.table === "load_balancing").map((spec) => spec.toml);
+export const BALANCE_KEYS = keysOf("load_balancing");
 /** Per-rule option keys that live in the rule's own table. */
 export const RULE_OPTION_KEYS = RULE_OPTIONS.filter((spec) => spec.table === undefined).map((spec) => spec.toml);
 

@@ -19,10 +19,11 @@ import { backendOf, defaultRuleName, emptyAccessList, emptyConfig, transportsOf 
 import { defaultRuleDefaults, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
 import {
   arrayOfTables,
-  BALANCE_KEYS,
   type DocumentContext,
   globalKeys,
   isTable,
+  OPTION_TABLE_KEYS,
+  readBackendTls,
   readGlobals,
   readRuleOptions,
   RULE_OPTION_KEYS,
@@ -43,10 +44,10 @@ const RULE_KEYS = [
   "connect",
   "protocol",
   ...RULE_OPTION_KEYS,
-  "load_balancing",
+  ...OPTION_TABLE_KEYS,
   "rules",
 ];
-const BACKEND_KEYS = ["address", "port", "weight", "name", "source_address"];
+const BACKEND_KEYS = ["address", "port", "weight", "name", "source_address", "tls"];
 const ACCESS_KEYS = ["type", "pattern"];
 const MODES: readonly RuleMode[] = ["tcp", "udp", "udptotcp", "tcptoudp"];
 const LOG_FORMATS: readonly LogFormat[] = ["rinetd", "common", "json"];
@@ -96,10 +97,8 @@ function readForwardRule(context: DocumentContext, table: Table, path: string, i
   const [bindTransport, connectTransport] = transportsOf(mode);
   const bind = readEndpoint(reader, "bind_address", "bind_port", "bind", bindTransport);
   const backends = readBackends(reader, connectTransport);
-  const balance = reader.table("load_balancing");
-  balance?.onlyKeys(BALANCE_KEYS);
   const explicit = new Set<keyof RuleDefaults>();
-  const options = readRuleOptions(reader, balance, explicit);
+  const options = readRuleOptions(reader, explicit);
   const name = reader.string("name");
 
   const access = emptyAccessList();
@@ -186,11 +185,12 @@ function readBackends(reader: TableReader, transport: Transport): Backend[] | un
     if (weight < 1 || weight > 100) entryReader.report("weight", `weight must be a whole number from 1 to 100, got ${weight}`);
     const sourceText = entryReader.string("source_address");
     const source = sourceText === undefined ? undefined : entryReader.check("source_address", checkSourceAddress(sourceText));
-    if (endpoint === undefined || weight < 1 || weight > 100 || (sourceText !== undefined && source === undefined)) {
+    const tls = readBackendTls(entryReader, "tls");
+    if (endpoint === undefined || weight < 1 || weight > 100 || (sourceText !== undefined && source === undefined) || tls === "invalid") {
       valid = false;
       return;
     }
-    backends.push(backendOf(endpoint, entryReader.string("name"), weight, source));
+    backends.push(backendOf(endpoint, entryReader.string("name"), weight, source, tls));
   });
   return valid ? backends : undefined;
 }

@@ -60,6 +60,21 @@ function isHostName(text: string): boolean {
   return !/^\d+$/.test(labels[labels.length - 1] ?? "");
 }
 
+/**
+ * A name a rule matches by (`sni=`, `host=`): a host name, an IP address, or
+ * a wildcard `*.suffix` (any name below the suffix); lowercased, without a
+ * trailing dot, as the peek parsers give what clients send.
+ */
+export function checkMatchName(text: string, kind: string): Checked<string> {
+  const name = text.toLowerCase().replace(/\.$/, "");
+  if (name === "") return invalid(`${kind} name is empty`);
+  const wildcard = name.startsWith("*.");
+  const rest = wildcard ? name.slice(2) : name;
+  if (rest.includes("*")) return invalid(`${kind} '${text}': a wildcard is written *.example.com (a leading '*.' only)`);
+  if (isHostName(rest) || (!wildcard && isIpLiteral(rest.replace(/^\[(.*)\]$/, "$1")))) return ok(wildcard ? `*.${rest}` : rest.replace(/^\[(.*)\]$/, "$1"));
+  return invalid(`${kind} '${text}' is not a host name${wildcard ? " wildcard" : ""}`);
+}
+
 /** rinetd's `[src=ADDR]`: the local address to connect from must be an IP literal. */
 export function checkSourceAddress(text: string): Checked<string> {
   const bare = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
@@ -129,34 +144,41 @@ export type RuleLabel = (rule: ForwardRule) => string;
 const NO_LABEL: RuleLabel = () => "";
 
 /**
- * Two rules may not listen on the same address, port and transport. IP
- * literals are compared by bytes (`::` is `0::0`), host names without case.
- * A wildcard also takes the port on the addresses it covers, so the kernel
- * would refuse the second bind (as rinetd-uv's manual warns, `0.0.0.0` and
- * `::` are one "any"): `0.0.0.0` overlaps every IPv4 address and `::`, and
- * `::` (dual-stack on Linux) overlaps every address. The error goes on the
- * later rule and names the earlier one's line, before anything is bound.
+ * Two rules may listen on the same address, port and transport only as
+ * rules that choose by what the client sends first (sni=, host=,
+ * protocol=), each a TCP (or unix socket) stream rule, with at most one
+ * without a match (the bind's default), no name or protocol matched by two of
+ * them, and the settings that act before the choice (accept_proxy,
+ * peek-timeout) alike. IP literals are compared by bytes (`::` is `0::0`),
+ * host names without case. A wildcard also takes the port on the addresses
+ * it covers, so the kernel would refuse the second bind (as rinetd-uv's
+ * manual warns, `0.0.0.0` and `::` are one "any"): `0.0.0.0` overlaps every
+ * IPv4 address and `::`, and `::` (dual-stack on Linux) overlaps every
+ * address. The error goes on the later rule and names the earlier one's
+ * line, before anything is bound.
  */
 export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
-  const firstByBind = new Map<string, ForwardRule>();
+  const rulesByBind = new Map<string, ForwardRule[]>();
   const ipBindsByPort = new Map<string, ForwardRule[]>();
   const issues: ConfigIssue[] = [];
-  const report = (rule: ForwardRule, first: ForwardRule, what: string) =>
+  const report = (rule: ForwardRule, first: ForwardRule, what: string, after = "") =>
     issues.push({
       file: rule.at.file,
       line: rule.at.line,
       reason: `${label(rule)}${what} the rule ${
         first.at.file === rule.at.file ? `on line ${first.at.line}` : `at ${first.at.file}:${first.at.line}`
-      }`,
+      }${after}`,
     });
   for (const rule of rules) {
     const key = bindKey(rule.bind);
-    const first = firstByBind.get(key);
-    if (first !== undefined) {
-      report(rule, first, `duplicate bind: ${formatEndpoint(rule.bind)} is already bound by`);
+    const sharing = rulesByBind.get(key);
+    if (sharing !== undefined) {
+      const conflict = sharingConflict(sharing, rule);
+      if (conflict === undefined) sharing.push(rule);
+      else report(rule, conflict.with, conflict.what, conflict.after);
       continue;
     }
-    firstByBind.set(key, rule);
+    rulesByBind.set(key, [rule]);
     if (rule.bind.transport === "unix" || !isIpLiteral(rule.bind.host)) continue;
     const portKey = `${rule.bind.port}/${rule.bind.transport}`;
     const samePort = ipBindsByPort.get(portKey) ?? [];
@@ -169,6 +191,44 @@ export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_L
     ipBindsByPort.set(portKey, samePort);
   }
   return issues;
+}
+
+/** Stream rules (TCP or unix socket on both sides) may share a bind, each chosen by what its clients send first. */
+export function canShareBind(rule: ForwardRule): boolean {
+  return rule.mode === "tcp";
+}
+
+/** Why `rule` cannot join the rules already on its bind (a reason around " the rule on line N"), or undefined. */
+function sharingConflict(sharing: ForwardRule[], rule: ForwardRule): { with: ForwardRule; what: string; after?: string } | undefined {
+  const first = sharing[0]!;
+  const bind = formatEndpoint(rule.bind);
+  const duplicate = `duplicate bind: ${bind} is already bound by`;
+  if (!canShareBind(rule) || !canShareBind(first)) return { with: first, what: duplicate };
+  const defaultRule = rule.match === undefined ? sharing.find((other) => other.match === undefined) : undefined;
+  if (defaultRule !== undefined) {
+    return { with: defaultRule, what: duplicate, after: " (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)" };
+  }
+  for (const other of sharing) {
+    const same = sameMatchEntry(rule, other);
+    if (same !== undefined) return { with: other, what: `${same} on ${bind} is matched already by` };
+    if (other.acceptProxy !== rule.acceptProxy) {
+      return { with: other, what: `accept_proxy must be the same for every rule on ${bind} (the PROXY header is read before a rule is chosen): it differs from` };
+    }
+    if (other.peekTimeout !== undefined && rule.peekTimeout !== undefined && other.peekTimeout !== rule.peekTimeout) {
+      return { with: other, what: `peek-timeout applies to the whole bind ${bind}: ${rule.peekTimeout}s here, ${other.peekTimeout}s in` };
+    }
+  }
+  return undefined;
+}
+
+/** A name or protocol both rules match (`sni=a.example.com`), or undefined. */
+function sameMatchEntry(a: ForwardRule, b: ForwardRule): string | undefined {
+  if (a.match === undefined || b.match === undefined) return undefined;
+  for (const kind of ["sni", "host", "protocol"] as const) {
+    const shared = (a.match[kind] as string[]).find((entry) => (b.match![kind] as string[]).includes(entry));
+    if (shared !== undefined) return `${kind}=${shared}`;
+  }
+  return undefined;
 }
 
 /** Whether two rules binding different IP literals on one port and transport cannot both be bound, because one is a wildcard covering the other. */
@@ -231,14 +291,49 @@ export function findMisplacedOptions(rules: ForwardRule[], label: RuleLabel = NO
     if (rule.balance.probeInterval !== undefined && rule.backends.some((backend) => backend.endpoint.transport === "udp")) {
       report("probe is a TCP connect: it applies to TCP and unix socket backends only");
     }
+    for (const reason of misplacedRouting(rule)) report(reason);
   }
   return issues;
+}
+
+/** The routing and TLS settings a rule cannot have where it stands. */
+function misplacedRouting(rule: ForwardRule): string[] {
+  const reasons: string[] = [];
+  const streams = rule.mode === "tcp";
+  if (rule.match !== undefined && !streams) {
+    reasons.push(`sni=, host= and protocol= choose among rules that forward TCP or unix socket streams; this rule is ${rule.mode}`);
+  }
+  const tls = rule.tls;
+  if (tls !== undefined) {
+    if (!streams) reasons.push(`TLS termination (tls-cert=, tls-key=) applies to rules that forward TCP or unix socket streams; this rule is ${rule.mode}`);
+    if (tls.certFile === "" && tls.keyFile === "") reasons.push("tls-alpn applies to a rule that terminates TLS (give tls-cert= and tls-key=)");
+    else if (tls.keyFile === "") reasons.push("tls-cert needs tls-key (the certificate's private key)");
+    else if (tls.certFile === "") reasons.push("tls-key needs tls-cert (the certificate chain)");
+    const match = rule.match;
+    if (match !== undefined && match.host.length > 0) {
+      reasons.push("host= matches plain HTTP requests: a rule that terminates TLS is chosen by sni= or protocol=tls (or is the default)");
+    }
+    const plain = match?.protocol.filter((protocol) => protocol !== "tls") ?? [];
+    if (plain.length > 0) reasons.push(`protocol=${plain.join("|")}: a rule that terminates TLS is for clients that speak TLS (protocol=tls)`);
+  }
+  if (rule.backends.some((backend) => backend.tls !== undefined && backend.endpoint.transport !== "tcp")) {
+    reasons.push("tls-connect applies to TCP backends only (not to UDP or unix socket backends)");
+  }
+  return reasons;
 }
 
 /** Settings that are valid but do nothing where they stand: warnings, not errors. */
 export function findIneffectiveOptions(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
+  const routedBinds = new Set(rules.filter((rule) => rule.match !== undefined).map((rule) => bindKey(rule.bind)));
   for (const rule of rules) {
+    if (rule.peekTimeout !== undefined && !routedBinds.has(bindKey(rule.bind))) {
+      issues.push({
+        file: rule.at.file,
+        line: rule.at.line,
+        reason: `${label(rule)}peek-timeout has no effect: no rule on ${formatEndpoint(rule.bind)} is chosen by what clients send (sni=, host=, protocol=)`,
+      });
+    }
     if (rule.socketMode !== undefined && rule.bind.transport === "unix" && rule.bind.host.startsWith("@")) {
       issues.push({
         file: rule.at.file,

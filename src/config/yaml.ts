@@ -51,7 +51,7 @@
  * errors, each on its own line.
  */
 
-import type { AccessList, Backend, Config, Endpoint, ForwardRule, RuleOptions, Transport } from "../types.ts";
+import type { AccessList, Backend, Config, Endpoint, ForwardRule, RuleOptions, TlsClientSettings, Transport } from "../types.ts";
 import { GLOBAL_SETTINGS, type GlobalSpec } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { backendOf, emptyAccessList, emptyConfig, modeOf } from "./model.ts";
@@ -66,10 +66,11 @@ import {
   type RuleDefaults,
 } from "./options.ts";
 import {
-  BALANCE_KEYS,
   type DocumentContext,
   globalKeys,
   isTable,
+  OPTION_TABLE_KEYS,
+  readBackendTls,
   readGlobals,
   readRuleOptions,
   rejectUnknownKeys,
@@ -104,10 +105,10 @@ const RULE_KEYS = [
   ...RULE_OPTION_KEYS.filter((key) => !RENAMED_OPTIONS.includes(key)),
   SOCKET_MODE_KEY,
   SOURCE_KEY,
-  "load_balancing",
+  ...OPTION_TABLE_KEYS,
   "access",
 ];
-const BACKEND_KEYS = ["dest", "name", "weight", "src", "dns_refresh"];
+const BACKEND_KEYS = ["dest", "name", "weight", "src", "dns_refresh", "tls"];
 const ACCESS_KEYS = ["allow", "deny"] as const;
 const INCLUDE_KEY = "include";
 const MAX_WEIGHT = 100;
@@ -131,7 +132,7 @@ export function parseYaml(text: string, file: string): ParseResult {
   for (const { mapping, key, line, firstLine } of lines.duplicates) {
     issues.error(line, `duplicate key '${key}' ${mapping === "" ? "at the top level" : `in ${mapping}`} (first on line ${firstLine})`);
   }
-  const context: YamlContext = { file, lines, issues };
+  const context: YamlContext = { file, lines, issues, tableWord: "a mapping" };
   // An empty file, or one with only comments, is a config without rules.
   if (root === null) return result();
   if (!isTable(root)) {
@@ -284,6 +285,8 @@ interface BackendEntry {
   weight: number;
   source: string | undefined;
   dnsRefresh: number | undefined;
+  /** The backend's own TLS settings; undefined: its rule's. */
+  tls: TlsClientSettings | undefined;
 }
 
 function readRule(context: YamlContext, table: Table, path: string, state: RuleState): void {
@@ -293,12 +296,9 @@ function readRule(context: YamlContext, table: Table, path: string, state: RuleS
   const binds = readBinds(context, reader, table, path);
   const unsuffixed: Transport = binds?.[0]?.endpoint.transport === "udp" ? "udp" : "tcp";
   const entries = readConnect(context, reader, table, path, unsuffixed);
-  const balanceTable = mapping(context, table, path, "load_balancing");
-  const balance = balanceTable === undefined ? undefined : new TableReader(context, balanceTable, `${path}.load_balancing`);
-  balance?.onlyKeys(BALANCE_KEYS);
   const explicit = new Set<keyof RuleDefaults>();
   // `mode` and `src` are read under their YAML names below, not under the TOML ones.
-  const options = readRuleOptions(new TableReader(context, without(table, RENAMED_OPTIONS), path), balance, explicit);
+  const options = readRuleOptions(new TableReader(context, without(table, RENAMED_OPTIONS), path), explicit);
   const renamedValid = readRenamedOptions(context, reader, path, options ?? defaultRuleOptions());
   const access = emptyAccessList();
   const accessValid = readAccess(context, table, path, access);
@@ -307,7 +307,7 @@ function readRule(context: YamlContext, table: Table, path: string, state: RuleS
   shareDnsRefresh(context, path, entries, options, explicit);
   inheritDefaults(options, state.defaults, explicit);
   const backends = entries.map((entry, index) =>
-    backendOf(entry.endpoint, entry.name ?? `${name}-backend-${index + 1}`, entry.weight, entry.source),
+    backendOf(entry.endpoint, entry.name ?? `${name}-backend-${index + 1}`, entry.weight, entry.source, entry.tls),
   );
   if (!uniqueBackendNames(reader, backends)) return;
   const connectTransport = backends[0]?.endpoint.transport ?? unsuffixed;
@@ -409,12 +409,12 @@ function readConnect(context: YamlContext, reader: TableReader, table: Table, pa
 function readBackend(context: YamlContext, entry: unknown, path: string, unsuffixed: Transport): BackendEntry | undefined {
   if (typeof entry === "string") {
     const endpoint = parseAddress(entry, "connect", unsuffixed);
-    if (endpoint.ok) return { endpoint: endpoint.value, name: undefined, weight: 1, source: undefined, dnsRefresh: undefined };
+    if (endpoint.ok) return { endpoint: endpoint.value, name: undefined, weight: 1, source: undefined, dnsRefresh: undefined, tls: undefined };
     context.issues.error(context.lines.lineOf(path), endpoint.reason);
     return undefined;
   }
   if (!isTable(entry)) {
-    context.issues.error(context.lines.lineOf(path), `${path} must be an address or a mapping (dest, weight, name, src, dns_refresh), got ${typeName(entry)}`);
+    context.issues.error(context.lines.lineOf(path), `${path} must be an address or a mapping (dest, weight, name, src, dns_refresh, tls), got ${typeName(entry)}`);
     return undefined;
   }
   const reader = new TableReader(context, entry, path);
@@ -441,8 +441,9 @@ function readBackend(context: YamlContext, entry: unknown, path: string, unsuffi
   const source = sourceText === undefined ? undefined : read("src", reader.check("src", checkSourceAddress(sourceText)));
   const dnsRefresh = read("dns_refresh", reader.integer("dns_refresh"));
   if (dnsRefresh !== undefined && !applyOption(reader, "dns_refresh", optionSpec("dns_refresh"), defaultRuleOptions(), dnsRefresh)) valid = false;
-  if (endpoint === undefined || !valid) return undefined;
-  return { endpoint, name, weight, source, dnsRefresh };
+  const tls = readBackendTls(reader, "tls");
+  if (endpoint === undefined || !valid || tls === "invalid") return undefined;
+  return { endpoint, name, weight, source, dnsRefresh, tls };
 }
 
 /** rinetd-uv's `mode` (socket permissions) and `src` (source address), stored as the options `socket_mode` and `source_address`. */

@@ -114,7 +114,7 @@ describe("binds a wildcard covers", () => {
     expect(describeRule(ipv6!)).toContain("ipv6_only");
     // A second rule on [::]:7443 is still a duplicate.
     const twice = await load("twice.conf", "0.0.0.0 7443 10.0.0.1 80\n:: 7443 10.0.0.1 80\n[::] 7443 10.0.0.1 81\n");
-    expect(linesAndReasons(twice.errors)).toEqual([[3, "duplicate bind: [::]:7443/tcp is already bound by the rule on line 2"]]);
+    expect(linesAndReasons(twice.errors)).toEqual([[3, "duplicate bind: [::]:7443/tcp is already bound by the rule on line 2 (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)"]]);
   });
 });
 

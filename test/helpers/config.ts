@@ -107,6 +107,10 @@ export const OTHER_OPTION_DEFAULTS = {
   dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
   dnsFamily: "ipv4" as const,
   dnsSpread: false,
+  match: undefined,
+  peekTimeout: undefined,
+  tls: undefined,
+  tlsConnect: undefined,
   balance: BALANCE_DEFAULTS,
 };
 
