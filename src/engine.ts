@@ -51,8 +51,8 @@ export class LocalEngine implements Engine {
     this.admission = new Admission(config.maxConnections);
     this.server = new Server(events, this.admission);
     this.sources = {
-      forwarders: () => [...this.server.running, ...this.server.draining],
-      listening: () => this.server.running.length,
+      forwarders: () => this.server.forwarders(),
+      listening: () => this.server.listening,
       backends: () => this.server.backends.all,
     };
   }

@@ -13,21 +13,77 @@ import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.
 import { BackendRegistry } from "./backends.ts";
 import type { Admission } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
-import { createTcpForwarder } from "./tcp/forwarder.ts";
+import { TcpBind } from "./tcp/bind.ts";
 import { SocketLayer } from "./tcp/socket-layer.ts";
 import { SpliceChoice } from "./tcp/splice/choice.ts";
 import { createTcpToUdpForwarder, createUdpForwarder } from "./udp/forwarders.ts";
-import type { Config, ForwardRule, RuleMode } from "./types.ts";
+import type { AccessList, Config, ForwardRule, RuleMode } from "./types.ts";
 
 export class BindError extends Error {}
 
-/** Which module serves each kind of rule. */
-const FACTORIES: Record<RuleMode, ForwarderFactory> = {
-  tcp: createTcpForwarder,
+/** Which module serves each kind of rule that has a listener of its own (TCP rules are served by binds, see bind.ts). */
+const FACTORIES: Record<Exclude<RuleMode, "tcp">, ForwarderFactory> = {
   udp: createUdpForwarder,
   udptotcp: createUdpForwarder,
   tcptoudp: createTcpToUdpForwarder,
 };
+
+/**
+ * One listening socket and the rules it serves: a TCP bind (one or more
+ * stream rules, see bind.ts), or the forwarder of a UDP or cross-protocol
+ * rule, which listens itself.
+ */
+interface Listening {
+  /** The first of its rules (the only one, but on a shared TCP bind). */
+  readonly rule: ForwardRule;
+  readonly active: number;
+  start(): Promise<void> | void;
+  update(rules: ForwardRule[], globalAccess: AccessList): void;
+  stopAccepting(): void;
+  drain(): void;
+  closeAll(): void;
+  /** The forwarder of each of its rules, and of removed ones whose connections are still open (for the figures). */
+  all(): Forwarder[];
+}
+
+/** A UDP or cross-protocol rule's forwarder, as a Listening. */
+class OwnListener implements Listening {
+  constructor(private readonly forwarder: Forwarder) {}
+  get rule(): ForwardRule {
+    return this.forwarder.rule;
+  }
+  get active(): number {
+    return this.forwarder.active;
+  }
+  start(): Promise<void> | void {
+    return this.forwarder.start();
+  }
+  update(rules: ForwardRule[], globalAccess: AccessList): void {
+    this.forwarder.update(rules[0]!, globalAccess);
+  }
+  stopAccepting(): void {
+    this.forwarder.stopAccepting();
+  }
+  drain(): void {
+    this.forwarder.drain();
+  }
+  closeAll(): void {
+    this.forwarder.closeAll();
+  }
+  all(): Forwarder[] {
+    return [this.forwarder];
+  }
+}
+
+/** What kind of listener serves `rule`: binds of different kinds need different sockets. */
+function kindOf(rule: ForwardRule): "tcp" | ForwarderFactory {
+  return rule.mode === "tcp" ? "tcp" : FACTORIES[rule.mode];
+}
+
+function listeningFor(rules: ForwardRule[], context: ForwarderContext): Listening {
+  const first = rules[0]!;
+  return first.mode === "tcp" ? new TcpBind(rules, context) : new OwnListener(FACTORIES[first.mode](first, context));
+}
 
 /** What changed when a config was applied, for the log. */
 export interface ApplySummary {
@@ -37,7 +93,7 @@ export interface ApplySummary {
 }
 
 export class Server {
-  private readonly forwarders = new Map<string, Forwarder>();
+  private readonly listeners = new Map<string, Listening>();
   /** Balancer, DNS and probe state per rule name, shared by the rule's forwarders. */
   readonly backends = new BackendRegistry();
   /** Whether TCP relays move to the splice worker; every forwarder sees the latest config's choice. */
@@ -52,27 +108,30 @@ export class Server {
     private readonly reusePort = false,
   ) {}
 
-  /** Forwarders running now, in no particular order. */
-  get running(): Forwarder[] {
-    return [...this.forwarders.values()];
+  /** Listening sockets open now. */
+  get listening(): number {
+    return this.listeners.size;
   }
 
-  /** Forwarders a reload removed whose connections are still open. */
-  get draining(): Forwarder[] {
+  /** The forwarder of every rule, and of rules a reload removed whose connections are still open, in no particular order. */
+  forwarders(): Forwarder[] {
     this.pruneRetired();
-    return [...this.retired];
+    const all: Forwarder[] = [];
+    for (const listening of this.listeners.values()) all.push(...listening.all());
+    for (const listening of this.retired) all.push(...listening.all());
+    return all;
   }
 
   /** Connections and sessions open across every rule, including rules a reload removed. */
   get active(): number {
     let total = 0;
-    for (const forwarder of this.forwarders.values()) total += forwarder.active;
-    for (const forwarder of this.retired) total += forwarder.active;
+    for (const listening of this.listeners.values()) total += listening.active;
+    for (const listening of this.retired) total += listening.active;
     return total;
   }
 
-  /** Forwarders a reload stopped listening, kept until their open connections end. */
-  private retired = new Set<Forwarder>();
+  /** Listeners a reload stopped, kept until their open connections end. */
+  private retired = new Set<Listening>();
 
   /**
    * Make the running forwarders match `config`. New binds are opened first;
@@ -90,91 +149,98 @@ export class Server {
       sockets: this.sockets,
       reusePort: this.reusePort,
     };
-    const wanted = new Map<string, ForwardRule>();
-    for (const rule of config.rules) wanted.set(listenerKey(rule), rule);
+    // Rules sharing a listening socket (stream rules chosen by first bytes) come as one group, in config order.
+    const wanted = new Map<string, ForwardRule[]>();
+    for (const rule of config.rules) {
+      const key = listenerKey(rule);
+      const group = wanted.get(key);
+      if (group === undefined) wanted.set(key, [rule]);
+      else group.push(rule);
+    }
 
-    // A bind kept across a change of kind (tcp <-> tcptoudp) needs another forwarder:
-    // stop the old listener first, so the new one can take the port (a short gap).
-    const replaced = new Map<string, Forwarder>();
-    for (const [key, forwarder] of this.forwarders) {
-      const rule = wanted.get(key);
-      if (rule !== undefined && FACTORIES[rule.mode] !== FACTORIES[forwarder.rule.mode]) {
-        this.retire(key, forwarder);
-        replaced.set(key, forwarder);
+    // A bind kept across a change of kind (tcp <-> tcptoudp) needs another listener:
+    // stop the old one first, so the new one can take the port (a short gap).
+    const replaced = new Map<string, Listening>();
+    for (const [key, listening] of this.listeners) {
+      const rules = wanted.get(key);
+      if (rules !== undefined && kindOf(rules[0]!) !== kindOf(listening.rule)) {
+        this.retire(key, listening);
+        replaced.set(key, listening);
       }
     }
 
-    const opened = new Map<string, Forwarder>();
-    for (const [key, rule] of wanted) {
-      if (this.forwarders.has(key)) continue;
-      const forwarder = FACTORIES[rule.mode](rule, context);
+    const opened = new Map<string, Listening>();
+    for (const [key, rules] of wanted) {
+      if (this.listeners.has(key)) continue;
+      const listening = listeningFor(rules, context);
       try {
-        await forwarder.start();
+        await listening.start();
       } catch (error) {
         for (const started of opened.values()) started.stopAccepting();
         await this.restore(replaced);
+        const rule = rules[0]!;
         const reason = error instanceof Error ? error.message : String(error);
         throw new BindError(`${rule.at.file}:${rule.at.line}: cannot listen on ${formatEndpoint(rule.bind)}: ${reason}`);
       }
-      opened.set(key, forwarder);
+      opened.set(key, listening);
     }
 
     let kept = 0;
     let stopped = 0;
-    for (const [key, forwarder] of this.forwarders) {
-      const rule = wanted.get(key);
-      if (rule !== undefined) {
-        forwarder.update(rule, config.globalAccess);
+    for (const [key, listening] of this.listeners) {
+      const rules = wanted.get(key);
+      if (rules !== undefined) {
+        listening.update(rules, config.globalAccess);
         kept++;
       } else {
-        this.retire(key, forwarder);
+        this.retire(key, listening);
         stopped++;
       }
     }
-    for (const [key, forwarder] of opened) this.forwarders.set(key, forwarder);
+    for (const [key, listening] of opened) this.listeners.set(key, listening);
     this.pruneRetired();
     return { started: opened.size - replaced.size, kept: kept + replaced.size, stopped };
   }
 
   /** Undo the replacements of a failed apply: the old forwarders listen again. */
-  private async restore(replaced: Map<string, Forwarder>): Promise<void> {
-    for (const [key, forwarder] of replaced) {
-      this.retired.delete(forwarder);
-      this.forwarders.set(key, forwarder);
+  private async restore(replaced: Map<string, Listening>): Promise<void> {
+    for (const [key, listening] of replaced) {
+      this.retired.delete(listening);
+      this.listeners.set(key, listening);
       try {
-        await forwarder.start();
+        await listening.start();
       } catch (error) {
-        consola.error(`${forwarder.rule.at.file}:${forwarder.rule.at.line}: could not listen again after a failed reload: ${String(error)}`);
+        consola.error(`${listening.rule.at.file}:${listening.rule.at.line}: could not listen again after a failed reload: ${String(error)}`);
       }
     }
   }
 
-  /** Stop listening; the forwarder's open connections finish on their own. */
-  private retire(key: string, forwarder: Forwarder): void {
-    forwarder.stopAccepting();
-    this.forwarders.delete(key);
-    if (forwarder.active > 0) this.retired.add(forwarder);
+  /** Stop listening; the open connections finish on their own. */
+  private retire(key: string, listening: Listening): void {
+    listening.stopAccepting();
+    this.listeners.delete(key);
+    if (listening.active > 0) this.retired.add(listening);
   }
 
   /** Stop accepting on every rule; open connections carry on. */
   stopAccepting(): void {
-    for (const forwarder of this.forwarders.values()) forwarder.stopAccepting();
+    for (const listening of this.listeners.values()) listening.stopAccepting();
   }
 
   /** Shutting down: stop accepting on every rule; quiet connections end at once, on current and removed rules. */
   drain(): void {
-    for (const forwarder of this.forwarders.values()) forwarder.drain();
-    for (const forwarder of this.retired) forwarder.drain();
+    for (const listening of this.listeners.values()) listening.drain();
+    for (const listening of this.retired) listening.drain();
   }
 
   /** Close every connection and session still open, on current and removed rules. */
   closeAll(): void {
-    for (const forwarder of this.forwarders.values()) forwarder.closeAll();
-    for (const forwarder of this.retired) forwarder.closeAll();
+    for (const listening of this.listeners.values()) listening.closeAll();
+    for (const listening of this.retired) listening.closeAll();
     this.pruneRetired();
   }
 
   private pruneRetired(): void {
-    for (const forwarder of this.retired) if (forwarder.active === 0) this.retired.delete(forwarder);
+    for (const listening of this.retired) if (listening.active === 0) this.retired.delete(listening);
   }
 }

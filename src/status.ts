@@ -41,16 +41,29 @@ function connectionCounts(rules: RuleSnapshot[]): ConnectionCounts {
   return { active: sum(rules, (rule) => rule.active), total: sum(rules, (rule) => rule.total), byTransport };
 }
 
-/** rinetd-uv's three error counts: accept (here: clients refused by a limit), connect, denied. */
-function errorCounts(rules: RuleSnapshot[]): { accept: number; connect: number; denied: number; limited: number } {
+/** The result of a client that no rule of a shared bind matched (and that had no default to go to). */
+export const NO_MATCH = "no match";
+
+/**
+ * rinetd-uv's three error counts: accept (here: clients refused by a limit),
+ * connect, denied; and oi's `limited` and `no_match` (clients of a shared
+ * bind that no rule took).
+ */
+function errorCounts(rules: RuleSnapshot[]): { accept: number; connect: number; denied: number; limited: number; no_match: number } {
   const limited = sum(rules, (rule) => rule.limited);
-  return { accept: limited, connect: sum(rules, connectFailures), denied: sum(rules, (rule) => rule.denied), limited };
+  return {
+    accept: limited,
+    connect: sum(rules, connectFailures),
+    denied: sum(rules, (rule) => rule.denied),
+    limited,
+    no_match: sum(rules, (rule) => rule.errors.get(NO_MATCH) ?? 0),
+  };
 }
 
 /**
  * The JSON status document, in rinetd-uv's layout and key names (a script
  * written for its status file reads this one). Beyond rinetd-uv: per rule
- * `mode`, per backend `failures`, and `errors.limited`. rinetd-uv's
+ * `mode`, per backend `failures`, and `errors.limited` and `errors.no_match`. rinetd-uv's
  * `buffer_pool` is left out: oi has no buffer pool (Bun manages buffers).
  */
 export function statusJson(snapshot: Snapshot): string {
@@ -150,6 +163,8 @@ export function statusText(snapshot: Snapshot): string {
     `Accept: ${errors.accept}`,
     `Connect: ${errors.connect}`,
     `Denied: ${errors.denied}`,
+    // Not in rinetd-uv's report: shown only once a client of a shared bind matched no rule.
+    ...(errors.no_match > 0 ? [`No match: ${errors.no_match}`] : []),
     "",
     "SERVERS",
     `Count: ${snapshot.servers}`,

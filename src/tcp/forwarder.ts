@@ -1,19 +1,19 @@
 /**
  * @module One stream forwarding rule at run time (TCP or unix socket on
- * either side): its listener, reading a client's PROXY header when the rule
- * accepts one, the access and limit checks at accept, and the upstream
- * connect: the backend the balancer picks, each of its addresses in order,
- * then the next backend, with oi's own connect timeout (Bun has none).
- * Moving bytes is the relay's job (relay.ts).
+ * either side): the access and limit checks of a client its bind hands it
+ * (bind.ts listens, reads PROXY headers and chooses among the rules sharing
+ * it), and the upstream connect: the backend the balancer picks, each of its
+ * addresses in order, then the next backend, with oi's own connect timeout
+ * (Bun has none). Moving bytes is the relay's job (relay.ts).
  */
-import type { StreamListener, StreamSocket } from "./stream-socket.ts";
+import type { StreamSocket } from "./stream-socket.ts";
 import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
-import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "./accept-proxy.ts";
+import { localEnd } from "./accept-proxy.ts";
 import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
 import { type Libc, loadLibc } from "../libc.ts";
 
@@ -73,8 +73,7 @@ function attemptTimedOut(attempt: Attempt): void {
 }
 
 
-export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
-  private listener: StreamListener | undefined;
+export class TcpForwarder implements Forwarder, RelayOwner {
   private readonly relays = new Set<Relay>();
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
@@ -86,7 +85,6 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   private draining = false;
   /** libc, once loaded by the drain, to see what the kernel still holds for a connection. */
   private libc: Libc | undefined;
-  private readonly handlers = new ListenerHandlers<Leg>(this, legHandlers, (socket) => this.accept(socket));
 
   constructor(
     public rule: ForwardRule,
@@ -102,17 +100,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     return this.relays.size;
   }
 
-  async start(): Promise<void> {
-    this.listener = await this.context.sockets.listen(
-      this.rule.bind,
-      {
-        ipv6Only: this.rule.bindIpv6Only === true,
-        // Worker threads each listen on the port; the kernel spreads clients over them.
-        reusePort: this.context.reusePort === true,
-        socketMode: this.rule.socketMode,
-      },
-      this.handlers.forStart(),
-    );
+  /** Ready to take clients from its bind (which listens). */
+  start(): void {
     this.backends = this.context.backends.acquire(this.rule);
     this.armIdleSweep();
   }
@@ -120,8 +109,6 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
-    const handlers = this.handlers.forUpdate();
-    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -130,9 +117,8 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.armIdleSweep();
   }
 
+  /** No more clients (its bind stopped listening, or a reload removed the rule); open connections carry on. */
   stopAccepting(): void {
-    this.listener?.stop(false);
-    this.listener = undefined;
     if (this.backends !== undefined) this.context.backends.release(this.backends);
     this.backends = undefined;
   }
@@ -202,17 +188,6 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     });
   }
 
-  headerRead(socket: StreamSocket<HeaderReader>, header: HeaderResult): void {
-    const client = header.client ?? { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
-    // From here on the socket is a relay leg like any other: the Relay makes it the socket's data.
-    this.begin(socket as unknown as StreamSocket<Leg>, client, header.destination ?? localEnd(socket), header.rest);
-  }
-
-  headerRefused(socket: StreamSocket<HeaderReader>, reason: string): void {
-    refuseHeader(socket, this.rule, this.events, reason);
-  }
-
-
   /** The upstream answered: hand it to the relay, after a PROXY header when the rule sends one. */
   attemptOpened(attempt: Attempt, socket: StreamSocket<Attempt>): void {
     const relay = attempt.relay;
@@ -243,29 +218,41 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     this.connect(relay);
   }
 
-  private accept(socket: StreamSocket<Leg>): void {
+  /** A client straight from the listener (no PROXY header, no peek): the common, fastest way in. */
+  accept(socket: StreamSocket<Leg>): void {
     // The local end (two getsockname calls) is only needed for a PROXY header.
     const destination = this.rule.proxyProtocol === undefined ? undefined : localEnd(socket);
     this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, destination, undefined);
   }
 
   /**
-   * A client is here (its PROXY header read, when the rule wants one): check
-   * it, count it, and connect it. `early` holds bytes it sent after its header.
+   * A client is here (its PROXY header read, its first bytes peeked, when
+   * its bind does either): check it, count it, and connect it. `early` holds
+   * bytes it sent already, to go first. `wrap`, when given, turns the
+   * admitted socket into the one the relay uses (TLS termination), so a
+   * refused client costs no handshake. False when the client was refused.
    */
-  private begin(socket: StreamSocket<Leg>, client: ProxyAddress, destination: ProxyAddress | undefined, early: Uint8Array | undefined): void {
+  begin(
+    socket: StreamSocket<unknown>,
+    client: ProxyAddress,
+    destination: ProxyAddress | undefined,
+    early: Uint8Array | undefined,
+    wrap?: (socket: StreamSocket<unknown>) => StreamSocket<unknown>,
+  ): boolean {
     const rule = this.rule;
     const backends = this.backends;
-    const splice = rule.bind.transport === "tcp" ? this.context.splice : undefined;
     const verdict =
       backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY);
     if (verdict !== "ok" || backends === undefined) {
       // Closed before any upstream exists: a refused client never reaches the backend.
       socket.terminate();
       this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
-      return;
+      return false;
     }
-    const relay = new Relay(this, rule, socket, client.address || "unix", client.port, new DialPlan(backends, client.address));
+    const clientSocket = (wrap === undefined ? socket : wrap(socket)) as StreamSocket<Leg>;
+    // splice(2) moves bytes between two TCP sockets as they are: not through TLS.
+    const splice = rule.bind.transport === "tcp" && wrap === undefined ? this.context.splice : undefined;
+    const relay = new Relay(this, rule, clientSocket, client.address || "unix", client.port, new DialPlan(backends, client.address));
     relay.destination = destination;
     relay.descriptors = DESCRIPTORS_PER_RELAY;
     relay.splice = splice?.mode === "off" ? undefined : splice;
@@ -274,11 +261,12 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     // The client is not paused while its backend connects (see holdUntilConnected in relay.ts).
     if (early !== undefined && early.length > 0) {
-      // Bytes that came with the PROXY header are the client's like any others: counted in, then held.
+      // Bytes that came with the PROXY header, or were peeked at, are the client's like any others: counted in, then held.
       relay.client.bytesRead += early.length;
       holdUntilConnected(relay.client, early);
     }
     this.connect(relay);
+    return true;
   }
 
   /** Try the relay's next target; when there is none, the client is given up on. */
@@ -366,8 +354,4 @@ export class TcpForwarder implements Forwarder, RelayOwner, HeaderOwner {
       else if (draining && quietFor >= QUIET_MS) closeIfQuiet(relay, this.libc);
     }
   }
-}
-
-export function createTcpForwarder(rule: ForwardRule, context: ForwarderContext): Forwarder {
-  return new TcpForwarder(rule, context);
 }

@@ -21,7 +21,8 @@ import type { Forwarder, ForwarderContext } from "../forwarder.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import { type HeaderOwner, type HeaderReader, type HeaderResult, ListenerHandlers, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
+import { ListenerHandlers } from "../tcp/phases.ts";
 import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
@@ -217,8 +218,14 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   /** The rule's backends for new connections (undefined while not accepting). */
   private backends: RuleBackends | undefined = undefined;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
-  private readonly handlers = new ListenerHandlers<TcpToUdpSession>(this, clientHandlers, (socket) =>
-    this.begin(socket, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined),
+  private readonly handlers = new ListenerHandlers<TcpToUdpSession>(
+    clientHandlers,
+    (socket) => {
+      // The rule's choice now: a reload may have turned accept_proxy off on this listener.
+      if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
+      else this.begin(socket as StreamSocket<TcpToUdpSession>, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
+    },
+    () => this.rule.acceptProxy,
   );
 
   constructor(

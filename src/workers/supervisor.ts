@@ -20,6 +20,7 @@
  * running config, so all keep serving the same one.
  */
 import { bindKey } from "../config/validate.ts";
+import { routeKey } from "../tcp/bind.ts";
 import { Admission, computeDescriptorBudget, FIRST_RULE_SLOT } from "../limits.ts";
 import type { EngineSources } from "../engine.ts";
 import type { BackendFigures, ForwarderFigures } from "../metrics.ts";
@@ -171,7 +172,8 @@ export class WorkerEngine implements Engine {
     const slots: Array<[number, number]> = [];
     config.rules.forEach((rule, index) => {
       if (!servedByAll(rule)) return;
-      const key = bindKey(rule.bind);
+      // Rules sharing a bind (chosen by first bytes) each have their own maxconn.
+      const key = `${bindKey(rule.bind)} ${routeKey(rule)}`;
       let slot = this.slots.get(key);
       if (slot === undefined && this.nextSlot < FIRST_RULE_SLOT + RULE_SLOTS) {
         slot = this.nextSlot++;

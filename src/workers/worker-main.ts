@@ -93,7 +93,7 @@ class ForwardingWorker {
 
   private live(): LiveFigures {
     const figures: LiveFigures = { forwarders: [], backends: [], active: this.server.active };
-    for (const forwarder of [...this.server.running, ...this.server.draining]) {
+    for (const forwarder of this.server.forwarders()) {
       const ref = this.refs.get(forwarder.rule);
       if (ref === undefined) continue;
       const [bytesIn, bytesOut] = forwarder.bytesInFlight();

@@ -1,0 +1,259 @@
+/**
+ * @module One TCP (or unix socket) listening address and the stream rules
+ * it serves. Usually one rule, and every client goes to it straight from the
+ * accept. When several rules share the bind, each chosen by what the client
+ * sends first (sni=, host=, protocol=), a client's first bytes are peeked
+ * at (peek.ts) and the route table (match.ts) names its rule; a rule that
+ * terminates TLS gets the client through a TLS leg (tls/). Before either, a
+ * PROXY header is read when the bind's rules accept one. Each rule's own
+ * work (access, limits, balancing, dialing, relaying) is its forwarder's.
+ */
+import { consola } from "consola";
+import { listenerKey } from "../config/validate.ts";
+import type { ForwarderContext } from "../forwarder.ts";
+import { describeMatch } from "../config/model.ts";
+import { type FirstLook, RouteTable } from "../match.ts";
+import { NO_MATCH } from "../status.ts";
+import type { ProxyAddress } from "../proxy-protocol.ts";
+import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type ForwardRule } from "../types.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "./accept-proxy.ts";
+import { TcpForwarder } from "./forwarder.ts";
+import { type PeekOwner, Peeker } from "./peek.ts";
+import { ListenerHandlers } from "./phases.ts";
+import { Leg, legHandlers } from "./relay.ts";
+import type { StreamListener, StreamSocket } from "./stream-socket.ts";
+import { terminateTls } from "./tls-leg.ts";
+
+/** Where a client came from and connected to, as its PROXY header said (undefined: as the socket says). */
+interface Origin {
+  client: ProxyAddress | undefined;
+  destination: ProxyAddress | undefined;
+}
+
+const UNPROXIED: Origin = { client: undefined, destination: undefined };
+
+/** Identity of one rule among those of its bind: a reload keeps its forwarder (and its open connections' counts) when this stays. */
+export function routeKey(rule: ForwardRule): string {
+  return rule.match === undefined ? "default" : describeMatch(rule.match);
+}
+
+export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
+  private listener: StreamListener | undefined;
+  private rules: ForwardRule[];
+  private globalAccess: AccessList;
+  private readonly forwarders = new Map<string, TcpForwarder>();
+  /** Forwarders of rules a reload removed from this bind, kept while their connections finish. */
+  private readonly retired = new Set<TcpForwarder>();
+  private table: RouteTable<TcpForwarder> = new RouteTable([]);
+  /** The one forwarder every client goes to straight from the accept, when nothing comes before (no header, no peek, no TLS). */
+  private direct: TcpForwarder | undefined;
+  private readonly handlers = new ListenerHandlers<Leg>(
+    legHandlers,
+    (socket) => this.opened(socket),
+    () => this.direct === undefined,
+  );
+
+  constructor(
+    rules: ForwardRule[],
+    private readonly context: ForwarderContext,
+  ) {
+    this.rules = rules;
+    this.globalAccess = context.globalAccess;
+    this.route();
+  }
+
+  /** The rules this bind serves now, in config order. */
+  get rule(): ForwardRule {
+    return this.rules[0]!;
+  }
+
+  get key(): string {
+    return listenerKey(this.rule);
+  }
+
+  /** Connections open on every rule of the bind, including rules a reload removed. */
+  get active(): number {
+    let total = 0;
+    for (const forwarder of this.forwarders.values()) total += forwarder.active;
+    for (const forwarder of this.retired) total += forwarder.active;
+    return total;
+  }
+
+  /** The forwarders of the bind's rules, and of removed rules whose connections are still open. */
+  all(): TcpForwarder[] {
+    for (const forwarder of this.retired) if (forwarder.active === 0) this.retired.delete(forwarder);
+    return [...this.forwarders.values(), ...this.retired];
+  }
+
+  async start(): Promise<void> {
+    const rule = this.rule;
+    this.listener = await this.context.sockets.listen(
+      rule.bind,
+      {
+        ipv6Only: rule.bindIpv6Only === true,
+        // Worker threads each listen on the port; the kernel spreads clients over them.
+        reusePort: this.context.reusePort === true,
+        socketMode: rule.socketMode,
+      },
+      this.handlers.forStart(),
+    );
+    for (const forwarder of this.forwarders.values()) forwarder.start();
+  }
+
+  /** A reload kept this bind: its rules are now `rules` (kept ones keep their forwarders and open connections). */
+  update(rules: ForwardRule[], globalAccess: AccessList): void {
+    this.rules = rules;
+    this.globalAccess = globalAccess;
+    this.route();
+    const handlers = this.handlers.forUpdate();
+    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
+  }
+
+  /** Make a forwarder per rule (keeping those of rules that stay) and the table that chooses among them. */
+  private route(): void {
+    const wanted = new Map(this.rules.map((rule) => [routeKey(rule), rule]));
+    for (const [key, forwarder] of this.forwarders) {
+      const rule = wanted.get(key);
+      if (rule !== undefined) {
+        forwarder.update(rule, this.globalAccess);
+        continue;
+      }
+      forwarder.stopAccepting();
+      this.forwarders.delete(key);
+      if (forwarder.active > 0) this.retired.add(forwarder);
+    }
+    const listening = this.listener !== undefined;
+    for (const [key, rule] of wanted) {
+      if (this.forwarders.has(key)) continue;
+      const forwarder = new TcpForwarder(rule, { ...this.context, globalAccess: this.globalAccess });
+      this.forwarders.set(key, forwarder);
+      if (listening) forwarder.start();
+    }
+    this.table = new RouteTable(this.rules.map((rule) => [rule, this.forwarders.get(routeKey(rule))!] as const));
+    const only = this.table.default;
+    const plain = !this.table.choosesByFirstBytes && only !== undefined && !only.rule.acceptProxy && only.rule.tls === undefined;
+    this.direct = plain ? only : undefined;
+  }
+
+  stopAccepting(): void {
+    this.listener?.stop(false);
+    this.listener = undefined;
+    for (const forwarder of this.forwarders.values()) forwarder.stopAccepting();
+  }
+
+  drain(): void {
+    this.stopAccepting();
+    for (const forwarder of this.all()) forwarder.drain();
+  }
+
+  closeAll(): void {
+    for (const forwarder of this.all()) forwarder.closeAll();
+  }
+
+  /** A client connected. */
+  private opened(socket: StreamSocket<unknown>): void {
+    const direct = this.direct;
+    if (direct !== undefined) {
+      direct.accept(socket as StreamSocket<Leg>);
+      return;
+    }
+    // The bind's choice now (the rules on one bind agree on it): a reload may have changed it.
+    if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
+    else this.choose(socket, UNPROXIED, undefined);
+  }
+
+  headerRead(socket: StreamSocket<HeaderReader>, header: HeaderResult): void {
+    const origin = { client: header.client ?? remoteEnd(socket), destination: header.destination ?? localEnd(socket) };
+    this.choose(socket, origin, header.rest);
+  }
+
+  headerRefused(socket: StreamSocket<HeaderReader>, reason: string): void {
+    refuseHeader(socket, this.rule, this.context.events, reason);
+  }
+
+  /** Peek at the client's first bytes when the rules are chosen by them; else the bind's one rule takes it. */
+  private choose(socket: StreamSocket<unknown>, origin: Origin, early: Uint8Array | undefined): void {
+    if (!this.table.choosesByFirstBytes) {
+      this.hand(this.table.default, socket, origin, early, false);
+      return;
+    }
+    // A peeking client holds a descriptor before any rule has counted it: it counts against the budget too.
+    if (!this.context.admission.reserveDescriptors(1)) {
+      socket.terminate();
+      this.context.events.denied(this.rule, socket.remoteAddress ?? "", socket.remotePort ?? 0, "limit");
+      return;
+    }
+    const timeout = this.rules.find((rule) => rule.peekTimeout !== undefined)?.peekTimeout ?? DEFAULT_PEEK_TIMEOUT_SECONDS;
+    const peeker = new Peeker<Origin>(this, socket, timeout * 1000, origin);
+    socket.data = peeker;
+    // Bytes that came with a PROXY header are the first to look at (the peeker may decide on them at once).
+    if (early !== undefined && early.length > 0) peeker.data(socket, early);
+  }
+
+  peeked(socket: StreamSocket<unknown>, look: FirstLook, bytes: Uint8Array, ended: boolean, origin: Origin): void {
+    this.context.admission.returnDescriptors(1);
+    this.hand(this.table.choose(look), socket, origin, bytes, ended, look);
+  }
+
+  peekAbandoned(socket: StreamSocket<unknown>, _bytes: number, origin: Origin): void {
+    this.context.admission.returnDescriptors(1);
+    this.refuse(socket, origin, "client reset");
+  }
+
+  /** Give the client to `route` (or refuse it when no rule matched); `early` bytes go first, `ended`: its FIN came already. */
+  private hand(
+    route: TcpForwarder | undefined,
+    socket: StreamSocket<unknown>,
+    origin: Origin,
+    early: Uint8Array | undefined,
+    ended: boolean,
+    look?: FirstLook,
+  ): void {
+    if (route === undefined) {
+      this.refuse(socket, origin, NO_MATCH, look);
+      return;
+    }
+    const client = origin.client ?? remoteEnd(socket);
+    // The local end (two getsockname calls) is only needed for a PROXY header.
+    const destination = origin.destination ?? (route.rule.proxyProtocol === undefined ? undefined : localEnd(socket));
+    const tls = route.rule.tls;
+    if (tls !== undefined) {
+      // The ClientHello (and anything after it) is the TLS leg's to read, not the backend's.
+      const hello = early;
+      route.begin(socket, client, destination, undefined, (raw) => terminateTls(raw, hello, tls, ended));
+      return;
+    }
+    if (!route.begin(socket, client, destination, early)) return;
+    // The FIN came while peeking: the relay passes it on once the early bytes are written.
+    if (ended && socket.data instanceof Leg) legHandlers.end(socket as StreamSocket<Leg>);
+  }
+
+  /** Close a client no rule takes, and log it (under the bind's first rule) as a connection that ended at once. */
+  private refuse(socket: StreamSocket<unknown>, origin: Origin, reason: string, look?: FirstLook): void {
+    const client = origin.client ?? remoteEnd(socket);
+    socket.terminate();
+    if (look !== undefined && reason === NO_MATCH) consola.debug(`${this.key}: ${client.address}: no rule for ${describeLook(look)}`);
+    const now = Date.now();
+    this.context.events.ended({
+      rule: this.rule,
+      backend: undefined,
+      clientAddress: client.address,
+      clientPort: client.port,
+      bytesIn: 0,
+      bytesOut: 0,
+      startedAt: now,
+      endedAt: now,
+      result: `error: ${reason}`,
+    });
+  }
+}
+
+function remoteEnd(socket: StreamSocket<unknown>): ProxyAddress {
+  return { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+}
+
+/** `tls sni=a.example.com`, `http host=www.example.com`, `ssh`, `silent`, `other`. */
+function describeLook(look: FirstLook): string {
+  if (look.name === undefined) return look.kind;
+  return `${look.kind} ${look.kind === "tls" ? "sni" : "host"}=${look.name}`;
+}
