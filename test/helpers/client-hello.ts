@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ascii, concat } from "./bytes.ts";
 
 export interface HelloFixture {
   file: string;
@@ -34,22 +35,6 @@ export function helloFixtures(): HelloFixture[] {
   return EXPECTED.map((expected) => ({ ...expected, bytes: new Uint8Array(readFileSync(join(FIXTURES, expected.file))) }));
 }
 
-export function concat(...parts: Array<Uint8Array | number[]>): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-export function ascii(text: string): Uint8Array {
-  return new TextEncoder().encode(text);
-}
-
 function u16(value: number): number[] {
   return [(value >> 8) & 0xff, value & 0xff];
 }
@@ -75,7 +60,7 @@ export function serverNameExtension(...names: Array<string | Uint8Array>): Uint8
 
 /** An ALPN extension listing these protocol names (one byte a character: latin1). */
 export function alpnExtension(...protocols: string[]): Uint8Array {
-  const list = concat(...protocols.map((name) => concat([name.length], Array.from(name, (char) => char.charCodeAt(0) & 0xff))));
+  const list = concat(...protocols.map((name) => concat([name.length], ascii(name))));
   return extension(16, concat(u16(list.length), list));
 }
 
