@@ -305,6 +305,13 @@ describe("parseClientHello: refused, with the reason", () => {
     expect(reasonOf(bytes.subarray(0, cut))).toBe("server_name: byte 0x20 in host name");
   });
 
+  test("a bad field is refused even while the next record's header is still coming", () => {
+    // Found by the fuzzer: the partial header used to end the parse before the fields were walked.
+    const message = handshake(helloBody({ sessionId: new Uint8Array(33) }));
+    const framed = records(message, [60]);
+    for (const extra of [0, 1, 2, 3, 4]) expect(reasonOf(framed.subarray(0, 65 + extra))).toBe("session id of 33 bytes is longer than 32");
+  });
+
   test("the good hello these are made from is complete", () => {
     expect(expectComplete(parseClientHello(good)).serverName).toBe("example.com");
   });

@@ -102,6 +102,8 @@ function gatherHandshake(bytes: Uint8Array): Handshake | HelloParse {
   let offset = 0;
   while (messageLength === undefined || declared < messageLength) {
     const record = checkRecordHeader(bytes, offset);
+    // A record header still coming: what came before it is still to be judged.
+    if (record === INCOMPLETE) return { message: join(fragments), bodyLength: bodyLengthOf(messageLength), recordsEnd: undefined };
     if (typeof record !== "number") return record;
     const recordEnd = offset + RECORD_HEADER + record;
     const fragment = bytes.subarray(offset + RECORD_HEADER, Math.min(recordEnd, bytes.length));
