@@ -121,7 +121,8 @@ function gatherHandshake(bytes: Uint8Array): Handshake | HelloParse {
       messageLength = HANDSHAKE_HEADER + bodyLength;
     }
     if (messageLength !== undefined) {
-      // A client sends nothing after its ClientHello until the server answers.
+      // Nothing shares the hello's records: what a client may send before the server answers
+      // (change_cipher_spec, early data) comes in records of other types.
       if (declared > messageLength) return invalid("record carries data after the ClientHello");
       // The fewest record bytes that can still carry the rest: one more record for all of it.
       const earliestEnd = declared === messageLength ? recordEnd : recordEnd + RECORD_HEADER + (messageLength - declared);
