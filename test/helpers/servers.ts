@@ -286,7 +286,7 @@ export interface Sshd {
   stop(): Promise<void>;
 }
 
-/** sshd's privilege separation directory; a fresh container may not have it. */
+/** sshd's privilege separation directory: the package makes it at boot (tmpfiles), a fresh container may not have it. */
 const PRIVSEP_DIR = "/run/sshd";
 
 /**
@@ -299,7 +299,8 @@ export async function startSshd(): Promise<Sshd> {
   // sshd re-executes itself and insists on an absolute path (toolPath gives one: /usr/sbin/sshd).
   const sshd = needTool("sshd");
   const keygen = needTool("ssh-keygen");
-  mkdirSync(PRIVSEP_DIR, { recursive: true, mode: 0o755 });
+  // Only root's sshd chroots its pre-authentication child there.
+  if (process.getuid?.() === 0) mkdirSync(PRIVSEP_DIR, { recursive: true, mode: 0o755 });
   const dir = tempDir();
   const key = join(dir, "host_ed25519");
   const made = await runTool([keygen, "-q", "-N", "", "-t", "ed25519", "-C", "oi-test", "-f", key]);
