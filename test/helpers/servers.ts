@@ -45,7 +45,8 @@ function needTool(command: string): string {
  */
 export function missingTools(commands: readonly string[]): string | undefined {
   const missing = commands.filter((command) => toolPath(command) === undefined);
-  if (missing.length === 0 || process.env.CI) return undefined;
+  const underCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
+  if (missing.length === 0 || underCi) return undefined;
   const packages = [...new Set(missing.map((command) => TOOL_PACKAGES[command] ?? command))];
   const reason = `skipped: ${missing.join(", ")} not installed (apt-get install ${packages.join(" ")}; CI installs them)`;
   console.warn(reason);
