@@ -24,6 +24,7 @@ import { runProfile } from "./profile.ts";
 import { RESULTS_DIR, type SystemRuns, summarize, writeReport, markdownTable } from "./report.ts";
 import { forwardsEndToEnd, type RunningSystem, snapshotOi, startSystem } from "./systems.ts";
 import { ensureTools, hardwareCountersAvailable, isRoot, syscallTracepointAvailable, toolVersions, which } from "./tools.ts";
+import { runTlsSection, TLS_TOOLS } from "./tls-section.ts";
 import { createNetnsTopology, loopbackTopology } from "./topology.ts";
 import { type BenchOptions, type BenchReport, type Sample, type SystemName, UDP_SYSTEMS } from "./types.ts";
 
@@ -155,8 +156,8 @@ function missingFigures(result: ReturnType<typeof summarize>, missing: Set<strin
 
 async function bench(options: BenchOptions): Promise<number> {
   const mode = options.quick ? "quick" : "full";
-  log(`oi bench, ${mode} mode${options.netns ? ", netns path" : ", loopback"}${options.profile ? ", profile" : ""}`);
-  const missing = await ensureTools(!options.noInstall, log);
+  log(`oi bench, ${mode} mode${options.netns ? ", netns path" : ", loopback"}${options.profile ? ", profile" : ""}${options.tls ? ", TLS section" : ""}`);
+  const missing = await ensureTools(!options.noInstall, log, options.tls ? TLS_TOOLS : undefined);
   const { prefix: limitPrefix, limit } = await descriptorLimit();
   if (limit < options.idleConnections * 2 + 200) {
     options.idleConnections = Math.max(100, Math.floor((limit - 200) / 2));
@@ -176,6 +177,7 @@ async function bench(options: BenchOptions): Promise<number> {
   log(`perf: hardware counters ${hardwareCounters ? "available" : "not available (null in the report)"}; syscall tracepoint ${syscallTracepoint ? "available" : "not available"}`);
 
   if (options.profile) return runProfile({ options, tmpDir, limitPrefix, fdLimit: limit, oiCli, missing, log, seconds: options.quick ? 5 : 10 });
+  if (options.tls) return runTlsSection({ options, tmpDir, limitPrefix, fdLimit: limit, oiCli, oiRevision, missing, tools, hardwareCounters, started, log });
 
   if (options.netns && !isRoot()) {
     log("--netns needs root (it creates network namespaces and veth pairs)");
@@ -268,7 +270,7 @@ async function bench(options: BenchOptions): Promise<number> {
       quick: options.quick, netns: options.netns, profile: options.profile, runs: options.runs,
       iperfSeconds: options.iperfSeconds, straceSeconds: options.straceSeconds, latencySeconds: options.latencySeconds,
       abRequests: options.abRequests, abSeconds: options.abSeconds, idleConnections: options.idleConnections, noInstall: options.noInstall,
-      abHighConcurrency: options.abHighConcurrency, dnsSeconds: options.dnsSeconds, scaling: options.scaling,
+      abHighConcurrency: options.abHighConcurrency, dnsSeconds: options.dnsSeconds, scaling: options.scaling, tls: options.tls,
       ...(options.oiRev === undefined ? {} : { oiRev: options.oiRev }),
     },
     wall_seconds: (Date.now() - started) / 1000,

@@ -30,6 +30,8 @@ export const TOOLS: readonly Tool[] = [
   { command: "dnsmasq", pkg: "dnsmasq-base", neededFor: "DNS queries per second (backend)", versionArgs: ["--version"], versionPattern: /Dnsmasq version (\S+)/ },
   { command: "dnsperf", pkg: "dnsperf", neededFor: "DNS queries per second (client)", versionArgs: ["-h"], versionPattern: /Version (\S+)/ },
   { command: "nft", pkg: "nftables", neededFor: "the dnat system (--netns)", versionArgs: ["--version"], versionPattern: /nftables v(\S+)/ },
+  { command: "openssl", pkg: "openssl", neededFor: "--tls (certificates, the ClientHello)", versionArgs: ["version"], versionPattern: /OpenSSL (\S+)/ },
+  { command: "curl", pkg: "curl", neededFor: "--tls (bulk throughput over TLS)", versionArgs: ["--version"], versionPattern: /curl (\S+)/ },
 ];
 
 export function isRoot(): boolean {
@@ -42,16 +44,17 @@ export function which(command: string): string | undefined {
   return Bun.which(command, { PATH: path }) ?? undefined;
 }
 
-function missingTools(): Tool[] {
-  return TOOLS.filter((tool) => which(tool.command) === undefined);
+function missingTools(only: readonly string[] | undefined): Tool[] {
+  return TOOLS.filter((tool) => (only === undefined || only.includes(tool.command)) && which(tool.command) === undefined);
 }
 
 /**
  * Install what is missing when root (unless told not to); otherwise name it.
- * Returns the commands still missing afterwards.
+ * Returns the commands still missing afterwards. `only`: the commands a
+ * section needs (the others are neither installed nor reported).
  */
-export async function ensureTools(install: boolean, log: (line: string) => void): Promise<Set<string>> {
-  let missing = missingTools();
+export async function ensureTools(install: boolean, log: (line: string) => void, only?: readonly string[]): Promise<Set<string>> {
+  let missing = missingTools(only);
   if (missing.length > 0 && install && isRoot()) {
     const pkgs = [...new Set(missing.map((tool) => tool.pkg))];
     log(`installing Debian packages: ${pkgs.join(" ")}`);
@@ -65,7 +68,7 @@ export async function ensureTools(install: boolean, log: (line: string) => void)
       result = await runBounded(apt, 600_000, env);
     }
     if (result.code !== 0) log(`apt-get install failed:\n${result.stderr.trim().split("\n").slice(-5).join("\n")}`);
-    missing = missingTools();
+    missing = missingTools(only);
   }
   for (const tool of missing) {
     const hint = isRoot() ? "" : " (run as root to install it)";

@@ -46,6 +46,8 @@ export interface BenchOptions {
   oiRev?: string;
   /** Skip installing missing Debian packages even as root. */
   noInstall: boolean;
+  /** Run the TLS section alone (routing by SNI, TLS termination, memory of connections waiting in the peek). */
+  tls: boolean;
 }
 
 /** Where the clients, the forwarders and the backends sit for one path. */
@@ -226,4 +228,55 @@ export interface ScalingReport {
   /** Parts or systems left out, and why. */
   skipped: string[];
   wall_seconds: number;
+}
+
+/** The --tls section's systems: oi, haproxy (TCP mode, SNI from the ClientHello, `bind ... ssl`) and direct (the client to nginx over TLS). */
+export type TlsSystemName = "oi" | "haproxy" | "direct";
+export const TLS_SYSTEMS: readonly TlsSystemName[] = ["oi", "haproxy", "direct"];
+
+/** One round's figures of the --tls section for one system (null: not taken; the reason is in the notes). */
+export interface TlsSample {
+  /** ab -c 50 over https through the SNI-routed bind, and through a plain rule to the same nginx site: connections per second. */
+  sniConnPerS: number | null;
+  plainConnPerS: number | null;
+  /** The forwarder's CPU time (user + system) per connection of those runs, µs. */
+  sniCpuUsPerConn: number | null;
+  plainCpuUsPerConn: number | null;
+  /** ab -c 50 over https to the terminating rule (plain HTTP behind): handshakes per second, and CPU µs per handshake. */
+  handshakesPerS: number | null;
+  handshakeCpuUsPerConn: number | null;
+  /** curl downloading a file of random bytes through the terminating rule: Gbit/s, and CPU s per GiB. */
+  bulkGbps: number | null;
+  bulkCpuSPerGiB: number | null;
+  /** Private memory (Pss_Anon) a fresh instance gains per connection that sent half a ClientHello and waits, KiB. */
+  waitingKiBPerConn: number | null;
+}
+
+export type TlsFigureKey = keyof TlsSample;
+
+export interface TlsSystemResult {
+  system: TlsSystemName;
+  version: string;
+  /** Medians of the rounds. */
+  figures: Record<TlsFigureKey, number | null>;
+  /** Every round's value per figure, in round order. */
+  runs: Record<TlsFigureKey, Array<number | null>>;
+  /** Set when this revision of the system refuses the section's config (oi before its routing landed): what it said. */
+  not_supported?: string;
+  /** Figures that do not apply, and why. */
+  not_applicable: Partial<Record<TlsFigureKey, string>>;
+  notes: string[];
+}
+
+export interface TlsReport {
+  machine: MachineInfo;
+  mode: "quick" | "full";
+  command: string;
+  settings: { runs: number; abRequests: number; abSeconds: number; abClients: number; bulkMiB: number; bulkDownloads: number; waitingConnections: number; oiRev?: string };
+  /** The ClientHello the waiting clients send half of: its length, how much is sent, where the SNI name sits. */
+  client_hello: { bytes: number; sent: number; sni_offset: number };
+  wall_seconds: number;
+  results: TlsSystemResult[];
+  skipped: Record<string, string>;
+  methods: Record<string, string>;
 }

@@ -1,16 +1,22 @@
 /**
- * @module Client for the idle-memory figure: opens N connections (at most
- * 200 handshakes in flight), sends one byte on each, then holds them all
+ * @module Client for the idle-memory figures: opens N connections (at most
+ * 200 handshakes in flight), sends one byte on each (or the bytes given in
+ * hex: the --tls section sends half a ClientHello), then holds them all
  * without traffic until SIGTERM. Prints `ready OPEN FAILED` once every
- * attempt has finished. Usage: bun idle-client.ts HOST PORT N
+ * attempt has finished, then `closed N` whenever the far end has closed more
+ * of them (a forwarder that stopped waiting). Usage: bun idle-client.ts HOST
+ * PORT N [PAYLOAD_HEX]
  */
 import type { Socket } from "bun";
 
-const [host = "127.0.0.1", portText = "0", countText = "0"] = process.argv.slice(2);
+const [host = "127.0.0.1", portText = "0", countText = "0", payloadHex] = process.argv.slice(2);
 const port = Number(portText);
 const wanted = Number(countText);
+const payload = payloadHex === undefined ? "x" : Buffer.from(payloadHex, "hex");
 const sockets: Array<Socket<undefined>> = [];
 let failed = 0;
+let closed = 0;
+let stopping = false;
 
 async function openOne(): Promise<void> {
   try {
@@ -20,9 +26,12 @@ async function openOne(): Promise<void> {
       socket: {
         data(): void {},
         error(): void {},
+        close(): void {
+          if (!stopping) closed++;
+        },
       },
     });
-    socket.write("x");
+    socket.write(payload);
     sockets.push(socket);
   } catch {
     failed++;
@@ -39,7 +48,14 @@ async function worker(): Promise<void> {
 
 await Promise.all(Array.from({ length: Math.min(200, wanted) }, worker));
 process.stdout.write(`ready ${sockets.length} ${failed}\n`);
+let reported = 0;
+setInterval(() => {
+  if (closed === reported) return;
+  reported = closed;
+  process.stdout.write(`closed ${closed}\n`);
+}, 100);
 process.on("SIGTERM", () => {
+  stopping = true;
   for (const socket of sockets) socket.end();
   process.exit(0);
 });

@@ -26,15 +26,24 @@ function count(text: string, pattern: RegExp): number {
   return Number(pattern.exec(text)?.[1] ?? 0);
 }
 
+/** How an ab run asks: https (a full TLS handshake per request: ab never resumes a session), and the Host header (ab sends it as the SNI name too). */
+export interface AbRequest {
+  https?: boolean;
+  hostName?: string;
+}
+
 /** One bounded ab run: `clients` at once, at most `requests` requests and `seconds` seconds. */
-export async function runAb(ctx: MeasureContext, host: string, port: number, clients: number, requests: number, seconds: number): Promise<AbRun> {
+export async function runAb(
+  ctx: Pick<MeasureContext, "limitPrefix" | "topology">, host: string, port: number, clients: number, requests: number, seconds: number, request: AbRequest = {},
+): Promise<AbRun> {
   // -t first: it implies -n 50000, which the -n after it overrides, so both bounds hold.
   // ab refuses a concurrency above the request count.
   const n = Math.max(requests, clients);
   const cmd = [
     ...ctx.limitPrefix, ...ctx.topology.clientPrefix,
     "ab", "-q", "-r", "-s", "10", "-c", String(clients), "-t", String(seconds), "-n", String(n),
-    `http://${host}:${port}/`,
+    ...(request.hostName === undefined ? [] : ["-H", `Host: ${request.hostName}`]),
+    `${request.https === true ? "https" : "http"}://${host}:${port}/`,
   ];
   const result = await runBounded(cmd, (seconds + 30) * 1000);
   const out = result.stdout;
