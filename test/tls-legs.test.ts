@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import type { DialTarget } from "../src/backends.ts";
+import { connectStream } from "../src/stream-connect.ts";
 import { SocketLayer } from "../src/tcp/socket-layer.ts";
 import type { StreamSocket } from "../src/tcp/stream-socket.ts";
 import { loadCaBundle, loadServerTls, type ServerTls } from "../src/tls/certificates.ts";
@@ -126,8 +127,9 @@ for (const layer of layers) {
       expect(far.digest()).toBe(sha256(up));
       expect(client.received).toBe(down.length);
       expect(client.digest()).toBe(sha256(down));
+      const clientPort = client.socket!.localPort;
       client.socket?.end();
-      expect(await relay.nextEnded()).toMatchObject({ result: "done", bytesIn: up.length, bytesOut: down.length });
+      expect(await relay.nextEnded()).toMatchObject({ result: "done", bytesIn: up.length, bytesOut: down.length, clientAddress: "127.0.0.1", clientPort });
     });
 
     test("half-close: the client shuts its side after its request and still gets the whole reply", async () => {
@@ -438,6 +440,8 @@ describe("origination", () => {
     const target: DialTarget = { backend: { name: "silent" } as DialTarget["backend"], address: "127.0.0.1", port: silent.port, unix: undefined, localAddress: undefined, tls: tlsTo() };
     const connecting = layer.connect(target, {}, handlers);
     expect(connecting).toBeInstanceOf(TlsLeg);
+    // No descriptor: the relay can never hand a TLS leg to the splice worker.
+    expect((connecting as { fd?: unknown }).fd).toBeUndefined();
     await Bun.sleep(200);
     expect(accepted).toBe(1);
     (connecting as StreamSocket<object>).terminate();
@@ -450,6 +454,37 @@ describe("origination", () => {
     );
     await Bun.sleep(100);
     expect(events).toEqual(["close"]);
+  });
+
+  test("connectStream (the UDP-to-TCP dial) opens a TLS target after its handshake", async () => {
+    const target = tlsBackend(echo);
+    const events: string[] = [];
+    const opened = new Promise<StreamSocket<string>>((resolve, reject) => {
+      const dial: DialTarget = { backend: { name: "tls" } as DialTarget["backend"], address: "127.0.0.1", port: target.port, unix: undefined, localAddress: undefined, tls: tlsTo() };
+      const handlers = {
+        open: (socket: StreamSocket<string>) => resolve(socket),
+        connectError: (_socket: StreamSocket<string>, error: Error) => reject(error),
+        data: (_socket: StreamSocket<string>, chunk: Uint8Array) => void events.push(new TextDecoder().decode(chunk)),
+        drain() {},
+        end: () => void events.push("end"),
+        error() {},
+        close: () => void events.push("close"),
+      };
+      expect(connectStream(dial, "session", handlers as unknown as Parameters<typeof connectStream<string>>[2], false)).toBe(true);
+    });
+    const socket = await opened;
+    expect(socket.data).toBe("session");
+    expect(socket.write(new TextEncoder().encode("datagram"))).toBe(8);
+    await withTimeout(
+      (async () => {
+        while (events.length === 0) await Bun.sleep(5);
+      })(),
+      5000,
+      "the echo",
+    );
+    expect(events).toEqual(["datagram"]);
+    socket.end();
+    expect(events).toEqual(["datagram", "close"]);
   });
 
   test("a CA bundle file loaded for tls-ca verifies like the PEM text", async () => {

@@ -23,6 +23,9 @@ export type Layer = "bun" | "direct";
 
 export interface RelayRecord {
   result: SessionResult;
+  /** The client as the client leg saw it (its remote address and port). */
+  clientAddress: string;
+  clientPort: number;
   bytesIn: number;
   bytesOut: number;
   servername: string | undefined;
@@ -83,6 +86,8 @@ export async function startTlsRelay(options: TlsRelayOptions): Promise<TlsRelay>
       active.delete(relay);
       const record = {
         result: relay.result ?? "done",
+        clientAddress: relay.clientAddress,
+        clientPort: relay.clientPort,
         bytesIn: relay.bytesIn,
         bytesOut: relay.bytesOut,
         servername: leg?.servername,
