@@ -47,7 +47,6 @@ export interface TlsRelay {
   active: Set<Relay>;
   /** The layer really in use (direct sockets may be unavailable). */
   layer: Layer;
-  ended: RelayRecord[];
   /** Resolves with the next relay that ended (in order; one already ended and not handed out yet at once). */
   nextEnded(timeoutMs?: number): Promise<RelayRecord>;
   stop(): void;
@@ -74,9 +73,9 @@ const RULE = { name: "tls-test" } as unknown as ForwardRule;
 export async function startTlsRelay(options: TlsRelayOptions): Promise<TlsRelay> {
   const layer = new SocketLayer();
   await layer.configure(options.layer, undefined);
+  /** Ended relays not handed out by nextEnded yet (handed-out ones are dropped: a long run keeps no history). */
   const ended: RelayRecord[] = [];
   const waiters: Array<(record: RelayRecord) => void> = [];
-  let handedOut = 0;
   const legs = new Map<Relay, TlsLeg<Leg> | undefined>();
   const active = new Set<Relay>();
   const owner: RelayOwner = {
@@ -93,12 +92,9 @@ export async function startTlsRelay(options: TlsRelayOptions): Promise<TlsRelay>
         servername: leg?.servername,
         alpnProtocol: leg?.alpnProtocol,
       };
-      ended.push(record);
       const waiter = waiters.shift();
-      if (waiter !== undefined) {
-        handedOut++;
-        waiter(record);
-      }
+      if (waiter !== undefined) waiter(record);
+      else ended.push(record);
     },
     reserveDescriptors: () => false,
     returnDescriptors() {},
@@ -169,15 +165,20 @@ export async function startTlsRelay(options: TlsRelayOptions): Promise<TlsRelay>
     port,
     active,
     layer: direct ? "direct" : "bun",
-    ended,
     nextEnded(timeoutMs = 20_000) {
-      if (handedOut < ended.length) return Promise.resolve(ended[handedOut++]!);
+      const first = ended.shift();
+      if (first !== undefined) return Promise.resolve(first);
       return new Promise<RelayRecord>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error("timed out waiting for a relay to end")), timeoutMs);
-        waiters.push((record) => {
+        const waiter = (record: RelayRecord) => {
           clearTimeout(timer);
           resolve(record);
-        });
+        };
+        const timer = setTimeout(() => {
+          // Gone from the queue: a relay that ends later waits for the next caller.
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error("timed out waiting for a relay to end"));
+        }, timeoutMs);
+        waiters.push(waiter);
       });
     },
     stop() {
