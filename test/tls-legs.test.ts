@@ -12,6 +12,7 @@ import { connectStream } from "../src/stream-connect.ts";
 import { SocketLayer } from "../src/tcp/socket-layer.ts";
 import type { StreamSocket } from "../src/tcp/stream-socket.ts";
 import { loadCaBundle, loadServerTls, type ServerTls } from "../src/tls/certificates.ts";
+import { isTlsRaw, terminateTls } from "../src/tls/server-leg.ts";
 import { TlsLeg } from "../src/tls/tls-leg.ts";
 import type { TlsClientOptions } from "../src/types.ts";
 import { makeTestCa } from "./helpers/certs.ts";
@@ -485,6 +486,86 @@ describe("origination", () => {
     expect(events).toEqual(["datagram"]);
     socket.end();
     expect(events).toEqual(["datagram", "close"]);
+  });
+
+  test("cleartext first (a PROXY header read before TLS), then the handshake on the same connection", async () => {
+    const backendTls = loadServerTls(backendCert.certFile, backendCert.keyFile);
+    if (!backendTls.ok) throw new Error(backendTls.reason);
+    const headers: string[] = [];
+    // The backend reads a line in clear, then terminates TLS on what follows (oi's own terminateTls) and echoes.
+    const echoLeg = {
+      data: (leg: StreamSocket<unknown>, chunk: Uint8Array) => void leg.write(chunk),
+      drain() {},
+      end: (leg: StreamSocket<unknown>) => leg.shutdown(),
+      error() {},
+      close() {},
+    };
+    const server = Bun.listen<unknown>({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: {
+        binaryType: "uint8array",
+        data(socket, chunk) {
+          if (isTlsRaw(socket as StreamSocket<unknown>)) return;
+          const newline = chunk.indexOf(0x0a);
+          headers.push(new TextDecoder().decode(chunk.subarray(0, newline + 1)));
+          const leg = terminateTls(socket as StreamSocket<unknown>, chunk.subarray(newline + 1), backendTls.value, echoLeg, undefined);
+          if (typeof leg === "string") throw new Error(leg);
+        },
+        drain() {},
+        end() {},
+        error() {},
+        close() {},
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    const header = new TextEncoder().encode("PROXY TCP4 192.0.2.1 127.0.0.1 40000 443\r\n");
+    const dial = (tls: TlsClientOptions, handlers: object) =>
+      new SocketLayer().connect(
+        { backend: { name: "proxied" } as DialTarget["backend"], address: "127.0.0.1", port: server.port, unix: undefined, localAddress: undefined, tls },
+        "data",
+        handlers as never,
+        header,
+      );
+    const events: string[] = [];
+    const opened = new Promise<StreamSocket<string>>((resolve, reject) => {
+      dial(tlsTo(), {
+        open: resolve,
+        connectError: (_socket: unknown, error: Error) => reject(error),
+        data: (_socket: unknown, chunk: Uint8Array) => void events.push(new TextDecoder().decode(chunk)),
+        drain() {},
+        end: () => void events.push("end"),
+        error() {},
+        close() {},
+      });
+    });
+    const socket = await opened;
+    socket.write(new TextEncoder().encode("inside TLS"));
+    socket.shutdown();
+    await withTimeout(
+      (async () => {
+        while (!events.includes("end")) await Bun.sleep(5);
+      })(),
+      5000,
+      "the echo",
+    );
+    expect(headers).toEqual(["PROXY TCP4 192.0.2.1 127.0.0.1 40000 443\r\n"]);
+    expect(events).toEqual(["inside TLS", "end"]);
+    socket.end();
+    // Verification still decides: a wrong name after the header is a connectError.
+    const refused = await new Promise<string>((resolve) => {
+      dial(tlsTo({ serverName: "wrong.test" }), {
+        open: () => resolve("open"),
+        connectError: (_socket: unknown, error: Error & { code?: string }) => resolve(`connectError ${error.code}`),
+        data() {},
+        drain() {},
+        end() {},
+        error() {},
+        close() {},
+      });
+    });
+    expect(refused).toBe("connectError ERR_TLS_CERT_ALTNAME_INVALID");
   });
 
   test("a CA bundle file loaded for tls-ca verifies like the PEM text", async () => {

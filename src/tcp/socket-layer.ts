@@ -93,10 +93,12 @@ export class SocketLayer {
    * outright (a malformed address), so the caller moves on. A TLS target
    * always uses Bun's sockets (direct ones have no TLS); its socket is
    * returned too, and can be given up while it connects or shakes hands.
+   * `tlsCleartext` goes to a TLS target in clear before its handshake (a
+   * PROXY header for a backend that reads one before TLS).
    */
-  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>): StreamSocket<Data> | true | undefined {
+  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>, tlsCleartext?: Uint8Array): StreamSocket<Data> | true | undefined {
     const tls = target.tls;
-    if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers, true);
+    if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers, true, tlsCleartext);
     const loop = this.direct();
     if (loop !== undefined && target.address !== undefined && target.unix === undefined) {
       const socket = fdConnect(loop, target.address, target.port, target.localAddress, data, handlers);

@@ -39,14 +39,67 @@ export interface TlsDialTarget {
 
 function ignoreRejection(): void {}
 
+/** A connection that sends bytes in clear (a PROXY header) before its TLS handshake. */
+class Cleartext {
+  upgraded = false;
+  constructor(
+    readonly leg: TlsLeg<unknown>,
+    public rest: Uint8Array,
+    readonly tls: Bun.TLSOptions,
+  ) {}
+}
+
+/** Write what is left of the cleartext; once it is all out, start TLS on the same connection. */
+function sendCleartext(raw: Bun.Socket<Cleartext>): void {
+  const state = raw.data;
+  if (state.upgraded) return;
+  if (state.leg.abandoned) {
+    raw.terminate();
+    return;
+  }
+  const written = raw.write(state.rest);
+  // Shut or closed already: the close that follows says so.
+  if (written < 0) return;
+  if (written < state.rest.length) {
+    state.rest = state.rest.subarray(written);
+    return;
+  }
+  state.upgraded = true;
+  const [, socket] = raw.upgradeTLS({ data: state.leg, tls: state.tls, socket: tlsLegSocketHandlers });
+  state.leg.attach(socket);
+}
+
+/** Handlers of the connection while it sends its cleartext; no `data` handler (nothing is read before TLS). */
+const cleartextHandlers = {
+  open: sendCleartext,
+  drain: sendCleartext,
+  connectError(raw: Bun.Socket<Cleartext>, error: Error): void {
+    raw.data.leg.connectFailed(error);
+  },
+  close(raw: Bun.Socket<Cleartext>, error?: Error): void {
+    // After the upgrade the TLS socket reports its own close.
+    if (!raw.data.upgraded) raw.data.leg.closed(error);
+  },
+  end(): void {},
+  error(): void {},
+};
+
 /**
  * Connect to `target` with TLS, the leg carrying `data` and served by
  * `handlers`: `open` after the handshake (and verification), `connectError`
- * when either fails. The leg is returned at once, so a caller can give it up
+ * when either fails. `cleartext` (a PROXY header, for a backend that reads
+ * it before its TLS) is sent in clear first, then TLS starts on the same
+ * connection. The leg is returned at once, so a caller can give it up
  * (`terminate`) while it connects or shakes hands; undefined when Bun
  * refuses the options outright (a malformed address).
  */
-export function connectTls<Data>(target: TlsDialTarget, data: Data, handlers: StreamHandlers<Data>, allowHalfOpen: boolean): TlsLeg<Data> | undefined {
+export function connectTls<Data>(
+  target: TlsDialTarget,
+  data: Data,
+  handlers: StreamHandlers<Data>,
+  allowHalfOpen: boolean,
+  cleartext?: Uint8Array,
+): TlsLeg<Data> | undefined {
   const { serverName, ca, verify } = target.tls;
   const leg = new TlsLeg<Data>(data, handlers, "client", verify);
   const tls: Bun.TLSOptions = { rejectUnauthorized: verify };
@@ -56,23 +109,18 @@ export function connectTls<Data>(target: TlsDialTarget, data: Data, handlers: St
     leg.servername = serverName;
   }
   if (ca !== undefined) tls.ca = ca;
-  const socket = tlsLegSocketHandlers as unknown as Bun.SocketHandler<TlsLeg<Data>>;
+  const where: ({ hostname: string; port: number } | { unix: string }) & ConnectSourceOptions =
+    target.unix !== undefined ? { unix: target.unix } : { hostname: target.address ?? "", port: target.port };
+  if (target.unix === undefined && target.localAddress !== undefined) where.localAddress = target.localAddress;
   try {
-    if (target.unix !== undefined) {
-      Bun.connect<TlsLeg<Data>>({ unix: target.unix, allowHalfOpen, tls, data: leg, socket }).catch(ignoreRejection);
-      return leg;
-    }
-    const options: Bun.TCPSocketConnectOptions<TlsLeg<Data>> & ConnectSourceOptions = {
-      hostname: target.address ?? "",
-      port: target.port,
-      allowHalfOpen,
-      tls,
-      data: leg,
-      socket,
-    };
-    if (target.localAddress !== undefined) options.localAddress = target.localAddress;
     // Failures arrive through the handlers; the promise's rejection carries nothing more.
-    Bun.connect(options).catch(ignoreRejection);
+    if (cleartext === undefined || cleartext.length === 0) {
+      const socket = tlsLegSocketHandlers as unknown as Bun.SocketHandler<TlsLeg<Data>>;
+      Bun.connect<TlsLeg<Data>>({ ...where, allowHalfOpen, tls, data: leg, socket } as Bun.TCPSocketConnectOptions<TlsLeg<Data>>).catch(ignoreRejection);
+    } else {
+      const state = new Cleartext(leg as TlsLeg<unknown>, cleartext, tls);
+      Bun.connect<Cleartext>({ ...where, allowHalfOpen, data: state, socket: cleartextHandlers } as unknown as Bun.TCPSocketConnectOptions<Cleartext>).catch(ignoreRejection);
+    }
     return leg;
   } catch {
     return undefined;

@@ -70,6 +70,11 @@ export class TlsLeg<Data> implements StreamSocket<Data> {
     private readonly verify: boolean,
   ) {}
 
+  /** Given up on before its handshake ended (see terminate). */
+  get abandoned(): boolean {
+    return (this.state & ABANDONED) !== 0;
+  }
+
   /** The handshake succeeded: plaintext flows both ways. */
   get secure(): boolean {
     return (this.state & SECURE) !== 0;
