@@ -190,6 +190,8 @@ export class TlsLeg<Data> implements StreamSocket<Data> {
     const alpn = socket.alpnProtocol;
     this.alpnProtocol = typeof alpn === "string" && alpn !== "" ? alpn : undefined;
     this.protocol = socket.getTLSVersion() ?? undefined;
+    // Closed by its owner while it shook hands (end()): the socket finishes by itself; nothing to tell.
+    if ((this.state & CLOSED) !== 0) return;
     if (this.role === "client") {
       this.handlers.open?.(this);
       return;
