@@ -20,7 +20,7 @@ import { BackendPool, type BackendStatus, MAX_BACKENDS } from "./balance/pool.ts
 import { HealthProber, type ProbeAddress } from "./balance/probe.ts";
 import { isAddressLiteral, type LookupFn, Resolver } from "./dns.ts";
 import { bunUnixPath, formatTarget } from "./endpoint.ts";
-import type { Backend, ForwardRule } from "./types.ts";
+import type { Backend, ForwardRule, TlsClientOptions } from "./types.ts";
 
 /** Where one connection attempt goes. */
 export interface DialTarget {
@@ -32,6 +32,8 @@ export interface DialTarget {
   unix: string | undefined;
   /** Local address to connect from (the backend's `src`, else the rule's). */
   localAddress: string | undefined;
+  /** Speak TLS to the backend (always over Bun's sockets); absent: plain TCP. */
+  tls?: TlsClientOptions;
 }
 
 const MS = 1000;

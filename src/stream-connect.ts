@@ -1,10 +1,14 @@
 /**
  * @module Starting a stream connection to a backend target (TCP, or a unix
- * socket), shared by every forwarder that has a stream leg towards its
- * backends. Outcomes arrive through the handlers (`open`, `connectError`).
+ * socket, with TLS when the target says so), shared by every forwarder that
+ * has a stream leg towards its backends. Outcomes arrive through the
+ * handlers (`open`, `connectError`); with TLS, `open` comes after the
+ * handshake and verification (see tls/client-leg.ts).
  */
 import type { SocketHandler } from "bun";
 import type { DialTarget } from "./backends.ts";
+import type { StreamHandlers } from "./tcp/stream-socket.ts";
+import { connectTls } from "./tls/client-leg.ts";
 
 /** Options Bun accepts for Bun.connect although its type definitions omit them. */
 interface ConnectSourceOptions {
@@ -19,6 +23,8 @@ function ignoreRejection(): void {}
  * caller can move on to its next target.
  */
 export function connectStream<Data>(target: DialTarget, data: Data, handlers: SocketHandler<Data>, allowHalfOpen: boolean): boolean {
+  const tls = target.tls;
+  if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers as unknown as StreamHandlers<Data>, allowHalfOpen) !== undefined;
   try {
     if (target.unix !== undefined) {
       Bun.connect<Data>({ unix: target.unix, allowHalfOpen, data, socket: handlers }).catch(ignoreRejection);

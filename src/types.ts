@@ -46,6 +46,19 @@ export interface Endpoint {
   transport: Transport;
 }
 
+/**
+ * How to speak TLS to a backend (origination). Verification checks the
+ * backend's certificate chain against `ca` and its name against `serverName`.
+ */
+export interface TlsClientOptions {
+  /** Sent as SNI and checked against the certificate; undefined: no SNI, and the certificate must name the address dialled. */
+  serverName: string | undefined;
+  /** PEM text of the CAs to trust; undefined: Bun's bundled (Mozilla) CAs. */
+  ca: string | undefined;
+  /** Refuse a backend whose certificate does not verify; false: any certificate is accepted. */
+  verify: boolean;
+}
+
 /** One backend of a rule; rinetd's rules have exactly one. */
 export interface Backend {
   /** For metrics, logs and the status file: given, or `host:port`. */

@@ -182,6 +182,22 @@ export class FdSocket<Data> implements StreamSocket<Data>, FdOwner, FdRetry {
     this.close(undefined);
   }
 
+  /**
+   * Give the descriptor to another owner (Bun's sockets, which have TLS):
+   * it leaves this loop's set, open, and this socket is closed without a
+   * handler running; what the kernel holds unread stays for the new owner.
+   * When `adopt` does not take it (returns false), or the socket is closed
+   * already, it is closed here: false.
+   */
+  handOver(adopt: (fd: number) => boolean): boolean {
+    if ((this.state & CLOSED) !== 0) return false;
+    this.state |= CLOSED;
+    this.loop.remove(this.descriptor, true);
+    if (adopt(this.descriptor)) return true;
+    this.loop.libc.close(this.descriptor);
+    return false;
+  }
+
   /** A reset (SO_LINGER 0, then close). */
   terminate(): void {
     if ((this.state & CLOSED) !== 0) return;

@@ -12,6 +12,7 @@ import type { DialTarget } from "../backends.ts";
 import { bunUnixPath, formatEndpoint } from "../endpoint.ts";
 import { isIpLiteral } from "../ip.ts";
 import { connectStream } from "../stream-connect.ts";
+import { connectTls } from "../tls/client-leg.ts";
 import type { Endpoint, SocketsMode } from "../types.ts";
 import { type FdLoop, fdLoop } from "../fd/loop.ts";
 import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
@@ -89,9 +90,15 @@ export class SocketLayer {
    * (outcomes through `open` and `connectError`): the connecting socket when
    * it is a direct one (which can be abandoned before it connects), true when
    * Bun's took it (which cannot), undefined when the target was refused
-   * outright (a malformed address), so the caller moves on.
+   * outright (a malformed address), so the caller moves on. A TLS target
+   * always uses Bun's sockets (direct ones have no TLS); its socket is
+   * returned too, and can be given up while it connects or shakes hands.
+   * `tlsCleartext` goes to a TLS target in clear before its handshake (a
+   * PROXY header for a backend that reads one before TLS).
    */
-  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>): StreamSocket<Data> | true | undefined {
+  connect<Data>(target: DialTarget, data: Data, handlers: StreamHandlers<Data>, tlsCleartext?: Uint8Array): StreamSocket<Data> | true | undefined {
+    const tls = target.tls;
+    if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers, true, tlsCleartext);
     const loop = this.direct();
     if (loop !== undefined && target.address !== undefined && target.unix === undefined) {
       const socket = fdConnect(loop, target.address, target.port, target.localAddress, data, handlers);

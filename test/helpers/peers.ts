@@ -131,7 +131,8 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-const peerHandlers = {
+/** Bun socket handlers that feed a Peer (the socket's data). */
+export const peerHandlers = {
   binaryType: "uint8array" as const,
   data(socket: Socket<Peer>, chunk: Uint8Array) {
     socket.data.gotData(chunk);
