@@ -72,6 +72,8 @@ export class RuleBackends {
   private readonly prober: HealthProber | undefined;
   /** Balancer entries, by pool index. */
   private readonly slots: Slot[];
+  /** TLS options per configured backend, made at its first dial. */
+  private readonly tlsOptions: Map<number, TlsClientOptions>;
   /** Configured backends whose host name expands into an entry per address. */
   private readonly expanded: number[];
   private refreshTimer: Timer | undefined;
@@ -114,6 +116,7 @@ export class RuleBackends {
         consola.debug(`rule ${rule.name}: DNS ${host} -> ${addresses.join(", ")} (kept ${Math.round(keptSeconds)}s)`),
     });
     this.slots = rule.backends.map((record, backend) => ({ backend, record, address: undefined, ordinal: 0 }));
+    this.tlsOptions = new Map();
     this.expanded = rule.dnsSpread
       ? rule.backends.flatMap((backend, index) =>
           backend.endpoint.transport !== "unix" && !isAddressLiteral(backend.endpoint.host) ? [index] : [],
@@ -189,13 +192,30 @@ export class RuleBackends {
     if (slot === undefined) return undefined;
     const backend = slot.record;
     const { endpoint } = backend;
-    return {
+    const target: DialTarget = {
       backend,
       address,
       port: endpoint.port,
       unix: endpoint.transport === "unix" ? bunUnixPath(endpoint.host) : undefined,
       localAddress: backend.sourceAddress ?? this.rule.sourceAddress,
     };
+    const tls = this.tlsOf(slot.backend);
+    if (tls !== undefined) target.tls = tls;
+    return target;
+  }
+
+  /** TLS options of configured backend `backend`, made once: its name is the SNI and checked name unless `tls-servername` says otherwise. */
+  private tlsOf(backend: number): TlsClientOptions | undefined {
+    const configured = this.rule.backends[backend];
+    const settings = configured?.tls;
+    if (configured === undefined || settings === undefined) return undefined;
+    let options = this.tlsOptions.get(backend);
+    if (options === undefined) {
+      const host = configured.endpoint.host;
+      options = { serverName: settings.serverName ?? (isAddressLiteral(host) ? undefined : host), ca: settings.caPem, verify: settings.verify };
+      this.tlsOptions.set(backend, options);
+    }
+    return options;
   }
 
   /** Look configured backend `backend`'s name up and bring its entries in step with the answer. */

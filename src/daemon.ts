@@ -167,7 +167,7 @@ export class Daemon {
       consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
     }
     consola.info(
-      `reloaded: ${summary.started} rule(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.engine.active} connection(s) open`,
+      `reloaded: ${summary.started} listener(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.engine.active} connection(s) open`,
     );
   }
 

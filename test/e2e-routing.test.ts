@@ -228,7 +228,7 @@ describe("per-rule options and reloads on a shared bind", () => {
 
     Bun.write(configPath, `127.0.0.1 ${port} 127.0.0.1 ${first.port}\n127.0.0.1 ${port} 127.0.0.1 ${second.port} [sni=chromium.oi.test]\n`);
     process.signal("SIGHUP");
-    await process.stdout.waitFor(/reload/i, 5000);
+    await process.stdout.waitFor(/reloaded:/, 5000);
     const routed = await sendAndRead(port, CHROMIUM_HELLO);
     expect(routed.text()).toBe("backend=second");
 
@@ -240,7 +240,7 @@ describe("per-rule options and reloads on a shared bind", () => {
 
     Bun.write(configPath, `127.0.0.1 ${port} 127.0.0.1 ${second.port} [sni=chromium.oi.test]\n`);
     process.signal("SIGHUP");
-    await process.stdout.waitFor(/reload[\s\S]*reload/i, 5000);
+    await process.stdout.waitFor(/reloaded:[\s\S]*reloaded:/, 5000);
     // The default is gone: a client with another name is refused, the named one still served.
     expect((await sendAndRead(port, CURL_HELLO)).received).toBe(0);
     expect((await sendAndRead(port, CHROMIUM_HELLO)).text()).toBe("backend=second");

@@ -110,7 +110,7 @@ describe("splice on", () => {
 
     writeFileSync(configPath, `splice on\n${rule}`);
     forwarder.signal("SIGHUP");
-    await forwarder.stdout.waitFor("reloaded: 0 rule(s) started, 1 kept, 0 stopped; 1 connection(s) open", 5000);
+    await forwarder.stdout.waitFor("reloaded: 0 listener(s) started, 1 kept, 0 stopped; 1 connection(s) open", 5000);
     const spliced = await connectPeer("127.0.0.1", port);
     spliced.keep = [];
     await echoOnce(spliced, "two", 3);
@@ -118,7 +118,7 @@ describe("splice on", () => {
 
     writeFileSync(configPath, `splice off\n${rule}`);
     forwarder.signal("SIGHUP");
-    await forwarder.stdout.waitFor("reloaded: 0 rule(s) started, 1 kept, 0 stopped; 2 connection(s) open", 5000);
+    await forwarder.stdout.waitFor("reloaded: 0 listener(s) started, 1 kept, 0 stopped; 2 connection(s) open", 5000);
     const plainAgain = await connectPeer("127.0.0.1", port);
     plainAgain.keep = [];
     await echoOnce(plainAgain, "three", 5);

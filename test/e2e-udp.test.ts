@@ -211,7 +211,7 @@ describe("udp -> udp", () => {
 
     writeFileSync(path, `127.0.0.1 ${port}/udp 127.0.0.1 ${second.port}/udp\n`);
     forwarder.signal("SIGHUP");
-    await forwarder.stdout.waitFor("reloaded: 0 rule(s) started, 1 kept", 5000);
+    await forwarder.stdout.waitFor("reloaded: 0 listener(s) started, 1 kept", 5000);
     old.send("b");
     await old.waitCount(2);
     const fresh = await UdpClient.open("127.0.0.1", port);
@@ -220,7 +220,7 @@ describe("udp -> udp", () => {
 
     writeFileSync(path, `127.0.0.1 ${port}/udp 127.0.0.1 ${tcp.port}/tcp\n`);
     forwarder.signal("SIGHUP");
-    const reloads = () => (forwarder.stdout.text.match(/reloaded: 0 rule\(s\) started, 1 kept/g) ?? []).length;
+    const reloads = () => (forwarder.stdout.text.match(/reloaded: 0 listener\(s\) started, 1 kept/g) ?? []).length;
     await until(() => reloads() === 2, 5000, "the second reload");
     const viaTcp = await UdpClient.open("127.0.0.1", port);
     viaTcp.send("d");

@@ -130,7 +130,7 @@ describe("--workers 2: SIGHUP", () => {
     const refusals = watchRefusals(keptPort);
     writeFileSync(configPath, `127.0.0.1 ${keptPort} 127.0.0.1 ${two.port}\n127.0.0.1 ${addedPort} 127.0.0.1 ${one.port}\n`);
     process.signal("SIGHUP");
-    await process.stdout.waitFor("reloaded: 1 rule(s) started, 1 kept, 1 stopped", 5000);
+    await process.stdout.waitFor("reloaded: 1 listener(s) started, 1 kept, 1 stopped", 5000);
     await Bun.sleep(100);
     expect(await refusals.stop()).toBe(0);
 

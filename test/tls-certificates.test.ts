@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkAlpn, loadCaBundle, loadServerTls, TlsFiles } from "../src/tls/certificates.ts";
+import { checkAlpn, loadCaBundle, loadServerTls, readServerFiles, serverTlsOf, TlsFiles } from "../src/tls/certificates.ts";
 import { makeTestCa } from "./helpers/certs.ts";
 import { tempDir } from "./helpers/oi-process.ts";
 
@@ -48,20 +48,20 @@ describe("loadServerTls", () => {
 
   test("a missing certificate or key file", () => {
     const missing = join(tempDir(), "nope.pem");
-    expect(reasonOf(loadServerTls(missing, leaf.keyFile))).toBe(`tls certificate ${missing}: cannot read (no such file)`);
-    expect(reasonOf(loadServerTls(leaf.certFile, missing))).toBe(`tls key ${missing}: cannot read (no such file)`);
+    expect(reasonOf(loadServerTls(missing, leaf.keyFile))).toBe(`tls-cert ${missing}: cannot read (no such file)`);
+    expect(reasonOf(loadServerTls(leaf.certFile, missing))).toBe(`tls-key ${missing}: cannot read (no such file)`);
   });
 
   test("a directory given as a file", () => {
     const dir = tempDir();
-    expect(reasonOf(loadServerTls(dir, leaf.keyFile))).toStartWith(`tls certificate ${dir}: cannot read (`);
+    expect(reasonOf(loadServerTls(dir, leaf.keyFile))).toStartWith(`tls-cert ${dir}: cannot read (`);
   });
 
   test("files that are not PEM", () => {
     const junk = join(tempDir(), "junk.pem");
     writeFileSync(junk, "hello, I am not a certificate\n");
-    expect(reasonOf(loadServerTls(junk, leaf.keyFile))).toBe(`tls certificate ${junk}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
-    expect(reasonOf(loadServerTls(leaf.certFile, junk))).toBe(`tls key ${junk}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----)`);
+    expect(reasonOf(loadServerTls(junk, leaf.keyFile))).toBe(`tls-cert ${junk}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)`);
+    expect(reasonOf(loadServerTls(leaf.certFile, junk))).toBe(`tls-key ${junk}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----)`);
     // A key where the certificate should be, and the other way round.
     expect(reasonOf(loadServerTls(leaf.keyFile, leaf.keyFile))).toContain("no PEM certificate");
     expect(reasonOf(loadServerTls(leaf.certFile, leaf.certFile))).toContain("no PEM private key");
@@ -70,12 +70,12 @@ describe("loadServerTls", () => {
   test("a PEM block whose content is broken", () => {
     const broken = join(tempDir(), "broken.pem");
     writeFileSync(broken, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-    expect(reasonOf(loadServerTls(broken, leaf.keyFile))).toStartWith(`tls certificate ${broken}: certificate 1 is not valid (`);
+    expect(reasonOf(loadServerTls(broken, leaf.keyFile))).toStartWith(`tls-cert ${broken}: certificate 1 is not valid (`);
   });
 
   test("a key that is not the certificate's", () => {
-    expect(reasonOf(loadServerTls(leaf.certFile, other.keyFile))).toBe(`tls key ${other.keyFile} does not match certificate ${leaf.certFile} (CN=example.test)`);
-    expect(reasonOf(loadServerTls(other.certFile, leaf.keyFile))).toBe(`tls key ${leaf.keyFile} does not match certificate ${other.certFile} (CN=other.test)`);
+    expect(reasonOf(loadServerTls(leaf.certFile, other.keyFile))).toBe(`tls-key ${other.keyFile} does not match tls-cert ${leaf.certFile} (CN=example.test)`);
+    expect(reasonOf(loadServerTls(other.certFile, leaf.keyFile))).toBe(`tls-key ${leaf.keyFile} does not match tls-cert ${other.certFile} (CN=other.test)`);
   });
 
   test("an encrypted key, PKCS#8 or traditional", () => {
@@ -84,7 +84,7 @@ describe("loadServerTls", () => {
     const traditional = join(dir, "traditional.key");
     openssl(["pkey", "-in", leaf.keyFile, "-aes256", "-passout", "pass:secret", "-out", pkcs8]);
     openssl(["rsa", "-in", other.keyFile, "-aes256", "-traditional", "-passout", "pass:secret", "-out", traditional]);
-    expect(reasonOf(loadServerTls(leaf.certFile, pkcs8))).toBe(`tls key ${pkcs8}: the private key is encrypted; oi needs it unencrypted (openssl pkey -in ${pkcs8} -out NEW)`);
+    expect(reasonOf(loadServerTls(leaf.certFile, pkcs8))).toBe(`tls-key ${pkcs8}: the private key is encrypted; oi needs it unencrypted (openssl pkey -in ${pkcs8} -out NEW)`);
     expect(reasonOf(loadServerTls(other.certFile, traditional))).toContain("the private key is encrypted");
   });
 
@@ -123,14 +123,25 @@ describe("loadCaBundle", () => {
 describe("TlsFiles", () => {
   test("one load reads each pair and bundle once; a new load reads again", () => {
     const files = new TlsFiles();
-    const first = files.server(leaf.certFile, leaf.keyFile, ["http/1.1"]);
-    expect(files.server(leaf.certFile, leaf.keyFile, ["http/1.1"])).toBe(first);
-    // Another ALPN list is another server configuration (the same files, read again).
-    expect(files.server(leaf.certFile, leaf.keyFile)).not.toBe(first);
+    const first = files.server(leaf.certFile, leaf.keyFile);
+    expect(files.server(leaf.certFile, leaf.keyFile)).toBe(first);
     expect(files.caBundle(ca.certFile)).toBe(files.caBundle(ca.certFile));
     const failed = files.server(leaf.certFile, other.keyFile);
     expect(failed.ok).toBe(false);
     expect(files.server(leaf.certFile, other.keyFile)).toBe(failed);
-    expect(new TlsFiles().server(leaf.certFile, leaf.keyFile, ["http/1.1"])).not.toBe(first);
+    expect(new TlsFiles().server(leaf.certFile, leaf.keyFile)).not.toBe(first);
+  });
+});
+
+describe("serverTlsOf", () => {
+  test("one context per loaded settings object: the same settings share it, the settings of a new load get their own", () => {
+    const files = readServerFiles(leaf.certFile, leaf.keyFile);
+    if (!files.ok) throw new Error(files.reason);
+    const settings = { certFile: leaf.certFile, keyFile: leaf.keyFile, certPem: files.value.cert, keyPem: files.value.key, alpn: ["http/1.1"] };
+    const made = serverTlsOf(settings);
+    if (!made.ok) throw new Error(made.reason);
+    expect(made.value.alpn).toEqual(["http/1.1"]);
+    expect(serverTlsOf(settings)).toBe(made);
+    expect(serverTlsOf({ ...settings })).not.toBe(made);
   });
 });

@@ -120,6 +120,8 @@ for (const layer of layers) {
       const target = backend((peer) => void peer.send(down, true));
       const relay = await relayTo(layer, target.port, serverTls());
       const client = await connectTlsPeer(relay.port, { serverName: "example.test", ca: ca.certPem });
+      // Read while open: Bun's TLS socket has no local port once the server has closed it.
+      const clientPort = client.socket!.localPort;
       await client.send(up, true);
       const far = await target.nextConnection();
       await far.waitEnd(30_000);
@@ -128,7 +130,6 @@ for (const layer of layers) {
       expect(far.digest()).toBe(sha256(up));
       expect(client.received).toBe(down.length);
       expect(client.digest()).toBe(sha256(down));
-      const clientPort = client.socket!.localPort;
       client.socket?.end();
       expect(await relay.nextEnded()).toMatchObject({ result: "done", bytesIn: up.length, bytesOut: down.length, clientAddress: "127.0.0.1", clientPort });
     });

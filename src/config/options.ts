@@ -15,6 +15,7 @@ import {
   DEFAULT_UDP_TIMEOUT_SECONDS,
   MAX_UDP_PAYLOAD,
 } from "../types.ts";
+import { checkAlpn } from "../tls/certificates.ts";
 import { type Checked, checkConnectTimeout, checkHost, checkMatchName, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
 
 /**
@@ -139,9 +140,6 @@ function tlsConnectOf(options: RuleOptions, option: string): TlsClientSettings |
 function tlsServerOf(options: RuleOptions) {
   return (options.tls ??= { certFile: "", keyFile: "", alpn: [], certPem: "", keyPem: "" });
 }
-
-/** An ALPN protocol id: 1 to 255 printable ASCII characters (`h2`, `http/1.1`). */
-const ALPN_ID = /^[\x21-\x7e]{1,255}$/;
 
 /** Seconds a shared bind may wait for a client's first bytes, at most. */
 const MAX_PEEK_TIMEOUT = 300;
@@ -352,9 +350,8 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     type: "list",
     apply: (options, value) => {
       const alpn = words(value);
-      const bad = alpn.find((id) => !ALPN_ID.test(id));
-      if (bad !== undefined) return `tls-alpn: '${bad}' is not an ALPN protocol name (such as h2 or http/1.1)`;
-      if (new Set(alpn).size !== alpn.length) return "tls-alpn lists a protocol twice";
+      const problem = checkAlpn(alpn);
+      if (problem !== undefined) return `tls-alpn: ${problem}`;
       tlsServerOf(options).alpn = alpn;
       return undefined;
     },

@@ -15,14 +15,16 @@ import { describeMatch } from "../config/model.ts";
 import { type FirstLook, RouteTable } from "../match.ts";
 import { NO_MATCH } from "../status.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
-import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type ForwardRule } from "../types.ts";
+import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type ForwardRule, type TlsServerSettings } from "../types.ts";
 import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { TcpForwarder } from "./forwarder.ts";
 import { type PeekOwner, Peeker } from "./peek.ts";
 import { ListenerHandlers } from "./phases.ts";
-import { Leg, legHandlers } from "./relay.ts";
-import type { StreamListener, StreamSocket } from "./stream-socket.ts";
-import { terminateTls } from "./tls-leg.ts";
+import { abort, Leg, legHandlers } from "./relay.ts";
+import type { StreamHandlers, StreamListener, StreamSocket } from "./stream-socket.ts";
+import { serverTlsOf } from "../tls/certificates.ts";
+import { terminateTls } from "../tls/server-leg.ts";
+import type { TlsLeg } from "../tls/tls-leg.ts";
 
 /** Where a client came from and connected to, as its PROXY header said (undefined: as the socket says). */
 interface Origin {
@@ -219,13 +221,24 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     const tls = route.rule.tls;
     if (tls !== undefined) {
       // The ClientHello (and anything after it) is the TLS leg's to read, not the backend's.
-      const hello = early;
-      route.begin(socket, client, destination, undefined, (raw) => terminateTls(raw, hello, tls, ended));
+      route.begin(socket, client, destination, undefined, (raw) => this.terminate(raw, early ?? NO_BYTES, tls));
       return;
     }
     if (!route.begin(socket, client, destination, early)) return;
     // The FIN came while peeking: the relay passes it on once the early bytes are written.
     if (ended && socket.data instanceof Leg) legHandlers.end(socket as StreamSocket<Leg>);
+  }
+
+  /** The client's TLS, ended here: the relay gets the plaintext leg (or a reason when TLS cannot start). */
+  private terminate(raw: StreamSocket<unknown>, hello: Uint8Array, settings: TlsServerSettings): StreamSocket<unknown> | string {
+    const server = serverTlsOf(settings);
+    if (!server.ok) return server.reason;
+    const leg = terminateTls<Leg>(raw, hello, server.value, tlsClientHandlers, undefined as unknown as Leg);
+    if (typeof leg === "string") return leg;
+    // A client that never finishes its handshake must not hold its socket (and its backend's) for good.
+    const timer = setTimeout(handshakeTimedOut, TLS_HANDSHAKE_TIMEOUT_MS, leg);
+    leg.onSecure = () => clearTimeout(timer);
+    return leg;
   }
 
   /** Close a client no rule takes, and log it (under the bind's first rule) as a connection that ended at once. */
@@ -246,6 +259,38 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
       result: `error: ${reason}`,
     });
   }
+}
+
+/** A TLS client has this long from being handed to its rule to finish its handshake. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The relay's handlers for a client whose TLS oi ends, but for one thing: a
+ * handshake that fails ends the relay with its reason (`error: TLS
+ * handshake failed: WRONG_VERSION_NUMBER`) rather than as a reset.
+ */
+const tlsClientHandlers: StreamHandlers<Leg> = {
+  ...legHandlers,
+  close(socket: StreamSocket<Leg>, error?: Error): void {
+    const relay = (socket.data as Leg | undefined)?.relay;
+    if (error !== undefined && relay !== undefined && !(socket as TlsLeg<Leg>).secure) abort(relay, `error: TLS handshake failed: ${tlsReason(error)}`);
+    legHandlers.close(socket, error);
+  },
+};
+
+/** The reason of an OpenSSL error (`error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER`): its last part, a fixed word. */
+function tlsReason(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && code !== "") return code;
+  return error.message.split(":").at(-1)?.trim() || "unknown";
+}
+
+function handshakeTimedOut(leg: TlsLeg<Leg>): void {
+  if (leg.secure) return;
+  const relay = leg.data?.relay;
+  if (relay !== undefined) abort(relay, "error: TLS handshake timed out");
+  else leg.terminate();
 }
 
 function remoteEnd(socket: StreamSocket<unknown>): ProxyAddress {

@@ -55,9 +55,10 @@ const connectingHandlers = {
   open(socket: StreamSocket<Attempt>): void {
     socket.data.forwarder.attemptOpened(socket.data, socket);
   },
-  connectError(socket: StreamSocket<Attempt>): void {
-    // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells.
-    socket.data.forwarder.attemptFailed(socket.data, "refused");
+  connectError(socket: StreamSocket<Attempt>, error: Error): void {
+    // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells. A TLS backend may also fail its handshake.
+    const attempt = socket.data;
+    attempt.forwarder.attemptFailed(attempt, attempt.target.tls === undefined ? "refused" : tlsDialFailure(error));
   },
   data(): void {},
   drain(): void {},
@@ -65,6 +66,16 @@ const connectingHandlers = {
   close(): void {},
   error(): void {},
 };
+
+/** Codes of a connect that failed before TLS began: the backend is not there, as for a plain connect. */
+const UNREACHED = /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EADDRNOTAVAIL|ENOENT)$/;
+
+/** How a dial to a TLS backend failed: "refused" when it never answered, else the TLS reason (a certificate that did not verify, a server that speaks no TLS). */
+function tlsDialFailure(error: Error): SessionResult {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && UNREACHED.test(code)) return "refused";
+  return `error: backend TLS ${typeof code === "string" ? code : error.message}`;
+}
 
 function attemptTimedOut(attempt: Attempt): void {
   attempt.timer = undefined;
@@ -201,15 +212,17 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     upstream.reload({ socket: legHandlers });
     upstream.data = relay.upstream;
     relay.dial.opened();
-    // splice(2) is wired for TCP on both legs only.
-    if (relay.dial.connected?.endpoint.transport !== "tcp") relay.splice = undefined;
+    const tls = attempt.target.tls !== undefined;
+    // splice(2) is wired for TCP on both legs only, and moves bytes as they are: not through TLS.
+    if (tls || relay.dial.connected?.endpoint.transport !== "tcp") relay.splice = undefined;
     const keepalive = relay.rule.keepalive;
     if (keepalive !== undefined) upstream.setKeepAlive(true, keepalive * 1000);
-    upstreamOpened(relay.upstream, upstream, this.proxyHeader(relay));
+    // To a TLS backend the PROXY header went in clear before the handshake (see dial).
+    upstreamOpened(relay.upstream, upstream, tls ? undefined : this.proxyHeader(relay));
   }
 
   /** This attempt failed (refused, unreachable, timed out): try the next target, or give up on the client. */
-  attemptFailed(attempt: Attempt, why: "refused" | "timeout"): void {
+  attemptFailed(attempt: Attempt, why: SessionResult): void {
     const relay = attempt.relay;
     if (attempt.timer !== undefined) clearTimeout(attempt.timer);
     if (relay.attempt !== attempt || relay.ended) return;
@@ -230,14 +243,15 @@ export class TcpForwarder implements Forwarder, RelayOwner {
    * its bind does either): check it, count it, and connect it. `early` holds
    * bytes it sent already, to go first. `wrap`, when given, turns the
    * admitted socket into the one the relay uses (TLS termination), so a
-   * refused client costs no handshake. False when the client was refused.
+   * refused client costs no handshake; it gives a reason when it cannot.
+   * False when the client was refused.
    */
   begin(
     socket: StreamSocket<unknown>,
     client: ProxyAddress,
     destination: ProxyAddress | undefined,
     early: Uint8Array | undefined,
-    wrap?: (socket: StreamSocket<unknown>) => StreamSocket<unknown>,
+    wrap?: (socket: StreamSocket<unknown>) => StreamSocket<unknown> | string,
   ): boolean {
     const rule = this.rule;
     const backends = this.backends;
@@ -249,7 +263,17 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
       return false;
     }
-    const clientSocket = (wrap === undefined ? socket : wrap(socket)) as StreamSocket<Leg>;
+    const wrapped = wrap === undefined ? socket : wrap(socket);
+    if (typeof wrapped === "string") {
+      // The client's TLS could not even start: it is ended as a connection that failed at once.
+      socket.terminate();
+      this.admission.release(DESCRIPTORS_PER_RELAY, rule);
+      const now = Date.now();
+      this.events.started(rule);
+      this.events.ended({ rule, backend: undefined, clientAddress: client.address, clientPort: client.port, bytesIn: 0, bytesOut: 0, startedAt: now, endedAt: now, result: `error: ${wrapped}` });
+      return false;
+    }
+    const clientSocket = wrapped as StreamSocket<Leg>;
     // splice(2) moves bytes between two TCP sockets as they are: not through TLS.
     const splice = rule.bind.transport === "tcp" && wrap === undefined ? this.context.splice : undefined;
     const relay = new Relay(this, rule, clientSocket, client.address || "unix", client.port, new DialPlan(backends, client.address));
@@ -302,7 +326,9 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     relay.attempt = attempt;
     const timeout = relay.rule.connectTimeout;
     if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-    const connecting = this.context.sockets.connect(target, attempt, connectingHandlers);
+    // A backend that reads a PROXY header and speaks TLS reads the header first, in clear (as haproxy's `send-proxy` with `ssl`).
+    const cleartext = target.tls === undefined ? undefined : this.proxyHeader(relay);
+    const connecting = this.context.sockets.connect(target, attempt, connectingHandlers, cleartext);
     if (connecting !== undefined) {
       if (connecting !== true) attempt.socket = connecting;
       return true;

@@ -84,7 +84,7 @@ export class Relay implements SplicedOwner {
   /** The connect attempt in progress (an object of the forwarder's); an older attempt that completes late is dropped. */
   attempt: object | undefined = undefined;
   /** How the last connect attempt failed: the result when no target is left. */
-  lastFailure: "refused" | "timeout" = "refused";
+  lastFailure: SessionResult = "refused";
   /** Where the client connected to (for a PROXY header to the backend). */
   destination: { address: string; port: number } | undefined = undefined;
   result: SessionResult | undefined = undefined;

@@ -85,17 +85,14 @@ function parseCertificates(text: string, file: string, role: string): Checked<{ 
 }
 
 function parsePrivateKey(text: string, file: string): Checked<KeyObject> {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return invalid(`tls key ${file}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----)`);
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /Proc-Type:\s*4,ENCRYPTED/.test(text)) {
-    return invalid(`tls key ${file}: the private key is encrypted; oi needs it unencrypted (openssl pkey -in ${file} -out NEW)`);
-  }
+  const encrypted = `tls-key ${file}: the private key is encrypted; oi needs it unencrypted (openssl pkey -in ${file} -out NEW)`;
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return invalid(`tls-key ${file}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----)`);
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /Proc-Type:\s*4,ENCRYPTED/.test(text)) return invalid(encrypted);
   try {
     return ok(createPrivateKey(text));
   } catch (error) {
-    if ((error as { code?: unknown }).code === "ERR_MISSING_PASSPHRASE") {
-      return invalid(`tls key ${file}: the private key is encrypted; oi needs it unencrypted (openssl pkey -in ${file} -out NEW)`);
-    }
-    return invalid(`tls key ${file}: not a valid private key (${messageOf(error)})`);
+    if ((error as { code?: unknown }).code === "ERR_MISSING_PASSPHRASE") return invalid(encrypted);
+    return invalid(`tls-key ${file}: not a valid private key (${messageOf(error)})`);
   }
 }
 
@@ -112,33 +109,46 @@ export function checkAlpn(alpn: readonly string[]): string | undefined {
   return undefined;
 }
 
-/**
- * Read a certificate chain (leaf first) and its private key for termination,
- * check them, and make their SecureContext. `alpn` is what the server offers
- * (none by default).
- */
-export function loadServerTls(certFile: string, keyFile: string, alpn: readonly string[] = []): Checked<ServerTls> {
-  const alpnProblem = checkAlpn(alpn);
-  if (alpnProblem !== undefined) return invalid(alpnProblem);
-  const certText = readText(certFile, "tls certificate");
+/** A certificate chain and its key as read and checked, before a context is made of them. */
+export interface ServerFiles {
+  /** The chain's PEM certificates, leaf first. */
+  cert: string;
+  key: string;
+}
+
+/** Read a certificate chain (leaf first) and its private key for termination, and check that the key is the leaf's. */
+export function readServerFiles(certFile: string, keyFile: string): Checked<ServerFiles> {
+  const certText = readText(certFile, "tls-cert");
   if (!certText.ok) return certText;
-  const keyText = readText(keyFile, "tls key");
+  const keyText = readText(keyFile, "tls-key");
   if (!keyText.ok) return keyText;
-  const chain = parseCertificates(certText.value, certFile, "tls certificate");
+  const chain = parseCertificates(certText.value, certFile, "tls-cert");
   if (!chain.ok) return chain;
   const key = parsePrivateKey(keyText.value, keyFile);
   if (!key.ok) return key;
   const leaf = chain.value.parsed[0]!;
-  if (!leaf.checkPrivateKey(key.value)) return invalid(`tls key ${keyFile} does not match certificate ${certFile} (${leaf.subject})`);
+  if (!leaf.checkPrivateKey(key.value)) return invalid(`tls-key ${keyFile} does not match tls-cert ${certFile} (${leaf.subject})`);
+  return ok({ cert: chain.value.pems.join("\n"), key: keyText.value });
+}
+
+/**
+ * Make what a terminating leg needs of a chain and key already read and
+ * checked (`readServerFiles`): their SecureContext, once. `alpn` is what the
+ * server offers (none by default).
+ */
+export function makeServerTls(certFile: string, keyFile: string, files: ServerFiles, alpn: readonly string[] = []): Checked<ServerTls> {
+  const alpnProblem = checkAlpn(alpn);
+  if (alpnProblem !== undefined) return invalid(alpnProblem);
   let context: SecureContext;
+  let leaf: X509Certificate;
   try {
-    context = createSecureContext({ cert: chain.value.pems.join("\n"), key: keyText.value });
+    context = createSecureContext({ cert: files.cert, key: files.key });
+    leaf = new X509Certificate(files.cert);
   } catch (error) {
-    return invalid(`tls certificate ${certFile} with key ${keyFile}: ${messageOf(error)}`);
+    return invalid(`tls-cert ${certFile} with tls-key ${keyFile}: ${messageOf(error)}`);
   }
-  const cert = chain.value.pems.join("\n");
   const native = (context as unknown as { context?: unknown }).context;
-  const upgradeOptions: BunServerTlsOptions = native !== undefined ? { secureContext: native } : { key: keyText.value, cert };
+  const upgradeOptions: BunServerTlsOptions = native !== undefined ? { secureContext: native } : { key: files.key, cert: files.cert };
   if (alpn.length > 0) upgradeOptions.ALPNProtocols = alpnWire(alpn);
   return ok({
     certFile,
@@ -150,6 +160,30 @@ export function loadServerTls(certFile: string, keyFile: string, alpn: readonly 
     dnsNames: dnsNamesOf(leaf),
     validTo: new Date(leaf.validTo),
   });
+}
+
+/** `readServerFiles`, then `makeServerTls`. */
+export function loadServerTls(certFile: string, keyFile: string, alpn: readonly string[] = []): Checked<ServerTls> {
+  const alpnProblem = checkAlpn(alpn);
+  if (alpnProblem !== undefined) return invalid(alpnProblem);
+  const files = readServerFiles(certFile, keyFile);
+  return files.ok ? makeServerTls(certFile, keyFile, files.value, alpn) : files;
+}
+
+const serverTlsBySettings = new WeakMap<object, Checked<ServerTls>>();
+
+/**
+ * A rule's termination settings as a terminating leg needs them, made once
+ * per loaded config (the settings object is new at each load, so a reload
+ * makes a new context from the files read again) and per thread.
+ */
+export function serverTlsOf(settings: { certFile: string; keyFile: string; certPem: string; keyPem: string; alpn: readonly string[] }): Checked<ServerTls> {
+  let made = serverTlsBySettings.get(settings);
+  if (made === undefined) {
+    made = makeServerTls(settings.certFile, settings.keyFile, { cert: settings.certPem, key: settings.keyPem }, settings.alpn);
+    serverTlsBySettings.set(settings, made);
+  }
+  return made;
 }
 
 /** ALPN names as TLS sends them: each preceded by its length in one byte. */
@@ -187,20 +221,20 @@ export function loadCaBundle(file: string): Checked<string> {
 }
 
 /**
- * The TLS files of one config load: each certificate/key/ALPN combination and
- * each CA bundle is read and checked once, however many rules name it, and
- * its SecureContext made once. A new load starts a new TlsFiles, so a reload
- * reads the files again (a renewed certificate takes effect).
+ * The TLS files of one config load: each certificate and key pair and each
+ * CA bundle is read and checked once, however many rules name it. A new load
+ * starts a new TlsFiles, so a reload reads the files again (a renewed
+ * certificate takes effect).
  */
 export class TlsFiles {
-  private readonly servers = new Map<string, Checked<ServerTls>>();
+  private readonly servers = new Map<string, Checked<ServerFiles>>();
   private readonly bundles = new Map<string, Checked<string>>();
 
-  server(certFile: string, keyFile: string, alpn: readonly string[] = []): Checked<ServerTls> {
-    const key = JSON.stringify([certFile, keyFile, alpn]);
+  server(certFile: string, keyFile: string): Checked<ServerFiles> {
+    const key = JSON.stringify([certFile, keyFile]);
     let loaded = this.servers.get(key);
     if (loaded === undefined) {
-      loaded = loadServerTls(certFile, keyFile, alpn);
+      loaded = readServerFiles(certFile, keyFile);
       this.servers.set(key, loaded);
     }
     return loaded;

@@ -13,11 +13,12 @@
  * the backend's reply; and it spent about 1.5 times the CPU per GiB.
  *
  * After the upgrade a Bun socket's raw side still reports its events to the
- * listener's handlers (ciphertext `data`, `close`): a listener's handlers
- * ignore every event of a socket whose data is a TlsLeg (see `isTlsRaw`);
- * the leg has its own. A direct socket handed over reports nothing more.
+ * listener's handlers (ciphertext `data`, `close`): its data is then an
+ * `UpgradedRaw`, a socket phase that ignores them (see tcp/phases.ts); the
+ * leg has its own. A direct socket handed over reports nothing more.
  */
 import { FdSocket } from "../fd/socket.ts";
+import { SocketPhase } from "../tcp/phases.ts";
 import type { StreamHandlers, StreamSocket } from "../tcp/stream-socket.ts";
 import type { ServerTls } from "./certificates.ts";
 import { type BunTlsSocket, TlsLeg, tlsLegSocketHandlers } from "./tls-leg.ts";
@@ -37,9 +38,19 @@ function upgradable(socket: unknown): socket is Upgradable {
   return typeof (socket as { upgradeTLS?: unknown }).upgradeTLS === "function";
 }
 
+/** The raw side of a Bun socket upgraded to TLS, as its data: its events (ciphertext, its close) are the TLS socket's business. */
+class UpgradedRaw extends SocketPhase {
+  constructor(readonly leg: TlsLeg<unknown>) {
+    super();
+  }
+  override data(): void {}
+  override end(): void {}
+  override close(): void {}
+}
+
 /** Whether a socket's events belong to a TLS leg now (a raw socket upgraded): a listener's handlers leave them alone. */
 export function isTlsRaw(socket: StreamSocket<unknown>): boolean {
-  return socket.data instanceof TlsLeg;
+  return socket.data instanceof UpgradedRaw;
 }
 
 function joined(chunks: Uint8Array | readonly Uint8Array[]): Uint8Array {
@@ -137,6 +148,6 @@ function start(leg: TlsLeg<unknown>, raw: StreamSocket<unknown>, first: Uint8Arr
   }
   if (!upgradable(raw)) return "TLS termination needs a Bun socket or a direct socket";
   // Set first: Bun may report the raw side's close inside upgradeTLS (a ClientHello that is not one).
-  raw.data = leg;
+  raw.data = new UpgradedRaw(leg);
   return upgrade(raw, leg, first, server);
 }

@@ -62,7 +62,7 @@ describe("rinetd's and rinetd-uv's flags", () => {
     const port = freePort();
     writeFileSync(path, `127.0.0.1 ${port} 127.0.0.1 ${echo.port}\n`);
     forwarder.signal("SIGHUP");
-    await forwarder.stdout.waitFor("reloaded: 1 rule(s) started", 5000);
+    await forwarder.stdout.waitFor("reloaded: 1 listener(s) started", 5000);
     expect(await roundTrip({ port }, "ping")).toBe(4);
   });
 });

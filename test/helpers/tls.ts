@@ -45,8 +45,9 @@ export interface TlsConversation {
  * Connect with TLS to 127.0.0.1:`port`, sending `serverName` as SNI and
  * trusting `ca`; optionally `send` bytes once the handshake is done. What
  * the server said and showed, or a rejection when the handshake fails.
+ * With `hangUp`, the client closes once the handshake is done.
  */
-export function tlsTalk(port: number, serverName: string, ca: string, options: { send?: string; alpn?: string[] } = {}): Promise<TlsConversation> {
+export function tlsTalk(port: number, serverName: string, ca: string, options: { send?: string; alpn?: string[]; hangUp?: boolean } = {}): Promise<TlsConversation> {
   let text = "";
   let subject: string | undefined;
   let alpn: string | false = false;
@@ -70,6 +71,8 @@ export function tlsTalk(port: number, serverName: string, ca: string, options: {
           subject = peer?.subject.match(/CN=([^\n,]+)/)?.[1];
           alpn = (socket as unknown as { alpnProtocol: string | false }).alpnProtocol ?? false;
           if (options.send !== undefined) socket.write(options.send);
+          // Only the handshake was wanted: close, and tell what it showed.
+          if (options.hangUp === true) socket.end();
         },
         data(_socket, chunk) {
           text += Buffer.from(chunk).toString();
