@@ -20,11 +20,12 @@ function ignoreRejection(): void {}
 /**
  * Connect to `target`, the socket carrying `data` and served by `handlers`.
  * False when Bun refuses the options outright (a malformed address), so the
- * caller can move on to its next target.
+ * caller can move on to its next target. `tlsCleartext` goes to a TLS target
+ * in clear before its handshake (a PROXY header).
  */
-export function connectStream<Data>(target: DialTarget, data: Data, handlers: SocketHandler<Data>, allowHalfOpen: boolean): boolean {
+export function connectStream<Data>(target: DialTarget, data: Data, handlers: SocketHandler<Data>, allowHalfOpen: boolean, tlsCleartext?: Uint8Array): boolean {
   const tls = target.tls;
-  if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers as unknown as StreamHandlers<Data>, allowHalfOpen) !== undefined;
+  if (tls !== undefined) return connectTls({ ...target, tls }, data, handlers as unknown as StreamHandlers<Data>, allowHalfOpen, tlsCleartext) !== undefined;
   try {
     if (target.unix !== undefined) {
       Bun.connect<Data>({ unix: target.unix, allowHalfOpen, data, socket: handlers }).catch(ignoreRejection);

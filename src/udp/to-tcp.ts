@@ -93,7 +93,8 @@ export class UdpToTcpSession extends ListenSession implements FrameSink {
     this.plan.opened();
     const keepalive = this.rule.keepalive;
     if (keepalive !== undefined) upstream.setKeepAlive(true, keepalive * 1000);
-    const header = this.proxyHeader();
+    // To a TLS backend the PROXY header went in clear before the handshake (see connect).
+    const header = attempt.target.tls === undefined ? this.proxyHeader() : undefined;
     if (header !== undefined) this.queue.preface(header);
     this.socket = upstream;
     this.drained();
@@ -175,7 +176,8 @@ export class UdpToTcpSession extends ListenSession implements FrameSink {
       this.attempt = attempt;
       const timeout = this.rule.connectTimeout;
       if (timeout > 0) attempt.timer = setTimeout(attemptTimedOut, timeout * 1000, attempt);
-      if (connectStream(target, attempt, connectingHandlers, false)) return;
+      const cleartext = target.tls === undefined ? undefined : this.proxyHeader();
+      if (connectStream(target, attempt, connectingHandlers, false, cleartext)) return;
       // Options Bun refuses outright (a malformed address): on to the next target.
       if (attempt.timer !== undefined) clearTimeout(attempt.timer);
       this.attempt = undefined;
