@@ -64,6 +64,11 @@ export class TableReader {
     return this.wrongType(key, "true or false", value);
   }
 
+  /** What the format calls a nested table in messages ("a table", YAML's "a mapping"). */
+  get tableWord(): string {
+    return this.context.tableWord ?? "a table";
+  }
+
   /** One word or a list of them (`sni = ["a.example.com", "*.b.example.com"]`, or a single string). */
   words(key: string): string[] | undefined {
     const value = this.values[key];
@@ -77,7 +82,7 @@ export class TableReader {
   table(key: string): TableReader | undefined {
     const value = this.values[key];
     if (value === undefined) return undefined;
-    if (!isTable(value)) return this.wrongType(key, this.context.tableWord ?? "a table", value);
+    if (!isTable(value)) return this.wrongType(key, this.tableWord, value);
     return new TableReader(this.context, value, this.keyPath(key));
   }
 
@@ -234,12 +239,14 @@ export function readRuleOptions(reader: TableReader, explicit: Set<keyof RuleDef
   const options = defaultRuleOptions();
   let valid = true;
   const tables = new Map<OptionTable, TableReader | undefined>();
+  // A switch that opens a table, written as something else, is reported once, by the switch (below).
+  const openedBySwitch = new Set(RULE_OPTIONS.flatMap((spec) => (spec.opens === undefined ? [] : [spec.opens])));
   const tableOf = (name: OptionTable) => {
     if (!tables.has(name)) {
       const value = reader.raw(name);
       // A switch that opens a table (`tls_connect = true`) has no table to read when it is written as a switch.
       // YAML's `load_balancing:` with nothing under it is an empty table.
-      const absent = value === undefined || value === null || typeof value === "boolean";
+      const absent = value === undefined || value === null || typeof value === "boolean" || (openedBySwitch.has(name) && !isTable(value));
       const table = absent ? undefined : reader.table(name);
       if (table === undefined && !absent) valid = false;
       table?.onlyKeys(keysOf(name));
@@ -250,10 +257,15 @@ export function readRuleOptions(reader: TableReader, explicit: Set<keyof RuleDef
   for (const spec of RULE_OPTIONS) {
     let value: OptionValue | undefined;
     let source: TableReader | undefined;
-    if (spec.opens !== undefined && isTable(reader.raw(spec.toml))) {
+    const raw = reader.raw(spec.toml);
+    if (spec.opens !== undefined && isTable(raw)) {
       // `tls_connect: { ca: ... }`: the table itself switches the option on.
       source = reader;
       value = tableOf(spec.opens) === undefined ? undefined : true;
+    } else if (spec.opens !== undefined && raw !== undefined && typeof raw !== "boolean") {
+      reader.report(spec.toml, `${reader.keyPath(spec.toml)} must be true, false or ${reader.tableWord} of ${keysOf(spec.opens).join(", ")}; got ${typeName(raw)}`);
+      valid = false;
+      continue;
     } else {
       source = spec.table === undefined ? reader : tableOf(spec.table);
       if (source === undefined) continue;
