@@ -9,6 +9,7 @@
  * work (access, limits, balancing, dialing, relaying) is its forwarder's.
  */
 import { consola } from "consola";
+import { IPPROTO_TCP, type Libc, loadLibc, TCP_QUICKACK } from "../libc.ts";
 import { listenerKey } from "../config/validate.ts";
 import type { ForwarderContext } from "../forwarder.ts";
 import { describeMatch } from "../config/model.ts";
@@ -49,6 +50,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
   private table: RouteTable<TcpForwarder> = new RouteTable([]);
   /** The one forwarder every client goes to straight from the accept, when nothing comes before (no header, no peek, no TLS). */
   private direct: TcpForwarder | undefined;
+  private libc: Libc | undefined;
   private readonly handlers = new ListenerHandlers<Leg>(
     legHandlers,
     (socket) => this.opened(socket),
@@ -89,6 +91,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
 
   async start(): Promise<void> {
     const rule = this.rule;
+    if (this.rules.some((each) => each.tls !== undefined)) await this.loadLibc();
     this.listener = await this.context.sockets.listen(
       rule.bind,
       {
@@ -104,11 +107,19 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
 
   /** A reload kept this bind: its rules are now `rules` (kept ones keep their forwarders and open connections). */
   update(rules: ForwardRule[], globalAccess: AccessList): void {
+    if (rules.some((each) => each.tls !== undefined)) void this.loadLibc();
     this.rules = rules;
     this.globalAccess = globalAccess;
     this.route();
     const handlers = this.handlers.forUpdate();
     if (handlers !== undefined) this.listener?.reload({ socket: handlers });
+  }
+
+  /** libc, for the one socket option TLS termination sets (it is not needed otherwise; where it cannot load, termination does without). */
+  private async loadLibc(): Promise<void> {
+    if (this.libc !== undefined) return;
+    const result = await loadLibc();
+    if ("libc" in result) this.libc = result.libc;
   }
 
   /** Make a forwarder per rule (keeping those of rules that stay) and the table that chooses among them. */
@@ -233,11 +244,20 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
   private terminate(raw: StreamSocket<unknown>, hello: Uint8Array, settings: TlsServerSettings): StreamSocket<unknown> | string {
     const server = serverTlsOf(settings);
     if (!server.ok) return server.reason;
+    // Taken before the hand-over to Bun's TLS: the descriptor stays the same, its owner changes.
+    const fd = descriptorOf(raw);
     const leg = terminateTls<Leg>(raw, hello, server.value, tlsClientHandlers, undefined as unknown as Leg);
     if (typeof leg === "string") return leg;
     // A client that never finishes its handshake must not hold its socket (and its backend's) for good.
     const timer = setTimeout(handshakeTimedOut, TLS_HANDSHAKE_TIMEOUT_MS, leg);
-    leg.onSecure = () => clearTimeout(timer);
+    const libc = this.libc;
+    leg.onSecure = () => {
+      clearTimeout(timer);
+      // Bun's TLS server keeps its TLS 1.3 session tickets until its next write, so nothing carries the ACK
+      // of the client's Finished: a client that sends its request as a second small write (Nagle on, as
+      // ab's OpenSSL does) then waits for the delayed ACK, 40 ms. An immediate ACK here releases it.
+      if (libc !== undefined && fd >= 0) libc.setIntOption(fd, IPPROTO_TCP, TCP_QUICKACK, 1);
+    };
     return leg;
   }
 
@@ -291,6 +311,12 @@ function handshakeTimedOut(leg: TlsLeg<Leg>): void {
   const relay = leg.data?.relay;
   if (relay !== undefined) abort(relay, "error: TLS handshake timed out");
   else leg.terminate();
+}
+
+/** The descriptor of a socket of either layer (Bun's undocumented getter, or a direct socket's); -1 when there is none. */
+function descriptorOf(socket: StreamSocket<unknown>): number {
+  const fd = (socket as unknown as { fd?: unknown }).fd;
+  return typeof fd === "number" ? fd : -1;
 }
 
 function remoteEnd(socket: StreamSocket<unknown>): ProxyAddress {
