@@ -6,6 +6,9 @@
  *     [[forwarding_rules]]  bind_address, bind_port, connect_address, connect_port,
  *                           protocol = "tcp" | "udp" | "udptotcp" | "tcptoudp" (default "tcp"),
  *                           timeout, source_address, connect_timeout (oi's own)
+ *                           oi's own: name, connect = [{ address, port, weight, name,
+ *                           source_address, tls }], the per-rule options of options.ts,
+ *                           and the tables load_balancing, match, tls, tls_connect
  *     [[forwarding_rules.rules]]  type, pattern: access rules of the rule above
  *     log_file, pid_file, log_format = "rinetd" | "common"
  *

@@ -14,12 +14,14 @@
  *       - name: web           required, unique
  *         bind: "0.0.0.0:80/tcp"      or a list; also "[::]:80/tcp", "unix:/path"
  *         connect: "10.0.0.1:80"      or a list of "host:port/proto" or
- *                                     { dest, weight, name, src, dns_refresh }
+ *                                     { dest, weight, name, src, dns_refresh, tls }
  *         load_balancing: { algorithm, health_threshold, recovery_timeout,
  *                           affinity_ttl, affinity_max_entries, probe_interval, probe_timeout }
  *         timeout, keepalive, connect_timeout, dns_refresh, mode: "0660", src,
  *         access: { allow: [...], deny: [...] },
- *         oi's own options by their TOML names (max_connections, idle_timeout, proxy_protocol, ...)
+ *         oi's own options by their TOML names (max_connections, idle_timeout, proxy_protocol, ...),
+ *         match: { sni, host, protocol }, peek_timeout, tls: { cert, key, alpn },
+ *         tls_connect: true | { ca, servername, verify }; a backend mapping's own `tls`
  *
  * How rinetd-uv's meaning is kept, and where oi's model asks for a choice:
  * - A rule with several binds becomes one forwarding rule per bind, all with

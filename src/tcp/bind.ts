@@ -9,6 +9,7 @@
  * work (access, limits, balancing, dialing, relaying) is its forwarder's.
  */
 import { consola } from "consola";
+import { FdSocket } from "../fd/socket.ts";
 import { IPPROTO_TCP, type Libc, loadLibc, TCP_QUICKACK } from "../libc.ts";
 import { listenerKey } from "../config/validate.ts";
 import type { ForwarderContext } from "../forwarder.ts";
@@ -51,6 +52,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
   /** The one forwarder every client goes to straight from the accept, when nothing comes before (no header, no peek, no TLS). */
   private direct: TcpForwarder | undefined;
   private libc: Libc | undefined;
+  private peekTimeoutMs = DEFAULT_PEEK_TIMEOUT_SECONDS * 1000;
   private readonly handlers = new ListenerHandlers<Leg>(
     legHandlers,
     (socket) => this.opened(socket),
@@ -66,7 +68,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     this.route();
   }
 
-  /** The rules this bind serves now, in config order. */
+  /** The first of the rules this bind serves (in config order): what refusals before a choice are logged under. */
   get rule(): ForwardRule {
     return this.rules[0]!;
   }
@@ -143,6 +145,8 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
       if (listening) forwarder.start();
     }
     this.table = new RouteTable(this.rules.map((rule) => [rule, this.forwarders.get(routeKey(rule))!] as const));
+    // Any rule of the bind may set it; the config check made sure they agree.
+    this.peekTimeoutMs = (this.rules.find((rule) => rule.peekTimeout !== undefined)?.peekTimeout ?? DEFAULT_PEEK_TIMEOUT_SECONDS) * 1000;
     const only = this.table.default;
     const plain = !this.table.choosesByFirstBytes && only !== undefined && !only.rule.acceptProxy && only.rule.tls === undefined;
     this.direct = plain ? only : undefined;
@@ -196,11 +200,12 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
       this.context.events.denied(this.rule, socket.remoteAddress ?? "", socket.remotePort ?? 0, "limit");
       return;
     }
-    const timeout = this.rules.find((rule) => rule.peekTimeout !== undefined)?.peekTimeout ?? DEFAULT_PEEK_TIMEOUT_SECONDS;
-    const peeker = new Peeker<Origin>(this, socket, timeout * 1000, origin);
+    const peeker = new Peeker<Origin>(this, socket, this.peekTimeoutMs, origin);
     socket.data = peeker;
     // Bytes that came with a PROXY header are the first to look at (the peeker may decide on them at once).
     if (early !== undefined && early.length > 0) peeker.data(socket, early);
+    // A direct socket's first bytes are usually there already: read them in this turn of the loop, not the next.
+    else if (socket instanceof FdSocket) socket.readPending();
   }
 
   peeked(socket: StreamSocket<unknown>, look: FirstLook, bytes: Uint8Array, ended: boolean, origin: Origin): void {
