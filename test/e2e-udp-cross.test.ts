@@ -5,9 +5,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import { connectPeer, freePort, type Peer, randomBytes } from "./helpers/peers.ts";
+import { concat } from "./helpers/bytes.ts";
 import {
   cleanUpAfterEachTest,
-  concat,
   endedResults,
   frame,
   freeUdpPort,
@@ -28,7 +28,7 @@ const same = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
 /** Resolves when `peer` has received `count` bytes in all. */
 async function bytesFrom(peer: Peer, count: number, ms = 5000): Promise<Uint8Array> {
   await until(() => peer.received >= count, ms, `${count} bytes (have ${peer.received})`);
-  return concat(peer.keep ?? []);
+  return concat(...peer.keep ?? []);
 }
 
 describe("udp -> tcp", () => {
@@ -50,11 +50,11 @@ describe("udp -> tcp", () => {
     for (const client of clients) await client.waitCount(5);
 
     expect(server.connections.length).toBe(2);
-    const streams = server.connections.map((peer) => text(concat(peer.keep ?? []))).sort();
+    const streams = server.connections.map((peer) => text(concat(...peer.keep ?? []))).sort();
     expect(streams).toEqual(["a0b0c0", "a1b1c1"]);
     for (const client of clients) {
       expect(client.received.map((item) => item.data.length)).toEqual([1000, 1000, 1000, 1000, 1000]);
-      expect(same(concat(client.received.map((item) => item.data)), reply)).toBe(true);
+      expect(same(concat(...client.received.map((item) => item.data)), reply)).toBe(true);
     }
   });
 
@@ -64,7 +64,7 @@ describe("udp -> tcp", () => {
       // Echo every whole frame back as it completes.
       let consumed = 0;
       peer.onData = (p) => {
-        const stream = concat(p.keep ?? []);
+        const stream = concat(...p.keep ?? []);
         let end = consumed;
         while (stream.length - end >= 2) {
           const length = ((stream[end] ?? 0) << 8) | (stream[end + 1] ?? 0);
@@ -87,14 +87,14 @@ describe("udp -> tcp", () => {
     expect(client.received.map((item) => item.data.length)).toEqual(sizes);
     client.received.forEach((item, i) => expect(same(item.data, sent[i])).toBe(true));
     // On the wire: exactly the frames, nothing else.
-    const frames = unframe(concat(server.connections[0]?.keep ?? []));
+    const frames = unframe(concat(...server.connections[0]?.keep ?? []));
     expect(frames.map((payload) => payload.length)).toEqual(sizes);
   });
 
   test("the backend closing ends the session; the next datagram opens a new connection", async () => {
     const server = backend((peer) => {
       peer.keep = [];
-      peer.onData = (p) => void p.send(`bye ${text(concat(p.keep ?? []))}`, true);
+      peer.onData = (p) => void p.send(`bye ${text(concat(...p.keep ?? []))}`, true);
     });
     const port = await freeUdpPort();
     const forwarder = await oi(`127.0.0.1 ${port}/udp 127.0.0.1 ${server.port}/tcp\n`, ["-v"]);
@@ -147,7 +147,7 @@ describe("tcp -> udp", () => {
     const back = await bytesFrom(client, payload.length);
     expect(same(back, payload)).toBe(true);
     expect(echo.received.every((item) => item.data.length <= 1000 && item.data.length > 0)).toBe(true);
-    expect(same(concat(echo.received.map((item) => item.data)), payload)).toBe(true);
+    expect(same(concat(...echo.received.map((item) => item.data)), payload)).toBe(true);
 
     // A second connection has its own UDP socket.
     const second = await connectPeer("127.0.0.1", port);
@@ -163,7 +163,7 @@ describe("tcp -> udp", () => {
     await oi(`127.0.0.1 ${port}/tcp 127.0.0.1 ${echo.port}/udp [frame=len16]\n`);
     const sizes = [0, 5, 1400, 0, 8000, 65507, 2];
     const datagrams = sizes.map((size) => randomBytes(size));
-    const stream = concat(datagrams.map(frame));
+    const stream = concat(...datagrams.map(frame));
 
     const client = await connectPeer("127.0.0.1", port);
     client.keep = [];
@@ -270,7 +270,7 @@ describe("bounded queues", () => {
     const far = await server.nextConnection();
     far.socket?.resume();
     await settled(far);
-    const frames = unframe(concat(far.keep ?? []));
+    const frames = unframe(concat(...far.keep ?? []));
     expect(frames.length).toBeGreaterThan(0);
     expect(frames.length).toBeLessThan(sent.length);
     expectOrderedSubset(frames, sent);
@@ -306,7 +306,7 @@ describe("bounded queues", () => {
     await Bun.sleep(100);
     client.socket?.resume();
     await settled(client);
-    const frames = unframe(concat(client.keep));
+    const frames = unframe(concat(...client.keep));
     expect(frames.length).toBeGreaterThan(0);
     expect(frames.length).toBeLessThan(sent.length);
     expectOrderedSubset(frames, sent);

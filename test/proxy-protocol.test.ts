@@ -1,3 +1,4 @@
+import { concat } from "./helpers/bytes.ts";
 import { describe, expect, test } from "bun:test";
 import {
   encodeProxyV1,
@@ -21,16 +22,6 @@ function text(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes);
 }
 
-function concat(...parts: Array<Uint8Array | number[]>): Uint8Array {
-  const length = parts.reduce((sum, part) => sum + part.length, 0);
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 function endpoint(address: string, port: number): ProxyAddress {
   return { address, port };

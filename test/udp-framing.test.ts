@@ -7,7 +7,8 @@ import { describe, expect, test } from "bun:test";
 import { FrameReader, QUEUE_LIMIT_BYTES, StreamQueue } from "../src/udp/framing.ts";
 import { SessionList, type Tracked } from "../src/udp/sessions.ts";
 import { randomBytes } from "./helpers/peers.ts";
-import { concat, frame } from "./helpers/udp.ts";
+import { concat } from "./helpers/bytes.ts";
+import { frame } from "./helpers/udp.ts";
 
 function collect(): { frames: Uint8Array[]; frame(datagram: Uint8Array): void } {
   const frames: Uint8Array[] = [];
@@ -17,7 +18,7 @@ function collect(): { frames: Uint8Array[]; frame(datagram: Uint8Array): void } 
 describe("FrameReader", () => {
   test("any chunking of a len16 stream gives back the same datagrams", () => {
     const datagrams = [0, 1, 2, 255, 256, 1400, 0, 65535, 3].map((size) => randomBytes(size));
-    const stream = concat(datagrams.map(frame));
+    const stream = concat(...datagrams.map(frame));
     for (let trial = 0; trial < 30; trial++) {
       const reader = new FrameReader();
       const sink = collect();
@@ -77,7 +78,7 @@ describe("StreamQueue", () => {
     socket.room = 10_000;
     expect(queue.flush(socket)).toBe("sent");
     expect(queue.empty).toBe(true);
-    expect(Buffer.from(concat(socket.written)).equals(Buffer.from(concat(datagrams.map(frame))))).toBe(true);
+    expect(Buffer.from(concat(...socket.written)).equals(Buffer.from(concat(...datagrams.map(frame))))).toBe(true);
   });
 
   test("raw: nothing written before the socket exists; past the bound datagrams are dropped", () => {
@@ -89,7 +90,7 @@ describe("StreamQueue", () => {
     expect(queue.dropped).toBe(1);
     const socket = new FakeSocket(Number.POSITIVE_INFINITY);
     expect(queue.flush(socket)).toBe("sent");
-    expect(concat(socket.written).length).toBe(queued * chunk.length);
+    expect(concat(...socket.written).length).toBe(queued * chunk.length);
     // Empty again: the next datagram goes straight through.
     expect(queue.send(socket, chunk)).toBe("sent");
   });

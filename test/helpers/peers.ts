@@ -173,22 +173,40 @@ export function startUnixBackend(path: string, onConnection: (peer: Peer) => voi
   return listenBackend({ unix: path }, onConnection);
 }
 
+/** A backend's connections in order of arrival, and the waits for the next one. */
+export class Arrivals {
+  readonly connections: Peer[] = [];
+  private readonly waiters: Array<(peer: Peer) => void> = [];
+  private handedOut = 0;
+
+  constructor(private readonly onConnection: (peer: Peer) => void) {}
+
+  /** A connection is here (served by `onConnection`, then handed to a waiting `next`). */
+  arrived(peer: Peer): void {
+    this.connections.push(peer);
+    this.onConnection(peer);
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      this.handedOut++;
+      waiter(peer);
+    }
+  }
+
+  /** Resolves with the next connection not handed out yet. */
+  next(timeoutMs: number): Promise<Peer> {
+    if (this.handedOut < this.connections.length) return Promise.resolve(this.connections[this.handedOut++]!);
+    return withTimeout(new Promise<Peer>((wake) => this.waiters.push(wake)), timeoutMs, "a backend connection");
+  }
+}
+
 function listenBackend(where: { hostname: string; port: number } | { unix: string }, onConnection: (peer: Peer) => void): Backend {
-  const connections: Peer[] = [];
-  const waiters: Array<(peer: Peer) => void> = [];
-  let handedOut = 0;
+  const arrivals = new Arrivals(onConnection);
   const socket = {
     ...peerHandlers,
     open(socket: Socket<Peer>) {
       const peer = new Peer();
       peer.attach(socket);
-      connections.push(peer);
-      onConnection(peer);
-      const waiter = waiters.shift();
-      if (waiter) {
-        handedOut++;
-        waiter(peer);
-      }
+      arrivals.arrived(peer);
     },
   };
   // Half-open allowed on both kinds, so a backend can answer after the client's FIN.
@@ -198,11 +216,8 @@ function listenBackend(where: { hostname: string; port: number } | { unix: strin
       : Bun.listen<Peer>({ hostname: where.hostname, port: where.port, allowHalfOpen: true, socket });
   return {
     port: "port" in listener ? listener.port : 0,
-    connections,
-    nextConnection(timeoutMs = 10000) {
-      if (handedOut < connections.length) return Promise.resolve(connections[handedOut++]!);
-      return withTimeout(new Promise<Peer>((wake) => waiters.push(wake)), timeoutMs, "a backend connection");
-    },
+    connections: arrivals.connections,
+    nextConnection: (timeoutMs = 10000) => arrivals.next(timeoutMs),
     stop() {
       listener.stop(true);
     },

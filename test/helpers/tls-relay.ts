@@ -17,7 +17,7 @@ import { isTlsRaw, terminateTls } from "../../src/tls/server-leg.ts";
 import type { TlsLeg } from "../../src/tls/tls-leg.ts";
 import type { TlsClientOptions, ForwardRule } from "../../src/types.ts";
 import type { IssuedCertificate } from "./certs.ts";
-import { type Backend, Peer, peerHandlers, withTimeout } from "./peers.ts";
+import { Arrivals, type Backend, Peer, peerHandlers, withTimeout } from "./peers.ts";
 
 export type Layer = "bun" | "direct";
 
@@ -215,9 +215,7 @@ export function connectTlsPeer(port: number, tls: Bun.TLSOptions, timeoutMs = 10
 
 /** A TLS backend (Bun.listen with `tls`) serving `certificate`; `onConnection` decides what each connection does. */
 export function startTlsBackend(certificate: IssuedCertificate, onConnection: (peer: Peer) => void = () => {}): Backend & { handshakes: number } {
-  const connections: Peer[] = [];
-  const waiters: Array<(peer: Peer) => void> = [];
-  let handedOut = 0;
+  const arrivals = new Arrivals(onConnection);
   const state = { handshakes: 0 };
   const listener = Bun.listen<Peer>({
     hostname: "127.0.0.1",
@@ -232,27 +230,17 @@ export function startTlsBackend(certificate: IssuedCertificate, onConnection: (p
       handshake(socket: Socket<Peer>, success: boolean) {
         if (!success) return;
         state.handshakes++;
-        const peer = socket.data;
-        connections.push(peer);
-        onConnection(peer);
-        const waiter = waiters.shift();
-        if (waiter) {
-          handedOut++;
-          waiter(peer);
-        }
+        arrivals.arrived(socket.data);
       },
     },
   });
   return {
     port: listener.port,
-    connections,
+    connections: arrivals.connections,
     get handshakes() {
       return state.handshakes;
     },
-    nextConnection(timeoutMs = 10_000) {
-      if (handedOut < connections.length) return Promise.resolve(connections[handedOut++]!);
-      return withTimeout(new Promise<Peer>((wake) => waiters.push(wake)), timeoutMs, "a backend connection");
-    },
+    nextConnection: (timeoutMs = 10_000) => arrivals.next(timeoutMs),
     stop() {
       listener.stop(true);
     },

@@ -133,18 +133,6 @@ export async function startUdpBackend(
   return backend;
 }
 
-/** Concatenate chunks into one buffer. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
-
 /** `payload` behind its 16-bit big-endian length, as `len16` framing writes it. */
 export function frame(payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(payload.length + 2);
