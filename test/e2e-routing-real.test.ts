@@ -50,6 +50,9 @@ describe("SNI routing with openssl s_client and curl to nginx", () => {
       const answer = await curl(name, port, { ca: nginx.ca.certFile, path: "/info" });
       expect({ code: answer.code, body: answer.body }).toEqual({ code: 0, body: `backend=${id} sni=${name} host=${name} scheme=https\n` });
     }
+    // A TLS 1.2 ClientHello is routed the same way.
+    const twelve = await curl("a.test", port, { ca: nginx.ca.certFile, args: ["--tlsv1.2", "--tls-max", "1.2"] });
+    expect(twelve.body).toBe(siteBody("a"));
   });
 });
 

@@ -217,6 +217,29 @@ describe("per-rule options and reloads on a shared bind", () => {
     expect(headers).toEqual([`PROXY TCP4 10.1.2.3 127.0.0.1 5555 ${port}`]);
   });
 
+  test("maxconn counts the connections of its own rule only", async () => {
+    const limited = backend();
+    const open = backend();
+    const port = freePort();
+    const process = await oi(
+      [`127.0.0.1 ${port} 127.0.0.1 ${limited.port} [protocol=ssh,maxconn=1]`, `127.0.0.1 ${port} 127.0.0.1 ${open.port}`, ""].join("\n"),
+      ["-v"],
+    );
+    const banner = new TextEncoder().encode("SSH-2.0-test\r\n");
+    const first = await connectPeer("127.0.0.1", port);
+    await first.send(banner);
+    await until(() => limited.connections.length === 1, 3000, "the first SSH client at its backend");
+    // A second SSH client is over the rule's maxconn: refused.
+    const second = await sendAndRead(port, banner);
+    expect(second.received).toBe(0);
+    await process.stdout.waitFor("refused: connection limit", 3000);
+    // The default rule's clients are not counted against it.
+    const others = await Promise.all([1, 2, 3].map(() => connectPeer("127.0.0.1", port)));
+    await Promise.all(others.map((client) => client.send("GET / HTTP/1.0\r\n\r\n")));
+    await until(() => open.connections.length === 3, 3000, "three clients at the default rule's backend");
+    expect(limited.connections).toHaveLength(1);
+  });
+
   test("a reload adds and removes rules on a bind without closing it; open connections carry on", async () => {
     const first = backend();
     const second = greeter("backend=second");
