@@ -98,13 +98,10 @@ function rinetdStyleRules(rules: Rule[], topology: Topology): string {
 /** socat's inactivity timeout for a UDP peer's child process (it has no other end for a UDP "connection"). */
 const SOCAT_UDP_IDLE_SECONDS = 10;
 
-function haproxyConfig(rules: Rule[], topology: Topology, fdLimit: number): string {
+/** The `global` and `defaults` sections every haproxy of the bench starts with: TCP mode, a maxconn the descriptor limit allows. */
+export function haproxyPreamble(fdLimit: number): string {
   // haproxy refuses to start when maxconn needs more descriptors than it may open (two per connection).
   const maxconn = Math.max(1000, Math.min(40000, Math.floor(fdLimit / 2) - 500));
-  const sections = rules
-    .filter((rule) => rule.proto === "tcp")
-    .map((rule) => `listen ${rule.service}\n  bind ${topology.forwardHost}:${rule.listen}\n  server backend ${topology.backendHost}:${rule.backend}\n`)
-    .join("");
   return `global
   maxconn ${maxconn}
 defaults
@@ -112,7 +109,15 @@ defaults
   timeout connect 10s
   timeout client 1h
   timeout server 1h
-${sections}`;
+`;
+}
+
+function haproxyConfig(rules: Rule[], topology: Topology, fdLimit: number): string {
+  const sections = rules
+    .filter((rule) => rule.proto === "tcp")
+    .map((rule) => `listen ${rule.service}\n  bind ${topology.forwardHost}:${rule.listen}\n  server backend ${topology.backendHost}:${rule.backend}\n`)
+    .join("");
+  return `${haproxyPreamble(fdLimit)}${sections}`;
 }
 
 export interface LaunchOptions {

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { type IssuedCertificate, makeTestCa } from "../test/helpers/certs.ts";
 import { waitForPort } from "./net.ts";
 import { spawnLogged, type Started } from "./procs.ts";
+import { haproxyPreamble } from "./systems.ts";
 import type { TlsSystemName } from "./types.ts";
 
 /** What a client reaches for each figure. */
@@ -154,7 +155,6 @@ export function oiTlsRules(routes: readonly TlsRoute[], files: TlsFiles): string
 export function haproxyTlsConfig(routes: readonly TlsRoute[], files: TlsFiles, fdLimit: number): string {
   const port = (route: TlsRoute) => tlsFrontPort("haproxy", route);
   const { a, b, plain } = TLS_BACKEND_PORTS;
-  const maxconn = Math.max(1000, Math.min(40000, Math.floor(fdLimit / 2) - 500));
   const sni = (route: TlsRoute, delay: number) => `frontend ${route}
   bind 127.0.0.1:${port(route)}
   tcp-request inspect-delay ${delay}s
@@ -168,14 +168,7 @@ export function haproxyTlsConfig(routes: readonly TlsRoute[], files: TlsFiles, f
     terminate: `listen terminate\n  bind 127.0.0.1:${port("terminate")} ssl crt ${files.aCombined}\n  server plain 127.0.0.1:${plain}\n`,
     waiting: sni("waiting", WAITING_PEEK_SECONDS),
   };
-  return `global
-  maxconn ${maxconn}
-defaults
-  mode tcp
-  timeout connect 10s
-  timeout client 1h
-  timeout server 1h
-${routes.map((route) => sections[route]).join("")}backend site_a
+  return `${haproxyPreamble(fdLimit)}${routes.map((route) => sections[route]).join("")}backend site_a
   server a 127.0.0.1:${a}
 backend site_b
   server b 127.0.0.1:${b}
