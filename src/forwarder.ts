@@ -1,7 +1,9 @@
 /**
- * @module The run-time face of one forwarding rule, whatever its protocol.
- * The server starts, updates and stops forwarders through this interface
- * only; each protocol's module (tcp/, udp/) implements it.
+ * @module The run-time face of one forwarding rule, whatever its protocol,
+ * as the server and the metrics see it; each protocol's module (tcp/, udp/)
+ * implements it. A UDP or cross-protocol forwarder listens itself; TCP
+ * forwarders take their clients from the bind they share (tcp/bind.ts),
+ * which the server starts, updates and stops in their place.
  */
 import type { BackendRegistry } from "./backends.ts";
 import type { SocketLayer } from "./tcp/socket-layer.ts";
