@@ -324,8 +324,6 @@ export function readBackendTls(reader: TableReader, key: string): TlsClientSetti
 
 /** Keys of a rule that hold option tables; `tls_connect` is also an option of its own (a switch), so it is among RULE_OPTION_KEYS. */
 export const OPTION_TABLE_KEYS = ["load_balancing", "match", "tls"];
-/** The keys of the load_balancing table, for rejecting unknown ones. */
-export const BALANCE_KEYS = keysOf("load_balancing");
 /** Per-rule option keys that live in the rule's own table. */
 export const RULE_OPTION_KEYS = RULE_OPTIONS.filter((spec) => spec.table === undefined).map((spec) => spec.toml);
 

@@ -194,7 +194,7 @@ export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_L
 }
 
 /** Stream rules (TCP or unix socket on both sides) may share a bind, each chosen by what its clients send first. */
-export function canShareBind(rule: ForwardRule): boolean {
+function canShareBind(rule: ForwardRule): boolean {
   return rule.mode === "tcp";
 }
 
