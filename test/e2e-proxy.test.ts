@@ -214,6 +214,8 @@ describe("accept_proxy turned on and off by reloads", () => {
     const before = await connectPeer("127.0.0.1", port);
     before.keep = [];
     await before.send("first half, ");
+    // oi has accepted it (as a plain relay) before the reload: its backend connection is there.
+    await server.nextConnection();
     writeFileSync(path, `127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy]\n`);
     process.signal("SIGHUP");
     await process.stdout.waitFor("reloaded", 5000);

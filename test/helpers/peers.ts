@@ -58,7 +58,7 @@ export class Peer {
     return Buffer.concat(this.keep ?? []).toString();
   }
 
-  /** Write all of `data` (waiting for drain as needed); optionally half-close after. */
+  /** Write all of `data` (waiting for drain as needed); optionally half-close after. Resolves early when the connection closes first (see `sent`). */
   send(data: Uint8Array | string, shutdownAfter = false): Promise<void> {
     this.outgoing = typeof data === "string" ? new TextEncoder().encode(data) : data;
     this.outgoingOffset = 0;
@@ -87,6 +87,7 @@ export class Peer {
     this.outgoing = undefined;
     if (this.shutdownAfter) socket.shutdown();
     this.sendDone?.();
+    this.sendDone = undefined;
   }
 
   gotData(chunk: Uint8Array): void {
@@ -105,6 +106,9 @@ export class Peer {
   gotClose(error: Error | undefined): void {
     this.closed = true;
     this.closeError = error;
+    // No drain will come: a send still under way is over, with `sent` saying how far it got.
+    this.outgoing = undefined;
+    this.sendDone?.();
     for (const wake of this.closeWaiters.splice(0)) wake();
     // A close also ends whatever wait for the end was in progress.
     for (const wake of this.endWaiters.splice(0)) wake();
