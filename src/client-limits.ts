@@ -29,12 +29,13 @@ import type { ConnectionRate, ForwardRule } from "./types.ts";
 /** Why a client limit refused a connection (the log names the limit; the metrics count both as "client"). */
 export type ClientRefusal = Extract<LimitReason, "client-connections" | "client-rate">;
 
-/** The first ring of admission times a client gets: most clients never need a larger one. */
-const FIRST_RING = 4;
+/** The first ring of admission times a client gets: it grows (doubling) only for clients that come back within the window. */
+const FIRST_RING = 1;
 
 /** Admission times of one client within its window, oldest first, in a ring. */
 class RateWindow {
-  private times = new Float64Array(FIRST_RING);
+  // A plain array: in JSC a typed array costs an object and a buffer, about 3 times the memory for a few entries.
+  private times: number[] = new Array<number>(FIRST_RING).fill(0);
   private head = 0;
   size = 0;
 
@@ -60,7 +61,7 @@ class RateWindow {
   }
 
   private grow(capacity: number): void {
-    const next = new Float64Array(capacity);
+    const next = new Array<number>(capacity).fill(0);
     for (let i = 0; i < this.size; i++) next[i] = this.times[(this.head + i) % this.times.length]!;
     this.times = next;
     this.head = 0;
