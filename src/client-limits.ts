@@ -161,11 +161,6 @@ export class ClientLimiter {
     return this.active.size + this.recent.size;
   }
 
-  /** Clients remembered for their rate only (bounded by `clientTableSize`). */
-  get idleSize(): number {
-    return this.recent.size;
-  }
-
   /** Admit a new connection of the client at `address`, or say which limit refuses it. */
   admit(address: string): ClientHold | ClientRefusal {
     if (!this.enabled) return NO_CLIENT_HOLD;

@@ -14,7 +14,7 @@ import { writeTempFile } from "./helpers/oi-process.ts";
 import { connectExpectingClose, connectPeer, freePort, type Peer, randomBytes, sha256 } from "./helpers/peers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 import { floodAddress, floodDistinctSources, rssAnonKiB } from "./helpers/udp-flood.ts";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 
 cleanUpAfterEachTest();
 
@@ -56,7 +56,8 @@ describe("maxconn-client", () => {
     const reply = randomBytes(128 * 1024);
     const server = backend((peer) => void peer.send(reply));
     const [port, metricsPort] = [freePort(), freePort()];
-    const process = await oi(`metrics 127.0.0.1:${metricsPort}\n:: ${port} 127.0.0.1 ${server.port} [maxconn-client=2]\n`, ["-v"]);
+    const logFile = writeTempFile("client-limits.log", "");
+    const process = await oi(`logfile ${logFile}\nmetrics 127.0.0.1:${metricsPort}\n:: ${port} 127.0.0.1 ${server.port} [maxconn-client=2]\n`, ["-v"]);
     const rule = `[::]:${port}/tcp`;
     const first = [await admitted(port, "127.0.0.2"), await admitted(port, "127.0.0.2")];
     await refused(port, "127.0.0.2");
@@ -68,6 +69,8 @@ describe("maxconn-client", () => {
     expect(server.connections).toHaveLength(6);
     await bytesIntact([...first, ...others], () => server.connections, reply);
     await process.stdout.waitFor("refused: client connection limit", 2000);
+    // The log file names the limit on each refused connection's line (written within a second).
+    await until(() => (readFileSync(logFile, "utf8").match(/error: client connection limit/g) ?? []).length === 4, 3000, "4 refusals in the log file");
     expect(await limited(metricsPort, rule, "client")).toBe(4);
     expect(await limited(metricsPort, rule, "rule")).toBe(0);
     expect(await limited(metricsPort, rule, "global")).toBe(0);
@@ -182,7 +185,7 @@ describe("connrate-client", () => {
     await admitted(port, "127.0.0.3");
     expect(Date.now() - started).toBeLessThan(2000);
     expect(await limited(metricsPort, `127.0.0.1:${port}/tcp`, "client")).toBe(1);
-    await Bun.sleep(started + 2100 - Date.now());
+    await Bun.sleep(started + 2300 - Date.now());
     await admitted(port, "127.0.0.2");
   });
 });
