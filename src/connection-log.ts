@@ -5,13 +5,13 @@
 import { consola } from "consola";
 import { formatEndpoint } from "./endpoint.ts";
 import { formatHostPort } from "./ip.ts";
-import type { SessionEvents } from "./session.ts";
+import { refusalWords, type SessionEvents } from "./session.ts";
 
 export function consoleSessionEvents(verbose: boolean): SessionEvents {
   if (!verbose) return { denied() {}, started() {}, ended() {} };
   return {
     denied(rule, address, port, reason) {
-      consola.info(`${formatHostPort(address, port)} -> ${formatEndpoint(rule.bind)} ${reason === "limit" ? "refused: connection limit" : "denied"}`);
+      consola.info(`${formatHostPort(address, port)} -> ${formatEndpoint(rule.bind)} ${reason === "denied" ? "denied" : `refused: ${refusalWords(reason)}`}`);
     },
     started() {},
     ended(record) {

@@ -10,6 +10,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { consola } from "consola";
 import { isAllowed, parseClientAddress } from "./access.ts";
+import { type ClientHold, type ClientLimiter, NO_CLIENT_HOLD } from "./client-limits.ts";
+import type { Refusal } from "./session.ts";
 import type { AccessList, ForwardRule } from "./types.ts";
 
 /** Descriptors kept free beyond what connections use: accept itself, the log, metrics, reloads. */
@@ -109,14 +111,17 @@ export class Admission {
    * Admit a connection on `rule` against its `maxconn` too: `openOnRule` is
    * what its forwarder carries now, unless the rule is shared between workers.
    */
-  admitOnRule(rule: ForwardRule, openOnRule: number, descriptors: number): boolean {
+  admitOnRule(rule: ForwardRule, openOnRule: number, descriptors: number): "ok" | "rule" | "global" {
     const slot = this.ruleSlots.get(rule);
     const max = rule.maxConnections ?? Number.POSITIVE_INFINITY;
-    if (slot === undefined) return openOnRule < max && this.admit(descriptors);
-    if (!reserve(this.counts, slot, 1, max)) return false;
-    if (this.admit(descriptors)) return true;
+    if (slot === undefined) {
+      if (openOnRule >= max) return "rule";
+      return this.admit(descriptors) ? "ok" : "global";
+    }
+    if (!reserve(this.counts, slot, 1, max)) return "rule";
+    if (this.admit(descriptors)) return "ok";
     Atomics.sub(this.counts, slot, 1);
-    return false;
+    return "global";
   }
 
   /**
@@ -156,8 +161,11 @@ function hasAccessRules(global: AccessList, rule: AccessList): boolean {
 /**
  * Whether a new client may open a connection or session on `rule`: the
  * allow/deny rules first (a client without an address, on a unix socket, has
- * only the socket file's permissions), then the rule's `maxconn` (against
- * `openOnRule`), then the global bounds, which count it when it is admitted.
+ * only the socket file's permissions), then its per-client limits (`clients`,
+ * when the rule has any), then the rule's `maxconn` (against `openOnRule`),
+ * then the global bounds, which count it when it is admitted. Admitted: the
+ * hold on its client's limits, to release once when it ends (the global
+ * counts are released through `admission` as before). Refused: why.
  */
 export function admitClient(
   address: string,
@@ -166,11 +174,18 @@ export function admitClient(
   openOnRule: number,
   admission: Admission,
   descriptors: number,
-): "ok" | "denied" | "limit" {
+  clients: ClientLimiter | undefined,
+): ClientHold | Refusal {
   // With no allow or deny rule to apply there is nothing to parse the address for (it costs a parse per connection).
   if (address !== "" && hasAccessRules(globalAccess, rule.access)) {
     const client = parseClientAddress(address);
     if (client === undefined || !isAllowed(client, globalAccess, rule.access)) return "denied";
   }
-  return admission.admitOnRule(rule, openOnRule, descriptors) ? "ok" : "limit";
+  // A unix socket client has no address to be counted by (each would be the same "client").
+  const hold = clients === undefined || address === "" ? NO_CLIENT_HOLD : clients.admit(address);
+  if (typeof hold === "string") return hold;
+  const counted = admission.admitOnRule(rule, openOnRule, descriptors);
+  if (counted === "ok") return hold;
+  hold.cancel();
+  return counted;
 }

@@ -13,7 +13,7 @@ import type { Forwarder } from "./forwarder.ts";
 import { formatHostPort } from "./ip.ts";
 import { descriptorLimit, openDescriptors } from "./limits.ts";
 import type { LogSink } from "./log/console.ts";
-import type { SessionEvents, SessionRecord } from "./session.ts";
+import { LIMIT_LABELS, type LimitLabel, limitLabel, type Refusal, type SessionEvents, type SessionRecord } from "./session.ts";
 import type { ForwardRule, MetricsAddress, RuleMode, Transport } from "./types.ts";
 
 /** One rule's counters (by rule name), kept for the life of the process, also after a reload removes the rule. */
@@ -21,6 +21,8 @@ class RuleCounters {
   connections = 0;
   denied = 0;
   limited = 0;
+  /** `limited` by which limit refused. */
+  readonly limitedBy: Record<LimitLabel, number> = { rule: 0, global: 0, client: 0 };
   bytesIn = 0;
   bytesOut = 0;
   readonly errors = new Map<string, number>();
@@ -51,7 +53,9 @@ export interface RuleSnapshot {
   active: number;
   total: number;
   denied: number;
+  /** Clients refused by any limit; `limitedBy` splits them by which. */
   limited: number;
+  limitedBy: Readonly<Record<LimitLabel, number>>;
   bytesIn: number;
   bytesOut: number;
   errors: ReadonlyMap<string, number>;
@@ -94,10 +98,14 @@ export class Metrics implements SessionEvents {
     private readonly sources: MetricsSources,
   ) {}
 
-  denied(rule: ForwardRule, _address: string, _port: number, reason: "denied" | "limit"): void {
+  denied(rule: ForwardRule, _address: string, _port: number, reason: Refusal): void {
     const counters = this.countersOf(rule);
-    if (reason === "limit") counters.limited++;
-    else counters.denied++;
+    if (reason === "denied") {
+      counters.denied++;
+      return;
+    }
+    counters.limited++;
+    counters.limitedBy[limitLabel(reason)]++;
   }
 
   started(rule: ForwardRule): void {
@@ -141,6 +149,7 @@ export class Metrics implements SessionEvents {
         total: counters.connections,
         denied: counters.denied,
         limited: counters.limited,
+        limitedBy: { ...counters.limitedBy },
         bytesIn: counters.bytesIn + liveIn,
         bytesOut: counters.bytesOut + liveOut,
         errors: counters.errors,
@@ -186,7 +195,10 @@ export class Metrics implements SessionEvents {
       out.sample("oi_bytes_total", { ...labels(rule), direction: "out" }, rule.bytesOut);
     }
     perRule("oi_denied_total", "counter", "Clients refused by the allow/deny rules.", (rule) => rule.denied);
-    perRule("oi_limited_total", "counter", "Clients refused by a connection or descriptor limit.", (rule) => rule.limited);
+    out.family("oi_limited_total", "counter", "Clients refused by a limit: the rule's maxconn (rule), the global maxconn or descriptors (global), a per-client limit (client).");
+    for (const rule of rules) {
+      for (const reason of LIMIT_LABELS) out.sample("oi_limited_total", { ...labels(rule), reason }, rule.limitedBy[reason]);
+    }
     out.family("oi_errors_total", "counter", "Connections or sessions that ended other than normally, by reason.");
     for (const rule of rules) {
       for (const [reason, count] of rule.errors) out.sample("oi_errors_total", { ...labels(rule), reason }, count);

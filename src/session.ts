@@ -29,9 +29,42 @@ export interface SessionRecord {
   result: SessionResult;
 }
 
+/**
+ * Which limit refused a client: `rule` its rule's maxconn (or the rule had
+ * stopped accepting), `global` the global maxconn or the descriptor budget,
+ * `client-connections` and `client-rate` the rule's maxconn-client and
+ * connrate-client (src/client-limits.ts).
+ */
+export type LimitReason = "rule" | "global" | "client-connections" | "client-rate";
+
+/** Why a client was refused before any backend was contacted: the allow/deny rules, or a limit. */
+export type Refusal = "denied" | LimitReason;
+
+/** The `reason` label of `oi_limited_total`: both per-client limits are "client". */
+export type LimitLabel = "rule" | "global" | "client";
+export const LIMIT_LABELS: readonly LimitLabel[] = ["rule", "global", "client"];
+
+export function limitLabel(reason: LimitReason): LimitLabel {
+  return reason === "client-connections" || reason === "client-rate" ? "client" : reason;
+}
+
+/** How the logs word a refusal after `refused: ` (a limit) or as `denied`. */
+export function refusalWords(reason: Refusal): string {
+  switch (reason) {
+    case "denied":
+      return "denied";
+    case "client-connections":
+      return "client connection limit";
+    case "client-rate":
+      return "client connection rate";
+    default:
+      return "connection limit";
+  }
+}
+
 export interface SessionEvents {
   /** A client was refused by the access rules (or a limit) before any backend was contacted. */
-  denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: "denied" | "limit"): void;
+  denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: Refusal): void;
   /** A connection or session was accepted (it counts as active until `ended`). */
   started(rule: ForwardRule): void;
   ended(record: SessionRecord): void;

@@ -162,6 +162,12 @@ export interface AccessList {
   deny: AccessRule[];
 }
 
+/** `connrate-client=N/S`: at most `connections` new connections in any `seconds`. */
+export interface ConnectionRate {
+  connections: number;
+  seconds: number;
+}
+
 export interface ForwardRule {
   /** Position in the config, from 0. */
   index: number;
@@ -184,6 +190,12 @@ export interface ForwardRule {
   sourceAddress: string | undefined;
   /** Concurrent connections (or UDP sessions) this rule carries at most; undefined: only the global bound. */
   maxConnections: number | undefined;
+  /** Connections (or UDP sessions) open at once per client of this rule (src/client-limits.ts); undefined: no bound. */
+  maxConnectionsPerClient: number | undefined;
+  /** New connections (or UDP sessions) per client of this rule in any window of `seconds`; undefined: no bound. */
+  connectionRatePerClient: ConnectionRate | undefined;
+  /** Clients without open connections a rule's per-client limits remember at most (global `client-table-size`). */
+  clientTableSize: number;
   /** TCP: seconds without a byte either way before a connection is closed; undefined: never. */
   idleTimeout: number | undefined;
   /** UDP: sessions (client address:port) tracked at most; the least recently used is evicted past it. */
@@ -242,6 +254,9 @@ export type RuleOptions = Pick<
   | "connectTimeout"
   | "sourceAddress"
   | "maxConnections"
+  | "maxConnectionsPerClient"
+  | "connectionRatePerClient"
+  | "clientTableSize"
   | "idleTimeout"
   | "maxSessions"
   | "framing"

@@ -283,7 +283,8 @@ describe("--workers 2: limits hold across workers", () => {
     expect(first.open).toHaveLength(5);
     expect(server.connections).toHaveLength(5);
     const metrics = await scrape(metricsPort);
-    expect(sample(metrics, "oi_limited_total", `rule="127.0.0.1:${port}/tcp",mode="tcp"`)).toBe(15);
+    expect(sample(metrics, "oi_limited_total", `rule="127.0.0.1:${port}/tcp",mode="tcp",reason="global"`)).toBe(15);
+    expect(sample(metrics, "oi_limited_total", `rule="127.0.0.1:${port}/tcp",mode="tcp",reason="client"`)).toBe(0);
     // A freed slot admits again, on whichever worker the next client lands.
     first.open[0]!.socket?.terminate();
     await until(() => server.connections.filter((peer) => !peer.closed).length === 4, 3000, "a slot to free");

@@ -8,6 +8,7 @@ import { formatHostPort } from "../ip.ts";
 import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
 import { defaultRuleName, describeMatch } from "./model.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
+import { DEFAULT_CLIENT_TABLE_ENTRIES } from "../clients.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
@@ -87,6 +88,13 @@ export function describeRule(rule: ForwardRule): string {
   if (streamBackends) parts.push(`connect_timeout=${rule.connectTimeout}s`);
   if (rule.sourceAddress !== undefined) parts.push(`src=${rule.sourceAddress}`);
   if (rule.maxConnections !== undefined) parts.push(`maxconn=${rule.maxConnections}`);
+  if (rule.maxConnectionsPerClient !== undefined) parts.push(`maxconn-client=${rule.maxConnectionsPerClient}`);
+  const rate = rule.connectionRatePerClient;
+  if (rate !== undefined) parts.push(`connrate-client=${rate.connections}/${rate.seconds}`);
+  // The table bound matters only to rules that remember clients, and is shown when it is not the default.
+  if ((rate !== undefined || rule.maxConnectionsPerClient !== undefined) && rule.clientTableSize !== DEFAULT_CLIENT_TABLE_ENTRIES) {
+    parts.push(`client-table-size=${rule.clientTableSize}`);
+  }
   if (rule.idleTimeout !== undefined) parts.push(`idle=${rule.idleTimeout}s`);
   if (rule.bind.transport === "udp") parts.push(`max_sessions=${rule.maxSessions}`);
   if (rule.framing !== "none") parts.push(`frame=${rule.framing}`);

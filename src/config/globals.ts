@@ -9,7 +9,7 @@
 import type { Config, LogFormat } from "../types.ts";
 import type { RuleDefaults } from "./options.ts";
 import { MAX_WORKERS } from "../workers/count.ts";
-import { checkConnectTimeout, checkMaxConnections, checkMetricsAddress } from "./validate.ts";
+import { checkConnectionRate, checkConnectTimeout, checkMaxConnections, checkMaxConnectionsPerClient, checkMetricsAddress } from "./validate.ts";
 
 /**
  * `flag`: a .conf directive without argument (`logcommon`), true in TOML/YAML.
@@ -77,6 +77,10 @@ function status(target: GlobalTarget) {
   return target.config.status;
 }
 
+/** Clients a rule's per-client limits may remember: enough to be useful, few enough to bound memory (about 100 bytes each). */
+const MIN_CLIENT_TABLE_SIZE = 100;
+const MAX_CLIENT_TABLE_SIZE = 10_000_000;
+
 /** rinetd-uv's range for buffersize. */
 const MIN_BUFFER_SIZE = 1024;
 const MAX_BUFFER_SIZE = 1_048_576;
@@ -116,6 +120,37 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
       target.config.maxConnections = checked.value;
       return undefined;
     },
+  },
+  {
+    conf: ["maxconn-client", "maxconn_client"],
+    toml: "max_connections_per_client",
+    yaml: "max_connections_per_client",
+    type: "integer",
+    apply: (target, value) => {
+      const checked = checkMaxConnectionsPerClient(typeof value === "number" ? value : Number.NaN, String(value));
+      if (!checked.ok) return checked.reason;
+      target.defaults.maxConnectionsPerClient = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["connrate-client", "connrate_client"],
+    toml: "connection_rate_per_client",
+    yaml: "connection_rate_per_client",
+    type: "string",
+    apply: (target, value) => {
+      const checked = checkConnectionRate(String(value));
+      if (!checked.ok) return checked.reason;
+      target.defaults.connectionRatePerClient = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["client-table-size", "client_table_size"],
+    toml: "client_table_size",
+    yaml: "client_table_size",
+    type: "integer",
+    apply: bounded("client-table-size", MIN_CLIENT_TABLE_SIZE, MAX_CLIENT_TABLE_SIZE, (target, value) => (target.defaults.clientTableSize = value)),
   },
   {
     conf: ["metrics"],

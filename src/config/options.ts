@@ -16,7 +16,17 @@ import {
   MAX_UDP_PAYLOAD,
 } from "../types.ts";
 import { checkAlpn } from "../tls/certificates.ts";
-import { type Checked, checkConnectTimeout, checkHost, checkMatchName, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
+import { DEFAULT_CLIENT_TABLE_ENTRIES } from "../clients.ts";
+import {
+  type Checked,
+  checkConnectionRate,
+  checkConnectTimeout,
+  checkHost,
+  checkMatchName,
+  checkMaxConnectionsPerClient,
+  checkSourceAddress,
+  checkUdpTimeout,
+} from "./validate.ts";
 
 /**
  * How a value is written. TOML/YAML type expected, and the .conf text accepted:
@@ -56,7 +66,17 @@ export interface OptionSpec {
 /** Rule options whose default a global setting may change (rinetd-uv's global options). */
 export type RuleDefaults = Pick<
   RuleOptions,
-  "timeout" | "connectTimeout" | "maxSessions" | "dnsRefresh" | "dnsFamily" | "dnsSpread" | "keepalive" | "bufferSize"
+  | "timeout"
+  | "connectTimeout"
+  | "maxSessions"
+  | "dnsRefresh"
+  | "dnsFamily"
+  | "dnsSpread"
+  | "keepalive"
+  | "bufferSize"
+  | "maxConnectionsPerClient"
+  | "connectionRatePerClient"
+  | "clientTableSize"
 >;
 
 /** Seconds of silence before the first keepalive probe when it is just switched on (rinetd-uv's). */
@@ -78,6 +98,9 @@ export function defaultRuleOptions(): RuleOptions {
     connectTimeout: DEFAULT_CONNECT_TIMEOUT_SECONDS,
     sourceAddress: undefined,
     maxConnections: undefined,
+    maxConnectionsPerClient: undefined,
+    connectionRatePerClient: undefined,
+    clientTableSize: DEFAULT_CLIENT_TABLE_ENTRIES,
     idleTimeout: undefined,
     maxSessions: DEFAULT_MAX_UDP_SESSIONS,
     framing: "none",
@@ -210,6 +233,21 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     inherits: "connectTimeout",
   },
   count(["maxconn"], "max_connections", 1, 10_000_000, (options, v) => (options.maxConnections = v)),
+  {
+    conf: ["maxconn-client", "maxconn_client"],
+    toml: "max_connections_per_client",
+    type: "integer",
+    apply: (options, value, written) =>
+      store(checkMaxConnectionsPerClient(Number(value), written), (v) => (options.maxConnectionsPerClient = v)),
+    inherits: "maxConnectionsPerClient",
+  },
+  {
+    conf: ["connrate-client", "connrate_client"],
+    toml: "connection_rate_per_client",
+    type: "string",
+    apply: (options, value) => store(checkConnectionRate(String(value)), (v) => (options.connectionRatePerClient = v)),
+    inherits: "connectionRatePerClient",
+  },
   {
     conf: ["idle"],
     toml: "idle_timeout",
@@ -451,5 +489,8 @@ export function defaultRuleDefaults(): RuleDefaults {
     dnsSpread: options.dnsSpread,
     keepalive: options.keepalive,
     bufferSize: options.bufferSize,
+    maxConnectionsPerClient: options.maxConnectionsPerClient,
+    connectionRatePerClient: options.connectionRatePerClient,
+    clientTableSize: options.clientTableSize,
   };
 }

@@ -8,7 +8,7 @@
 import { compilePattern } from "../access.ts";
 import { formatEndpoint } from "../endpoint.ts";
 import { isIpLiteral, normalizeIp } from "../ip.ts";
-import type { AccessRule, ConfigIssue, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
+import type { AccessRule, ConfigIssue, ConnectionRate, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -120,6 +120,31 @@ export function checkMaxConnections(value: number, written: string = String(valu
     return invalid(`maxconn must be a positive whole number, got '${written}'`);
   }
   return ok(value);
+}
+
+/** Bounds of the per-client limits (a rate's window is at most a day). */
+const MAX_PER_CLIENT = 1_000_000;
+const MAX_RATE_SECONDS = 86_400;
+
+/** `maxconn-client=N`: open connections (or UDP sessions) per client, 1..1000000. */
+export function checkMaxConnectionsPerClient(value: number, written: string = String(value)): Checked<number> {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_PER_CLIENT) {
+    return invalid(`maxconn-client must be a whole number from 1 to ${MAX_PER_CLIENT}, got '${written}'`);
+  }
+  return ok(value);
+}
+
+/** `connrate-client=N/S`: at most N new connections per client in any S seconds (both whole numbers). */
+export function checkConnectionRate(text: string): Checked<ConnectionRate> {
+  const match = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+  const connections = Number(match?.[1]);
+  const seconds = Number(match?.[2]);
+  if (match === null || connections < 1 || connections > MAX_PER_CLIENT || seconds < 1 || seconds > MAX_RATE_SECONDS) {
+    return invalid(
+      `connrate-client must be N/S, at most N new connections per client in any S seconds (N from 1 to ${MAX_PER_CLIENT}, S from 1 to ${MAX_RATE_SECONDS}, whole numbers), got '${text}'`,
+    );
+  }
+  return ok({ connections, seconds });
 }
 
 /** `HOST:PORT` or `[IPv6]:PORT` for the metrics endpoint; the host must be an IP address. */

@@ -17,7 +17,7 @@
  * never returns.
  */
 import { closeSync, constants, openSync, write } from "node:fs";
-import type { SessionEvents, SessionRecord } from "../session.ts";
+import { type Refusal, refusalWords, type SessionEvents, type SessionRecord } from "../session.ts";
 import type { ForwardRule, LogFormat } from "../types.ts";
 import { FORMATTERS } from "./format.ts";
 
@@ -66,7 +66,7 @@ export class LogFile implements SessionEvents {
     this.format = FORMATTERS[format];
   }
 
-  denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: "denied" | "limit"): void {
+  denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: Refusal): void {
     const now = Date.now();
     this.append({
       rule,
@@ -77,7 +77,7 @@ export class LogFile implements SessionEvents {
       bytesOut: 0,
       startedAt: now,
       endedAt: now,
-      result: reason === "limit" ? "error: connection limit" : "denied",
+      result: reason === "denied" ? "denied" : `error: ${refusalWords(reason)}`,
     });
   }
 

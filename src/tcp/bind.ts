@@ -197,7 +197,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     // A peeking client holds a descriptor before any rule has counted it: it counts against the budget too.
     if (!this.context.admission.reserveDescriptors(1)) {
       socket.terminate();
-      this.context.events.denied(this.rule, socket.remoteAddress ?? "", socket.remotePort ?? 0, "limit");
+      this.context.events.denied(this.rule, socket.remoteAddress ?? "", socket.remotePort ?? 0, "global");
       return;
     }
     const peeker = new Peeker<Origin>(this, socket, this.peekTimeoutMs, origin);

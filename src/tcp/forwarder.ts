@@ -9,6 +9,7 @@
 import type { StreamSocket } from "./stream-socket.ts";
 import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
+import { ClientLimiter } from "../client-limits.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
@@ -91,6 +92,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   private readonly admission: Admission;
   private readonly context: ForwarderContext;
   private backends: RuleBackends | undefined;
+  /** The rule's per-client limits; kept across reloads, so clients' open connections still count. */
+  private clients: ClientLimiter | undefined;
   private idleSweep: Timer | undefined;
   /** Set by a shutdown's drain: quiet connections are closed. */
   private draining = false;
@@ -105,6 +108,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
+    this.clients = ClientLimiter.follow(undefined, rule);
   }
 
   get active(): number {
@@ -120,6 +124,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
+    this.clients = ClientLimiter.follow(this.clients, rule);
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -183,6 +188,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     const attempt = relay.attempt;
     if (attempt instanceof Attempt) attempt.abandon();
     this.admission.release(relay.descriptors, relay.rule);
+    relay.clientHold.release();
     const backend = relay.dial.connected;
     if (backend !== undefined) relay.dial.closed(relay.bytesIn, relay.bytesOut);
     else relay.dial.abandon();
@@ -256,11 +262,13 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     const rule = this.rule;
     const backends = this.backends;
     const verdict =
-      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY);
-    if (verdict !== "ok" || backends === undefined) {
+      backends === undefined
+        ? "rule"
+        : admitClient(client.address, rule, this.globalAccess, this.relays.size, this.admission, DESCRIPTORS_PER_RELAY, this.clients);
+    if (typeof verdict === "string" || backends === undefined) {
       // Closed before any upstream exists: a refused client never reaches the backend.
       socket.terminate();
-      this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
+      this.events.denied(rule, client.address, client.port, typeof verdict === "string" ? verdict : "rule");
       return false;
     }
     const wrapped = wrap === undefined ? socket : wrap(socket);
@@ -268,6 +276,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       // The client's TLS could not even start: it is ended as a connection that failed at once.
       socket.terminate();
       this.admission.release(DESCRIPTORS_PER_RELAY, rule);
+      verdict.release();
       const now = Date.now();
       this.events.started(rule);
       this.events.ended({ rule, backend: undefined, clientAddress: client.address, clientPort: client.port, bytesIn: 0, bytesOut: 0, startedAt: now, endedAt: now, result: `error: ${wrapped}` });
@@ -279,6 +288,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     const relay = new Relay(this, rule, clientSocket, client.address || "unix", client.port, new DialPlan(backends, client.address));
     relay.destination = destination;
     relay.descriptors = DESCRIPTORS_PER_RELAY;
+    relay.clientHold = verdict;
     relay.splice = splice?.mode === "off" ? undefined : splice;
     this.relays.add(relay);
     this.events.started(rule);

@@ -21,6 +21,7 @@ import type { SessionResult } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import type { SpliceEngine, SpliceHandle, SplicedOwner } from "./splice/engine.ts";
 import type { SpliceChoice } from "./splice/choice.ts";
+import { type ClientHold, NO_CLIENT_HOLD } from "../client-limits.ts";
 import { type Libc, SIOCOUTQ } from "../libc.ts";
 
 export type Side = "client" | "upstream";
@@ -93,6 +94,8 @@ export class Relay implements SplicedOwner {
   lastActivity = Date.now();
   /** Descriptors admitted for this relay, released when it ends. */
   descriptors = 2;
+  /** Its client's hold on the rule's per-client limits, released when it ends. */
+  clientHold: ClientHold = NO_CLIENT_HOLD;
   /** Set when the relay may move to the splice worker (once it holds nothing in JS); undefined: plain for good. */
   splice: SpliceChoice | undefined = undefined;
   /** The engine the relay moved to. */

@@ -14,6 +14,7 @@ import type { udp } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
+import { type ClientHold, ClientLimiter, NO_CLIENT_HOLD } from "../client-limits.ts";
 import type { Admission } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
@@ -51,6 +52,8 @@ export abstract class ListenSession implements Tracked<ListenSession> {
   bytesIn = 0;
   bytesOut = 0;
   result: SessionResult | undefined = undefined;
+  /** Its client's hold on the rule's per-client limits, released by the owner when the session ends. */
+  clientHold: ClientHold = NO_CLIENT_HOLD;
 
   constructor(
     readonly owner: UdpListener,
@@ -142,6 +145,8 @@ export class UdpListener implements Forwarder {
    */
   private destination: ProxyAddress = { address: "", port: 0 };
   private lastLimitReport = 0;
+  /** The rule's per-client limits; kept across reloads, so clients' open sessions still count. */
+  private clients: ClientLimiter | undefined;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
 
   constructor(
@@ -154,6 +159,7 @@ export class UdpListener implements Forwarder {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
+    this.clients = ClientLimiter.follow(undefined, rule);
   }
 
   get active(): number {
@@ -186,6 +192,7 @@ export class UdpListener implements Forwarder {
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
+    this.clients = ClientLimiter.follow(this.clients, rule);
     this.denied.clear();
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
@@ -255,6 +262,7 @@ export class UdpListener implements Forwarder {
     }
     session.close(result);
     this.admission.release(DESCRIPTORS_PER_SESSION);
+    session.clientHold.release();
     this.events.ended({
       rule: session.rule,
       backend: session.backend,
@@ -278,6 +286,13 @@ export class UdpListener implements Forwarder {
       return undefined;
     }
     if (!this.admits(address, port, rule)) return undefined;
+    const hold = this.clients === undefined ? NO_CLIENT_HOLD : this.clients.admit(address);
+    if (typeof hold === "string") {
+      // Over its own limit: this datagram is dropped; the client's open sessions carry on.
+      this.counters.droppedDatagrams++;
+      if (this.clients?.shouldReport(address) !== false) this.events.denied(rule, address, port, hold);
+      return undefined;
+    }
     // The rule's own bound: max_sessions, or maxconn when lower. Past it the least recently used session goes.
     const bound = Math.min(rule.maxSessions, rule.maxConnections ?? Number.POSITIVE_INFINITY);
     while (this.sessions.size >= bound && this.sessions.oldest !== undefined) this.evict(this.sessions.oldest);
@@ -286,11 +301,13 @@ export class UdpListener implements Forwarder {
       const oldest = this.sessions.oldest;
       if (oldest !== undefined) this.evict(oldest);
       if (oldest === undefined || !this.admission.admit(DESCRIPTORS_PER_SESSION)) {
+        hold.cancel();
         this.refuseForLimit(address, port, rule);
         return undefined;
       }
     }
     const session = factory(this, rule, address, port, new DialPlan(backends, address), this.destination);
+    session.clientHold = hold;
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();
@@ -337,7 +354,7 @@ export class UdpListener implements Forwarder {
     const now = Date.now();
     if (now - this.lastLimitReport < LIMIT_REPORT_MS) return;
     this.lastLimitReport = now;
-    this.events.denied(rule, address, port, "limit");
+    this.events.denied(rule, address, port, "global");
   }
 
   private closeSocket(): void {

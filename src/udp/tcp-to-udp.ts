@@ -18,6 +18,7 @@ import type { TCPSocketListener } from "bun";
 import type { StreamHandlers, StreamSocket } from "../tcp/stream-socket.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
+import { type ClientHold, ClientLimiter } from "../client-limits.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
@@ -56,6 +57,8 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
     plan: DialPlan,
     /** Where the client connected to, for a PROXY header. */
     destination: ProxyAddress,
+    /** Its client's hold on the rule's per-client limits, released by the owner when the session ends. */
+    readonly clientHold: ClientHold,
   ) {
     this.idleMs = rule.timeout * 1000;
     const framed = rule.framing === "len16";
@@ -217,6 +220,8 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   private readonly context: ForwarderContext;
   /** The rule's backends for new connections (undefined while not accepting). */
   private backends: RuleBackends | undefined = undefined;
+  /** The rule's per-client limits; kept across reloads, so clients' open sessions still count. */
+  private clients: ClientLimiter | undefined;
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
   private readonly handlers = new ListenerHandlers<TcpToUdpSession>(
     clientHandlers,
@@ -236,6 +241,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
+    this.clients = ClientLimiter.follow(undefined, rule);
   }
 
   get active(): number {
@@ -268,6 +274,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
+    this.clients = ClientLimiter.follow(this.clients, rule);
     const handlers = this.handlers.forUpdate();
     if (handlers !== undefined) this.listener?.reload({ socket: handlers });
     if (this.backends !== undefined) {
@@ -309,6 +316,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     this.sessions.remove(session);
     session.close(result);
     this.admission.release(DESCRIPTORS_PER_SESSION);
+    session.clientHold.release();
     this.events.ended({
       rule: session.rule,
       backend: session.backend,
@@ -341,14 +349,16 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     const rule = this.rule;
     const backends = this.backends;
     const verdict =
-      backends === undefined ? "limit" : admitClient(client.address, rule, this.globalAccess, this.sessions.size, this.admission, DESCRIPTORS_PER_SESSION);
-    if (verdict !== "ok" || backends === undefined) {
+      backends === undefined
+        ? "rule"
+        : admitClient(client.address, rule, this.globalAccess, this.sessions.size, this.admission, DESCRIPTORS_PER_SESSION, this.clients);
+    if (typeof verdict === "string" || backends === undefined) {
       socket.terminate();
-      this.events.denied(rule, client.address, client.port, verdict === "ok" ? "limit" : verdict);
+      this.events.denied(rule, client.address, client.port, typeof verdict === "string" ? verdict : "rule");
       return;
     }
     const plan = new DialPlan(backends, client.address);
-    const session = new TcpToUdpSession(this, rule, socket, client.address, client.port, plan, destination);
+    const session = new TcpToUdpSession(this, rule, socket, client.address, client.port, plan, destination, verdict);
     socket.data = session;
     this.sessions.add(session, Date.now());
     this.events.started(rule);

@@ -6,7 +6,7 @@
  * of them) and cross in one message; a reply to the supervisor always flushes
  * first, so what it reads next includes every event before it.
  */
-import type { SessionEvents, SessionRecord } from "../session.ts";
+import type { Refusal, SessionEvents, SessionRecord } from "../session.ts";
 import type { ForwardRule } from "../types.ts";
 import type { FromWorker, RuleRef, WireEvent } from "./wire.ts";
 
@@ -22,7 +22,7 @@ export class EventBatch implements SessionEvents {
     private readonly send: (message: FromWorker) => void,
   ) {}
 
-  denied(rule: ForwardRule, address: string, port: number, reason: "denied" | "limit"): void {
+  denied(rule: ForwardRule, address: string, port: number, reason: Refusal): void {
     const ref = this.refOf(rule);
     if (ref !== undefined) this.push({ kind: "denied", rule: ref, address, port, reason });
   }

@@ -31,7 +31,7 @@ import type { Engine } from "../engine.ts";
 import { consola } from "consola";
 import type { BackendStatus } from "../balance/pool.ts";
 import { RuleTable } from "./rule-table.ts";
-import { configToWire, type LiveFigures, type Notice, type Reply, servedByAll, type WireConfig, type WireEvent } from "./wire.ts";
+import { configToWire, type LiveFigures, type Notice, type Reply, rulesServedByAll, type WireConfig, type WireEvent } from "./wire.ts";
 import { WorkerLink } from "./worker-link.ts";
 
 /** Rules (by bind) whose `maxconn` is counted across workers, over the life of the process. */
@@ -170,8 +170,9 @@ export class WorkerEngine implements Engine {
   /** A per-rule count for every rule all workers serve, so its `maxconn` holds across them. */
   private slotsFor(config: Config): Array<[number, number]> {
     const slots: Array<[number, number]> = [];
+    const shared = rulesServedByAll(config.rules);
     config.rules.forEach((rule, index) => {
-      if (!servedByAll(rule)) return;
+      if (!shared.has(rule)) return;
       // Rules sharing a bind (chosen by first bytes) each have their own maxconn.
       const key = `${bindKey(rule.bind)} ${routeKey(rule)}`;
       let slot = this.slots.get(key);

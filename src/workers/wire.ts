@@ -7,9 +7,10 @@
  * start-up, reload and shutdown.
  */
 import { compilePattern } from "../access.ts";
+import { listenerKey } from "../config/validate.ts";
 import type { ApplySummary } from "../server.ts";
 import type { BackendStatus } from "../balance/pool.ts";
-import type { SessionRecord } from "../session.ts";
+import type { Refusal, SessionRecord } from "../session.ts";
 import type { AccessList, AccessRule, Backend, Config, ForwardRule } from "../types.ts";
 
 interface WireAccessRule {
@@ -58,16 +59,29 @@ export function configFromWire(wire: WireConfig): Config {
 }
 
 /**
- * Whether every worker serves `rule`, each with its own SO_REUSEPORT
+ * Whether every worker could serve `rule`, each with its own SO_REUSEPORT
  * listener. The others are served by worker 0 alone: UDP binds (Bun's UDP
  * sockets cannot share a port), unix sockets (one path, one listener),
- * cross-protocol rules (their UDP side keeps per-client state), and rules
- * with client affinity over several backends (the affinity table is per
- * thread, so a client must always reach the same one).
+ * cross-protocol rules (their UDP side keeps per-client state), rules with
+ * client affinity over several backends (the affinity table is per thread,
+ * so a client must always reach the same one), and rules with per-client
+ * connection limits (the same: a client's count must see all its connections).
  */
 export function servedByAll(rule: ForwardRule): boolean {
   const affinity = rule.backends.length > 1 && rule.balance.affinityTtl > 0;
-  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity;
+  const perClient = rule.maxConnectionsPerClient !== undefined || rule.connectionRatePerClient !== undefined;
+  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity && !perClient;
+}
+
+/**
+ * The rules every worker serves: a listener is served whole, so the rules
+ * sharing one (chosen by first bytes) are served by every worker only when
+ * each of them can be; else worker 0 serves them all.
+ */
+export function rulesServedByAll(rules: readonly ForwardRule[]): Set<ForwardRule> {
+  const alone = new Set<string>();
+  for (const rule of rules) if (!servedByAll(rule)) alone.add(listenerKey(rule));
+  return new Set(rules.filter((rule) => !alone.has(listenerKey(rule))));
 }
 
 /**
@@ -84,7 +98,7 @@ export interface RuleRef {
 /** Session events as the worker batches them; the supervisor turns them back into SessionEvents calls. */
 export type WireEvent =
   | { kind: "started"; rule: RuleRef }
-  | { kind: "denied"; rule: RuleRef; address: string; port: number; reason: "denied" | "limit" }
+  | { kind: "denied"; rule: RuleRef; address: string; port: number; reason: Refusal }
   // A SessionRecord whose rule travels as a reference.
   | (Omit<SessionRecord, "rule"> & { kind: "ended"; rule: RuleRef });
 

@@ -11,7 +11,7 @@ import { Admission } from "../limits.ts";
 import { Server } from "../server.ts";
 import type { ForwardRule } from "../types.ts";
 import { EventBatch } from "./event-batch.ts";
-import { configFromWire, type FromWorker, type LiveFigures, type Reply, type RuleRef, servedByAll, type ToWorker } from "./wire.ts";
+import { configFromWire, type FromWorker, type LiveFigures, type Reply, type RuleRef, rulesServedByAll, type ToWorker } from "./wire.ts";
 
 declare const self: Worker;
 
@@ -58,7 +58,8 @@ class ForwardingWorker {
           if (slot !== undefined) this.admission.shareRule(rule, slot);
         });
         // Worker 0 serves every rule; the others only those every worker can listen on.
-        const mine = this.id === 0 ? config : { ...config, rules: config.rules.filter(servedByAll) };
+        const shared = rulesServedByAll(config.rules);
+        const mine = this.id === 0 ? config : { ...config, rules: config.rules.filter((rule) => shared.has(rule)) };
         try {
           const summary = await this.server.apply(mine);
           this.admission.maxConnections = config.maxConnections;

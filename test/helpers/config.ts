@@ -95,6 +95,9 @@ export const NO_ACCESS: PlainAccess = { allow: [], deny: [] };
 /** Defaults of the options the older fixtures never set (limits, UDP sessions, framing). */
 export const OTHER_OPTION_DEFAULTS = {
   maxConnections: undefined,
+  maxConnectionsPerClient: undefined,
+  connectionRatePerClient: undefined,
+  clientTableSize: 100_000,
   idleTimeout: undefined,
   maxSessions: DEFAULT_MAX_UDP_SESSIONS,
   framing: "none" as const,
