@@ -203,8 +203,15 @@ describe("--workers 2: SIGTERM / SIGINT", () => {
     for (let i = 0; i < 8; i++) clients.push(await connectPeer("127.0.0.1", port));
     const sending = clients.map((client) => client.send(payload, true));
     await until(() => server.connections.length === 8, 5000, "8 backend connections");
-    const workers = perWorker(await scrape(metricsPort));
-    expect(Math.min(...workers)).toBeGreaterThan(0);
+    // Workers report their connections in batches (up to 10 ms late): wait until all 8 are counted.
+    let workers: number[] = [];
+    for (const deadline = Date.now() + 3000; Date.now() < deadline; await Bun.sleep(20)) {
+      workers = perWorker(await scrape(metricsPort));
+      if (workers.reduce((sum, each) => sum + each, 0) === 8) break;
+    }
+    expect(workers.reduce((sum, each) => sum + each, 0)).toBe(8);
+    // The kernel spreads the 8 over both workers but for about 1 run in 128, when the test says nothing of the drain on both.
+    if (Math.min(...workers) === 0) console.warn(`all 8 connections went to one worker (${workers.join(", ")}): this run checks one worker's drain`);
     process.signal("SIGTERM");
     await process.stdout.waitFor("stopped accepting; 8 connection(s) open, closing quiet ones now, waiting up to 10s for the others", 3000);
     expect(await connectionRefused(port)).toBe(true);
