@@ -25,6 +25,13 @@ export class PortBindError extends Error {
   }
 }
 
+/** An error's message with its code when the message does not say it (Bun's "Failed to listen at 127.0.0.1"). */
+function reasonOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+}
+
 export class PortListeners<Listener> {
   private readonly byPort = new Map<number, Listener>();
   /** Ports `open` added that the committed range does not have yet: `abandon` closes them, `commit` keeps them. */
@@ -65,7 +72,7 @@ export class PortListeners<Listener> {
         this.byPort.set(port, await this.listen(endpoint));
       } catch (error) {
         for (const each of opened) this.closePort(each);
-        throw new PortBindError(endpoint, error instanceof Error ? error.message : String(error));
+        throw new PortBindError(endpoint, reasonOf(error));
       }
       opened.push(port);
     }

@@ -12,7 +12,7 @@ import { formatEndpoint, portCount } from "./endpoint.ts";
 import { PortBindError } from "./port-listeners.ts";
 import type { Forwarder, ForwarderContext, ForwarderFactory } from "./forwarder.ts";
 import { BackendRegistry } from "./backends.ts";
-import type { Admission } from "./limits.ts";
+import { type Admission, descriptorLimit, openDescriptors } from "./limits.ts";
 import type { SessionEvents } from "./session.ts";
 import { TcpBind } from "./tcp/bind.ts";
 import { SocketLayer } from "./tcp/socket-layer.ts";
@@ -21,6 +21,13 @@ import { createTcpToUdpForwarder, createUdpForwarder } from "./udp/forwarders.ts
 import type { AccessList, Config, Endpoint, ForwardRule, RuleMode } from "./types.ts";
 
 export class BindError extends Error {}
+
+/**
+ * An apply that opened this many listening sockets or more (a wide port
+ * range) ends with a full collection: 10,000 ports left about 1.5 KiB of
+ * garbage per port in the heap's pages (measured on Bun 1.4.5).
+ */
+const TRIM_AFTER_PORTS = 1000;
 
 /** Which module serves each kind of rule that has a listener of its own (TCP rules are served by binds, see bind.ts). */
 const FACTORIES: Record<Exclude<RuleMode, "tcp">, ForwarderFactory> = {
@@ -107,7 +114,10 @@ function bindFailure(rule: ForwardRule, error: unknown): string {
   const where = formatEndpoint(rule.bind);
   const at = `${rule.at.file}:${rule.at.line}`;
   if (!(error instanceof PortBindError) || rule.bind.portEnd === undefined) return `${at}: cannot listen on ${where}: ${reason}`;
-  const hint = /EMFILE|too many open files/i.test(reason) ? ` (a range of ${portCount(rule.bind)} ports needs a descriptor per port: raise ulimit -n)` : "";
+  // Bun's listen says only "Failed to listen" when out of descriptors: tell it by the numbers.
+  const limit = descriptorLimit();
+  const short = /EMFILE/.test(reason) || (limit !== undefined && (openDescriptors() ?? 0) + portCount(rule.bind) > limit);
+  const hint = short ? ` (a range of ${portCount(rule.bind)} ports needs a descriptor per port; the limit is ${limit ?? "unknown"}: raise ulimit -n)` : "";
   return `${at}: cannot listen on ${error.where} (port ${error.endpoint.port} of ${where}): ${reason}${hint}`;
 }
 
@@ -189,6 +199,7 @@ export class Server {
       else group.push(rule);
     }
 
+    const socketsBefore = this.listeningSockets();
     // A port range whose ports changed keeps its listeners (and their connections) for the ports that stay.
     const moved = this.movedRanges(wanted);
 
@@ -249,7 +260,13 @@ export class Server {
     }
     for (const [key, listening] of opened) this.listeners.set(key, listening);
     this.pruneRetired();
-    this.admission.holdForListeners(this.listeningSockets());
+    const sockets = this.listeningSockets();
+    this.admission.holdForListeners(sockets);
+    // Opening many ports (a wide range) leaves garbage of its own and of the config's checks: hand its pages back once.
+    if (sockets - socketsBefore >= TRIM_AFTER_PORTS) {
+      Bun.gc(true);
+      Bun.shrink();
+    }
     return { started: opened.size - replaced.size, kept: kept + replaced.size, stopped };
   }
 
