@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectionRefused, connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, randomBytes, sha256, watchRefusals } from "./helpers/peers.ts";
 import { freeBlock, greetAndEcho, portEchoBackends, portEchoUdpBackends } from "./helpers/port-block.ts";
 import { UdpClient } from "./helpers/udp.ts";
 
@@ -68,6 +68,43 @@ describe("TCP port ranges", () => {
       reached.add(said);
     }
     expect([...reached].sort()).toEqual([String(rangeBackends + 3), String(single)].sort());
+  });
+
+  test("rules chosen by first bytes share a range: each port's client goes to its rule, at its offset", async () => {
+    const width = 10;
+    const sshBackends = await freeBlock(width);
+    const other = await freeBlock(1, [[sshBackends, width]]);
+    const first = await freeBlock(width, [[sshBackends, width], [other, 1]]);
+    portEchoBackends(sshBackends, width);
+    portEchoBackends(other, 1);
+    const ports = `${first}-${first + width - 1}`;
+    await oi(`127.0.0.1 ${ports} 127.0.0.1 ${sshBackends}-${sshBackends + width - 1} [protocol=ssh]\n127.0.0.1 ${ports} 127.0.0.1 ${other}\n`);
+    const ssh = new Uint8Array([...new TextEncoder().encode("SSH-2.0-oi-test\r\n"), ...randomBytes(1000)]);
+    const plain = new Uint8Array([0, ...randomBytes(1000)]);
+    for (const offset of [0, 4, width - 1]) {
+      const viaSsh = await greetAndEcho(first + offset, ssh);
+      expect(viaSsh.greeting).toBe(String(sshBackends + offset));
+      expect(sha256(viaSsh.echoed)).toBe(sha256(ssh));
+      const viaDefault = await greetAndEcho(first + offset, plain);
+      expect(viaDefault.greeting).toBe(String(other));
+      expect(sha256(viaDefault.echoed)).toBe(sha256(plain));
+    }
+  });
+
+  test("a range of 10,000 ports starts and serves both ends", async () => {
+    const width = 10_000;
+    const hard = Number((await new Response(Bun.spawn(["sh", "-c", "ulimit -Hn"]).stdout).text()).trim());
+    if (!(hard >= width + 200)) {
+      console.warn(`skipped: the hard descriptor limit (${hard}) is below the ${width + 200} a 10,000-port range needs`);
+      return;
+    }
+    const backendPort = await freeBlock(1);
+    const first = await freeBlock(width, [[backendPort, 1]]);
+    portEchoBackends(backendPort, 1);
+    const configPath = writeTempFile("wide.conf", `127.0.0.1 ${first}-${first + width - 1} 127.0.0.1 ${backendPort}\n`);
+    const process = await startOi(configPath, [], ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"']);
+    onCleanup(() => process.stop());
+    for (const offset of [0, 5000, width - 1]) await reaches(first + offset, backendPort);
   });
 
   test("a port of the range that cannot be bound fails the start, naming the line and the port", async () => {
@@ -148,11 +185,13 @@ describe("reloading a range", () => {
     await process.stdout.waitFor("reloaded: 0 listener(s) started, 2 kept, 0 stopped", 5000);
     expect(await greeting(otherPort)).toBe("after");
 
-    // The range moves up by two and widens by five: ports 0 and 1 go, 10..16 come.
+    // The range moves up by two and widens by five: ports 0 and 1 go, 10..16 come. A port that stays is never closed meanwhile.
+    const refusals = watchRefusals(first + 5);
     writeFileSync(configPath, `${range(2, width + 6)}127.0.0.1 ${otherPort} 127.0.0.1 ${after.port}\n`);
     process.signal("SIGHUP");
-    await process.stdout.waitFor("reloaded: 0 listener(s) started, 2 kept, 0 stopped", 5000);
-    await until(() => process.stdout.text.split("reloaded:").length === 3, 5000, "the second reload");
+    await until(() => process.stdout.text.split("reloaded: 0 listener(s) started, 2 kept, 0 stopped").length === 3, 5000, "the second reload");
+    await Bun.sleep(100);
+    expect(await refusals.stop()).toBe(0);
 
     // Every connection opened before still carries bytes both ways, the one on a removed port too.
     for (const peer of open) {
