@@ -48,10 +48,11 @@ function tcpFree(port: number): boolean {
   }
 }
 
-/** The first of `count` consecutive free TCP ports on 127.0.0.1, below the ephemeral range. */
-function freeBlock(count: number): number {
+/** The first of `count` consecutive free TCP ports on 127.0.0.1, below the ephemeral range, outside the `avoid` blocks. */
+function freeBlock(count: number, avoid: Array<[first: number, count: number]> = []): number {
   for (let attempt = 0; attempt < 50; attempt++) {
     const first = LOWEST + Math.floor(Math.random() * (HIGHEST - LOWEST - count));
+    if (avoid.some(([start, length]) => first < start + length && start < first + count)) continue;
     let free = true;
     for (let port = first; port < first + count && free; port++) free = tcpFree(port);
     if (free) return first;
@@ -65,6 +66,9 @@ function rssAnonKiB(pid: number): number {
 
 class Oi {
   private text = "";
+  get output(): string {
+    return this.text;
+  }
   readonly proc;
   constructor(configPath: string) {
     // Raise the soft descriptor limit to the hard one: each listening port holds a descriptor.
@@ -153,7 +157,10 @@ async function round(width: number, first: number, backendPort: number, otherPor
     oi.proc.kill("SIGHUP");
     await oi.waitFor("reloaded:", 2);
     const reloadRangeMs = performance.now() - mark;
-    if (!(await accepts(last + 10))) throw new Error(`the widened range does not listen on ${last + 10}`);
+    if (!(await accepts(last + 10))) {
+      const ss = await new Response(Bun.spawn(["sh", "-c", `ss -ltnp | grep ':${last + 10} '; ss -tanp | grep ':${last + 10} '`]).stdout).text();
+      throw new Error(`the widened range does not listen on ${last + 10}:\n${oi.output}\n${readFileSync(configPath, "utf8")}\n${ss}`);
+    }
     return { startMs, reloadOtherMs, reloadRangeMs, rssAnonKiB: memory };
   } finally {
     await oi.stop();
@@ -169,19 +176,32 @@ const hardLimit = Number((await new Response(Bun.spawn(["sh", "-c", "ulimit -Hn"
 console.log(`oi port ranges: ${rounds} round(s) per size, sockets ${sockets}, descriptor hard limit ${hardLimit}, ${process.execPath} ${Bun.version}`);
 const widest = Math.max(...sizes);
 if (Number.isFinite(hardLimit) && widest + 10 + 100 > hardLimit) throw new Error(`a range of ${widest} ports needs about ${widest + 110} descriptors; the hard limit is ${hardLimit}`);
-const first = freeBlock(widest + 10);
-const [backendPort, otherPort] = [freeBlock(2), 0];
-const other = freeBlock(1);
-void otherPort;
+let first = freeBlock(widest + 10);
+// The backend ports (the other rule's moves to the next one) and the other rule's port lie outside the range.
+const backendPort = freeBlock(2, [[first, widest + 10]]);
+const other = freeBlock(1, [[first, widest + 10], [backendPort, 2]]);
+// Backends that accept, so oi does not reset the probe connections (a reset can beat the client's own handshake report).
+const backends = [0, 1].map((offset) => Bun.listen({ hostname: "127.0.0.1", port: backendPort + offset, socket: { data() {} } }));
 
 const baseline: number[] = [];
-for (let i = 0; i < rounds; i++) baseline.push((await round(1, first, backendPort, other)).rssAnonKiB);
+/** A round; when another process took one of the block's ports meanwhile, once more on another block. */
+async function measured(width: number): Promise<Figures> {
+  try {
+    return await round(width, first, backendPort, other);
+  } catch (error) {
+    if (!String(error).includes("EADDRINUSE")) throw error;
+    first = freeBlock(widest + 10, [[backendPort, 2], [other, 1]]);
+    return await round(width, first, backendPort, other);
+  }
+}
+
+for (let i = 0; i < rounds; i++) baseline.push((await measured(1)).rssAnonKiB);
 const baseKiB = median(baseline);
 console.log(`baseline (a range of 1 port): RssAnon ${baseKiB} KiB`);
 console.log("ports   start ms   reload other ms   reload range (+10) ms   RssAnon KiB   KiB per port");
 for (const width of sizes) {
   const results: Figures[] = [];
-  for (let i = 0; i < rounds; i++) results.push(await round(width, first, backendPort, other));
+  for (let i = 0; i < rounds; i++) results.push(await measured(width));
   const rss = median(results.map((each) => each.rssAnonKiB));
   const perPort = width > 1 ? (rss - baseKiB) / (width - 1) : 0;
   console.log(
@@ -195,3 +215,4 @@ for (const width of sizes) {
     ].join(" "),
   );
 }
+for (const listener of backends) listener.stop(true);
