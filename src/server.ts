@@ -4,7 +4,8 @@
  * set matches it: at start-up, and again on every reload. Binding is all or
  * nothing: if one new listener cannot bind, the ones this step opened are
  * closed, the running set is left as it was, and the error names the rule's
- * file and line.
+ * file and line (and the port, of a range). A reload that changes a port
+ * range's ports keeps its listeners for the ports that stay.
  */
 import { consola } from "consola";
 import { listenerFamilyKey, listenerKey } from "./config/validate.ts";

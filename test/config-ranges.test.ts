@@ -2,7 +2,8 @@
  * Port ranges in the three config formats: the same rule from each, and
  * every mistake (unequal widths, a range that ends before it starts, ports
  * past 65535, port 0, binds that overlap another rule's ports) an error on
- * its line with the same reason, naming the other rule's line.
+ * its line with the same reason, naming the other rule's line. Also the
+ * status file's per-port detail of a range rule.
  */
 import { describe, expect, test } from "bun:test";
 import { describeRule } from "../src/config/describe.ts";
@@ -164,5 +165,42 @@ describe("binds that overlap another rule's ports", () => {
   test("rules chosen by first bytes cannot share ranges that only intersect", async () => {
     const result = await loadText("partial.conf", ["0.0.0.0 7000-7009 10.0.0.1 9000 [protocol=http]", "0.0.0.0 7005-7014 10.0.0.2 9000"].join("\n"));
     expect(linesAndReasons(result.errors)).toEqual([[2, "bind 0.0.0.0:7005-7014/tcp overlaps 0.0.0.0:7000-7009/tcp of the rule on line 1: port 7005 is in both"]]);
+  });
+});
+
+describe("the status file's per-port detail", () => {
+  test("a range rule lists its ports in JSON and text; a rule of one port has no ports", async () => {
+    const { statusJson, statusText } = await import("../src/status.ts");
+    const rule = (name: string, ports?: Array<{ port: number; active: number; total: number }>) => ({
+      name,
+      mode: "tcp" as const,
+      transport: "tcp" as const,
+      algorithm: undefined,
+      active: 1,
+      total: 3,
+      denied: 0,
+      limited: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      errors: new Map<string, number>(),
+      backends: [],
+      ...(ports === undefined ? {} : { ports }),
+    });
+    const snapshot = {
+      version: "test",
+      startedAt: 0,
+      now: 1000,
+      reloads: 0,
+      servers: 2,
+      rules: [rule("0.0.0.0:8000-8099/tcp", [{ port: 8000, active: 0, total: 2 }, { port: 8042, active: 1, total: 1 }]), rule("0.0.0.0:80/tcp")],
+      logDrops: { stdout: 0, stderr: 0, logfile: 0 },
+    };
+    const json = JSON.parse(statusJson(snapshot));
+    expect(json.rules[0].ports).toEqual([
+      { port: 8000, connections_active: 0, connections_total: 2 },
+      { port: 8042, connections_active: 1, connections_total: 1 },
+    ]);
+    expect(json.rules[1].ports).toBeUndefined();
+    expect(statusText(snapshot)).toContain("  0.0.0.0:8000-8099/tcp:\n    Active: 1, Total: 3, Traffic: 0/0\n    Ports:\n      8000: active=0, total=2\n      8042: active=1, total=1\n  0.0.0.0:80/tcp:");
   });
 });

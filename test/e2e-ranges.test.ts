@@ -162,6 +162,38 @@ describe("UDP port ranges", () => {
   });
 });
 
+describe("cross-protocol ranges", () => {
+  test("tcptoudp: a TCP client on port 8000+i reaches UDP backend port 9000+i; the log line names both ports", async () => {
+    const width = 10;
+    const backendFirst = await freeBlock(width);
+    const first = await freeBlock(width, [[backendFirst, width]]);
+    await portEchoUdpBackends(backendFirst, width);
+    const logPath = join(tempDir(), "oi.log");
+    await oi(`logfile ${logPath}\nlogjson\n127.0.0.1 ${first}-${first + width - 1}/tcp 127.0.0.1 ${backendFirst}-${backendFirst + width - 1}/udp\n`);
+    for (const offset of [0, 6]) {
+      const client = await connectPeer("127.0.0.1", first + offset);
+      client.keep = [];
+      await client.send(`ping ${offset}`);
+      const expected = `${backendFirst + offset}:ping ${offset}`;
+      await until(() => client.text() === expected, 3000, `the reply through port ${first + offset}`);
+      client.socket?.end();
+    }
+    await until(() => {
+      try {
+        return readFileSync(logPath, "utf8").trim().split("\n").length === 2;
+      } catch {
+        return false;
+      }
+    }, 5000, "two log lines");
+    const lines = readFileSync(logPath, "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    expect(lines.map((line) => [line.bind_port, line.connect_port]).sort()).toEqual([
+      [first, backendFirst],
+      [first + 6, backendFirst + 6],
+    ]);
+    expect(lines.every((line) => line.rule === `127.0.0.1:${first}-${first + width - 1}/tcp`)).toBe(true);
+  });
+});
+
 describe("reloading a range", () => {
   test("a reload of another rule leaves the range's connections alone; widening and moving the range keeps the ports that stay and their connections", async () => {
     const width = 10;
