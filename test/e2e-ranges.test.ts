@@ -12,6 +12,8 @@ import { cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, onCleanup, until
 import { runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, randomBytes, sha256, watchRefusals } from "./helpers/peers.ts";
 import { freeBlock, greetAndEcho, portEchoBackends, portEchoUdpBackends } from "./helpers/port-block.ts";
+import { makeTestCa } from "./helpers/certs.ts";
+import { tlsTalk } from "./helpers/tls.ts";
 import { UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
@@ -88,6 +90,24 @@ describe("TCP port ranges", () => {
       const viaDefault = await greetAndEcho(first + offset, plain);
       expect(viaDefault.greeting).toBe(String(other));
       expect(sha256(viaDefault.echoed)).toBe(sha256(plain));
+    }
+  });
+
+  test("TLS termination on a range: the handshake with the rule's certificate, then the backend port at the client's offset", async () => {
+    const width = 5;
+    const backendFirst = await freeBlock(width);
+    const first = await freeBlock(width, [[backendFirst, width]]);
+    // Backends that say their port and close.
+    for (let port = backendFirst; port < backendFirst + width; port++) {
+      const listener = Bun.listen({ hostname: "127.0.0.1", port, socket: { open: (socket) => void socket.end(`${port}`), data() {} } });
+      onCleanup(() => listener.stop(true));
+    }
+    const ca = makeTestCa();
+    const leaf = ca.issue(["t.test"]);
+    await oi(`127.0.0.1 ${first}-${first + width - 1} 127.0.0.1 ${backendFirst}-${backendFirst + width - 1} [tls-cert=${leaf.certFile},tls-key=${leaf.keyFile}]\n`);
+    for (const offset of [0, 3]) {
+      const talk = await tlsTalk(first + offset, "t.test", ca.certPem);
+      expect({ subject: talk.subject, text: talk.text }).toEqual({ subject: "t.test", text: String(backendFirst + offset) });
     }
   });
 
