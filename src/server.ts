@@ -25,7 +25,7 @@ export class BindError extends Error {}
 
 /**
  * An apply that opened this many listening sockets or more (a wide port
- * range) ends with a full collection: 10,000 ports left about 1.5 KiB of
+ * range) ends with a full collection: 10,000 ports left about 2 KiB of
  * garbage per port in the heap's pages (measured on Bun 1.4.5).
  */
 const TRIM_AFTER_PORTS = 1000;
