@@ -3,12 +3,13 @@
  * it serves: a listener per port, one or each port of a range
  * (port-listeners.ts), the port a client came to telling its offset in the
  * range, which picks the backend port of a backend range. Usually one rule,
- * and every client goes to it straight from the accept. When several rules share the bind, each chosen by what the client
- * sends first (sni=, host=, protocol=), a client's first bytes are peeked
- * at (peek.ts) and the route table (match.ts) names its rule; a rule that
- * terminates TLS gets the client through a TLS leg (tls/). Before either, a
- * PROXY header is read when the bind's rules accept one. Each rule's own
- * work (access, limits, balancing, dialing, relaying) is its forwarder's.
+ * and every client goes to it straight from the accept. When several rules
+ * share the bind, each chosen by what the client sends first (sni=, host=,
+ * protocol=), a client's first bytes are peeked at (peek.ts) and the route
+ * table (match.ts) names its rule; a rule that terminates TLS gets the
+ * client through a TLS leg (tls/). Before either, a PROXY header is read
+ * when the bind's rules accept one. Each rule's own work (access, limits,
+ * balancing, dialing, relaying) is its forwarder's.
  */
 import { consola } from "consola";
 import { FdSocket } from "../fd/socket.ts";
