@@ -187,7 +187,13 @@ export class RuleBackends {
     }
   }
 
-  targetOf(index: number, address: string | undefined): DialTarget | undefined {
+  /**
+   * Where entry `index` is dialled at `address`, for a client that came in
+   * on port `offset` of its rule's bind range (0 on a one-port bind): a
+   * backend with a port range of its own is dialled on its port at that
+   * offset; a backend of one port takes them all.
+   */
+  targetOf(index: number, address: string | undefined, offset = 0): DialTarget | undefined {
     const slot = this.slots[index];
     if (slot === undefined) return undefined;
     const backend = slot.record;
@@ -195,7 +201,7 @@ export class RuleBackends {
     const target: DialTarget = {
       backend,
       address,
-      port: endpoint.port,
+      port: endpoint.portEnd === undefined ? endpoint.port : endpoint.port + offset,
       unix: endpoint.transport === "unix" ? bunUnixPath(endpoint.host) : undefined,
       localAddress: backend.sourceAddress ?? this.rule.sourceAddress,
     };
@@ -303,6 +309,8 @@ export class DialPlan {
   constructor(
     readonly backends: RuleBackends,
     private readonly client: string,
+    /** The client's port's offset in its rule's bind range (0 on a one-port bind): picks the port of a backend range. */
+    readonly offset = 0,
   ) {}
 
   /**
@@ -316,11 +324,11 @@ export class DialPlan {
       if (this.abandoned) return undefined;
       if (this.index !== -1 && this.nextAddress < this.addresses.length) {
         const address = this.addresses[this.nextAddress++];
-        return this.backends.targetOf(this.index, address);
+        return this.backends.targetOf(this.index, address, this.offset);
       }
       if (this.index !== -1 && this.isUnix() && this.nextAddress === 0) {
         this.nextAddress = 1;
-        return this.backends.targetOf(this.index, undefined);
+        return this.backends.targetOf(this.index, undefined, this.offset);
       }
       if (this.index !== -1) this.giveUpOnBackend();
       const pool = this.backends.pool;

@@ -3,9 +3,10 @@
  * finished or refused connection or UDP session.
  */
 import { consola } from "consola";
-import { formatEndpoint } from "./endpoint.ts";
+import { formatEndpoint, portAt } from "./endpoint.ts";
 import { formatHostPort } from "./ip.ts";
 import { refusalWords, type SessionEvents } from "./session.ts";
+import type { Endpoint } from "./types.ts";
 
 export function consoleSessionEvents(verbose: boolean): SessionEvents {
   if (!verbose) return { denied() {}, started() {}, ended() {} };
@@ -15,10 +16,12 @@ export function consoleSessionEvents(verbose: boolean): SessionEvents {
     },
     started() {},
     ended(record) {
-      const { rule } = record;
-      const backend = record.backend === undefined ? "(no backend)" : formatEndpoint(record.backend.endpoint);
+      const { rule, offset } = record;
+      // Of a port range, the ports this connection used.
+      const used = (endpoint: Endpoint) => (endpoint.portEnd === undefined || offset === undefined ? endpoint : portAt(endpoint, offset));
+      const backend = record.backend === undefined ? "(no backend)" : formatEndpoint(used(record.backend.endpoint));
       consola.info(
-        `${formatHostPort(record.clientAddress, record.clientPort)} -> ${formatEndpoint(rule.bind)} -> ${backend} ${record.result} in=${record.bytesIn} out=${record.bytesOut} ${record.endedAt - record.startedAt}ms`,
+        `${formatHostPort(record.clientAddress, record.clientPort)} -> ${formatEndpoint(used(rule.bind))} -> ${backend} ${record.result} in=${record.bytesIn} out=${record.bytesOut} ${record.endedAt - record.startedAt}ms`,
       );
     },
   };

@@ -2,9 +2,26 @@
 import { formatHostPort } from "./ip.ts";
 import type { Endpoint } from "./types.ts";
 
-/** `host:port` (IPv6 in brackets), or `unix:/path` for a unix socket. */
+/** `host:port` (IPv6 in brackets), `host:first-last` for a port range, or `unix:/path` for a unix socket. */
 export function formatTarget(endpoint: Endpoint): string {
-  return endpoint.transport === "unix" ? `unix:${endpoint.host}` : formatHostPort(endpoint.host, endpoint.port);
+  if (endpoint.transport === "unix") return `unix:${endpoint.host}`;
+  const target = formatHostPort(endpoint.host, endpoint.port);
+  return endpoint.portEnd === undefined ? target : `${target}-${endpoint.portEnd}`;
+}
+
+/** How many ports an endpoint covers: 1, or the width of its range. */
+export function portCount(endpoint: Endpoint): number {
+  return endpoint.portEnd === undefined ? 1 : endpoint.portEnd - endpoint.port + 1;
+}
+
+/** `8000`, or `8000-8099` for a range. */
+export function formatPorts(endpoint: Endpoint): string {
+  return endpoint.portEnd === undefined ? String(endpoint.port) : `${endpoint.port}-${endpoint.portEnd}`;
+}
+
+/** The one port at `offset` (from 0) of `endpoint`'s range: what a single listener binds. */
+export function portAt(endpoint: Endpoint, offset: number): Endpoint {
+  return { host: endpoint.host, port: endpoint.port + offset, transport: endpoint.transport };
 }
 
 /** `host:port/transport`, or `unix:/path`. */

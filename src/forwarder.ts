@@ -36,6 +36,16 @@ export interface Forwarder {
   closeAll(): void;
   /** Bytes [from clients, to clients] carried by connections still open (metrics add them to the finished ones). */
   bytesInFlight(): [bytesIn: number, bytesOut: number];
+  /** Sockets it listens on (one per port of its bind's range); absent: it listens itself on none (TCP rules: their bind does). */
+  readonly ports?: number;
+  /**
+   * A reload will give it `rule`, whose bind has other ports (a range
+   * widened, narrowed or moved): listen on the new ones now, all or nothing
+   * (throws as `start` does). `update` then closes the ports left out,
+   * `abandon` instead closes the ones opened here.
+   */
+  prepare?(rule: ForwardRule): Promise<void>;
+  abandon?(): void;
 }
 
 export interface ForwarderContext {

@@ -86,6 +86,19 @@ export class Admission {
     return Atomics.load(this.counts, CONNECTIONS);
   }
 
+  /** Descriptors this thread's listening sockets hold, counted against the budget. */
+  private listenerDescriptors = 0;
+
+  /**
+   * This thread listens on `sockets` sockets now (one per port; a port range
+   * has many): they hold descriptors that connections cannot have, so the
+   * budget left for connections shrinks (or grows back) by as many.
+   */
+  holdForListeners(sockets: number): void {
+    Atomics.add(this.counts, DESCRIPTORS, sockets - this.listenerDescriptors);
+    this.listenerDescriptors = sockets;
+  }
+
   /** Count `rule`'s connections in `counts[slot]` (shared by every worker serving the rule). */
   shareRule(rule: ForwardRule, slot: number): void {
     this.ruleSlots.set(rule, slot);

@@ -26,6 +26,8 @@ class RuleCounters {
   bytesIn = 0;
   bytesOut = 0;
   readonly errors = new Map<string, number>();
+  /** A port range's connections by port (`[active, total]`), for the status file's detail; undefined on a rule of one port. */
+  ports: Map<number, [active: number, total: number]> | undefined;
   constructor(
     readonly name: string,
     public mode: RuleMode,
@@ -60,6 +62,15 @@ export interface RuleSnapshot {
   bytesOut: number;
   errors: ReadonlyMap<string, number>;
   backends: BackendSnapshot[];
+  /** A port range's ports that had connections, in order; absent on a rule of one port. */
+  ports?: PortSnapshot[];
+}
+
+/** One port of a range: connections open now and since start. */
+export interface PortSnapshot {
+  port: number;
+  active: number;
+  total: number;
 }
 
 export interface Snapshot {
@@ -108,12 +119,27 @@ export class Metrics implements SessionEvents {
     counters.limitedBy[limitLabel(reason)]++;
   }
 
-  started(rule: ForwardRule): void {
-    this.countersOf(rule).connections++;
+  started(rule: ForwardRule, offset?: number): void {
+    const counters = this.countersOf(rule);
+    counters.connections++;
+    if (rule.bind.portEnd !== undefined && offset !== undefined) {
+      counters.ports ??= new Map();
+      const port = rule.bind.port + offset;
+      const counts = counters.ports.get(port);
+      if (counts === undefined) counters.ports.set(port, [1, 1]);
+      else {
+        counts[0]++;
+        counts[1]++;
+      }
+    }
   }
 
   ended(record: SessionRecord): void {
     const counters = this.countersOf(record.rule);
+    if (record.offset !== undefined && record.rule.bind.portEnd !== undefined) {
+      const counts = counters.ports?.get(record.rule.bind.port + record.offset);
+      if (counts !== undefined) counts[0]--;
+    }
     counters.bytesIn += record.bytesIn;
     counters.bytesOut += record.bytesOut;
     // A UDP session normally ends by going idle: that is not an error.
@@ -162,6 +188,7 @@ export class Metrics implements SessionEvents {
           bytesIn: status.bytesIn,
           bytesOut: status.bytesOut,
         })),
+        ...(counters.ports === undefined ? {} : { ports: portSnapshots(counters.ports) }),
       };
     });
     return {
@@ -257,6 +284,11 @@ export class Metrics implements SessionEvents {
     counters.transport = rule.bind.transport;
     return counters;
   }
+}
+
+/** A range's per-port counts, by port. */
+function portSnapshots(ports: Map<number, [number, number]>): PortSnapshot[] {
+  return [...ports].sort(([a], [b]) => a - b).map(([port, [active, total]]) => ({ port, active, total }));
 }
 
 /** Builds Prometheus text format 0.0.4. */

@@ -27,6 +27,8 @@ export interface SessionRecord {
   startedAt: number;
   endedAt: number;
   result: SessionResult;
+  /** The client's port's offset in its rule's bind range (from 0); absent or 0 on a bind of one port. */
+  offset?: number;
 }
 
 /**
@@ -65,8 +67,8 @@ export function refusalWords(reason: Refusal): string {
 export interface SessionEvents {
   /** A client was refused by the access rules (or a limit) before any backend was contacted. */
   denied(rule: ForwardRule, clientAddress: string, clientPort: number, reason: Refusal): void;
-  /** A connection or session was accepted (it counts as active until `ended`). */
-  started(rule: ForwardRule): void;
+  /** A connection or session was accepted (it counts as active until `ended`); `offset`: its port's in the bind's range. */
+  started(rule: ForwardRule, offset?: number): void;
   ended(record: SessionRecord): void;
 }
 
@@ -76,8 +78,8 @@ export function fanOut(listeners: SessionEvents[]): SessionEvents {
     denied(rule, address, port, reason) {
       for (const listener of listeners) listener.denied(rule, address, port, reason);
     },
-    started(rule) {
-      for (const listener of listeners) listener.started(rule);
+    started(rule, offset) {
+      for (const listener of listeners) listener.started(rule, offset);
     },
     ended(record) {
       for (const listener of listeners) listener.ended(record);

@@ -108,6 +108,10 @@ export function statusJson(snapshot: Snapshot): string {
           bytes_in: backend.bytesIn,
           bytes_out: backend.bytesOut,
         })),
+        // A port range is one rule; its ports that had connections are its detail.
+        ...(rule.ports === undefined
+          ? {}
+          : { ports: rule.ports.map((port) => ({ port: port.port, connections_active: port.active, connections_total: port.total })) }),
       })),
     },
     null,
@@ -179,6 +183,10 @@ export function statusText(snapshot: Snapshot): string {
       for (const backend of rule.backends) {
         lines.push(`      ${backend.name}: ${backend.healthy ? "healthy" : "unhealthy"}, active=${backend.active}, total=${backend.total}`);
       }
+    }
+    if (rule.ports !== undefined && rule.ports.length > 0) {
+      lines.push("    Ports:");
+      for (const port of rule.ports) lines.push(`      ${port.port}: active=${port.active}, total=${port.total}`);
     }
   }
   return `${lines.join("\n")}\n`;

@@ -42,8 +42,16 @@ export interface SourceLocation {
 /** One address:port on either side of a rule. `host` is an IP literal or a hostname (or a unix socket path, port 0). */
 export interface Endpoint {
   host: string;
+  /** The port; of a port range (`8000-8099`), its first. */
   port: number;
   transport: Transport;
+  /**
+   * The last port of a port range, inclusive (above `port`); absent: one
+   * port. A range on a bind listens on every port of it; on a backend, the
+   * client's port at offset i of the bind's range goes to the backend's
+   * port at offset i.
+   */
+  portEnd?: number;
 }
 
 /**

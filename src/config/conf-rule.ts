@@ -16,6 +16,7 @@
 import type { Backend, Endpoint, RuleOptions, Transport } from "../types.ts";
 import { backendOf } from "./model.ts";
 import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
+import { isPortRange, parsePortRange, type PortSpan } from "./port-range.ts";
 import { resolveService } from "./services.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
@@ -25,6 +26,8 @@ const MAX_WEIGHT = 100;
 
 export interface PortField {
   port: number;
+  /** The last port of a range (`8000-8099`); absent: one port. */
+  portEnd?: number;
   transport: Transport;
   /** False when the port had no `/tcp` or `/udp`: rinetd then means TCP. */
   suffixed: boolean;
@@ -82,7 +85,7 @@ export function parseRuleFields(fields: string[], optionGroups: string[], reason
   } else {
     const host = take(checkHost(bindText, "bind address"));
     const port = take(parsePortField(fields[position++] ?? "", "bind port"));
-    if (host !== undefined && port !== undefined) bind = { host, port: port.port, transport: port.transport };
+    if (host !== undefined && port !== undefined) bind = withPorts({ host, port: port.port, transport: port.transport }, port);
   }
   const connectText = fields[position++] ?? "";
   const portText = fields[position];
@@ -97,7 +100,7 @@ export function parseRuleFields(fields: string[], optionGroups: string[], reason
   return { bind, backends, options, explicit, udpToTcpByDefault };
 }
 
-/** `80`, `80/udp`, `http`, `domain/udp`: an unsuffixed port is TCP, as in rinetd. */
+/** `80`, `80/udp`, `http`, `domain/udp`, a range `8000-8099/udp`: an unsuffixed port is TCP, as in rinetd. */
 export function parsePortField(text: string, role: string): Checked<PortField> {
   const slash = text.lastIndexOf("/");
   const name = slash === -1 ? text : text.slice(0, slash);
@@ -107,8 +110,18 @@ export function parsePortField(text: string, role: string): Checked<PortField> {
   }
   const transport: Transport = protocol ?? "tcp";
   const suffixed = protocol !== undefined;
+  if (isPortRange(name)) {
+    const span = parsePortRange(name, role);
+    return span.ok ? { ok: true, value: { ...span.value, transport, suffixed } } : span;
+  }
   const port = parsePortNumber(name, transport, role, text);
   return port.ok ? { ok: true, value: { port: port.value, transport, suffixed } } : port;
+}
+
+/** `endpoint` with the range of `ports`, when it is one. */
+function withPorts(endpoint: Endpoint, ports: PortSpan): Endpoint {
+  if (ports.portEnd !== undefined) endpoint.portEnd = ports.portEnd;
+  return endpoint;
 }
 
 function parsePortNumber(name: string, transport: Transport, role: string, written: string): Checked<number> {
@@ -172,17 +185,21 @@ function parseBackendEntry(entry: string, defaultPort: PortField | undefined): C
   const host = checkHost(split.host, "connect address");
   if (!host.ok) return host;
   const transport = defaultPort?.transport ?? "tcp";
-  let port: number;
-  if (split.port !== undefined) {
+  let ports: PortSpan;
+  if (split.port !== undefined && isPortRange(split.port)) {
+    const own = parsePortRange(split.port, "connect port");
+    if (!own.ok) return own;
+    ports = own.value;
+  } else if (split.port !== undefined) {
     const own = parsePortNumber(split.port, transport, "connect port", `${split.host}:${split.port}`);
     if (!own.ok) return own;
-    port = own.value;
+    ports = { port: own.value };
   } else if (defaultPort !== undefined) {
-    port = defaultPort.port;
+    ports = defaultPort;
   } else {
     return fail(`connect address '${entry}' has no port, and no connect port follows it`);
   }
-  return { ok: true, value: backendOf({ host: host.value, port, transport }, undefined, weight, undefined) };
+  return { ok: true, value: backendOf(withPorts({ host: host.value, port: ports.port, transport }, ports), undefined, weight, undefined) };
 }
 
 /** Option groups `[timeout=30,src=10.0.0.1]`, possibly several; problems are added to `reasons`. */

@@ -186,7 +186,7 @@ function looksLikeForwardingRule(tokens: Token[]): boolean {
   if (fields.length === 4 || options.length > 0) return true;
   const [first, second] = fields;
   if (first === undefined || first.bracketed || first.text.includes(":") || /^[\d.]+$/.test(first.text)) return true;
-  return fields.length >= 3 && second !== undefined && /^\d+(\/\w*)?$|\/(tcp|udp)$/i.test(second.text);
+  return fields.length >= 3 && second !== undefined && /^\d+(-\d+)?(\/\w*)?$|\/(tcp|udp)$/i.test(second.text);
 }
 
 /** Option groups are the bracketed tokens after the address fields, or any bracketed token with `=` in it. */

@@ -3,7 +3,7 @@
  * normalized rules, one line each, and config problems as `FILE:LINE: reason`.
  */
 
-import { formatEndpoint, formatTarget } from "../endpoint.ts";
+import { formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
 import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
 import { defaultRuleName, describeMatch } from "./model.ts";
@@ -67,7 +67,8 @@ function describeTlsConnect(tls: TlsClientSettings | undefined): string {
 /** e.g. `oi.conf:12  tcp  0.0.0.0:80 -> 10.1.1.2:80  connect_timeout=10s  allow 10.0.0.*`. */
 export function describeRule(rule: ForwardRule): string {
   const several = rule.backends.length > 1;
-  const bind = rule.bind.transport === "unix" ? formatEndpoint(rule.bind) : formatHostPort(rule.bind.host, rule.bind.port);
+  // A port range shows as one: `0.0.0.0:8000-8099 -> 10.0.0.1:9000-9099`.
+  const bind = formatTarget(rule.bind);
   const parts = [
     `${rule.at.file}:${rule.at.line}`,
     rule.mode,

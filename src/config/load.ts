@@ -10,6 +10,7 @@ import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
+import { findRangeMismatches } from "./port-range.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
@@ -43,6 +44,7 @@ export function loadConfigText(text: string, file: string): LoadResult {
   const errors = inReadingOrder(parsed.files, [
     ...parsed.errors,
     ...findDuplicateBinds(rules, label),
+    ...findRangeMismatches(rules, label),
     ...findMisplacedOptions(rules, label),
     ...loadTlsFiles(rules, label),
   ]);

@@ -3,7 +3,8 @@
  * checked key by key against its schema:
  *
  *     [[global_rules]]      type = "allow" | "deny", pattern = "..."
- *     [[forwarding_rules]]  bind_address, bind_port, connect_address, connect_port,
+ *     [[forwarding_rules]]  bind_address, bind_port, connect_address, connect_port
+ *                           (a port, or a range as a string: bind_port = "8000-8099"),
  *                           protocol = "tcp" | "udp" | "udptotcp" | "tcptoudp" (default "tcp"),
  *                           timeout, source_address, connect_timeout (oi's own)
  *                           oi's own: name, connect = [{ address, port, weight, name,
@@ -33,6 +34,7 @@ import {
   type Table,
   TableReader,
 } from "./table-reader.ts";
+import { parsePortRange, type PortSpan } from "./port-range.ts";
 import { indexTomlLines, locateTomlSyntaxError } from "./toml-lines.ts";
 import { checkHost, checkPort, checkSourceAddress, checkUnixPath, compileAccessRule } from "./validate.ts";
 
@@ -143,10 +145,21 @@ function readEndpoint(reader: TableReader, addressKey: string, portKey: string, 
     const path = reader.check(addressKey, checkUnixPath(address.slice(UNIX_PREFIX.length), `${role} address`));
     return path === undefined ? undefined : { host: path, port: 0, transport: "unix" };
   }
-  const portValue = reader.required(portKey, reader.integer(portKey));
   const host = reader.check(addressKey, checkHost(address, `${role} address`));
+  const ports = readPorts(reader, portKey, role);
+  if (host === undefined || ports === undefined) return undefined;
+  const endpoint: Endpoint = { host, port: ports.port, transport };
+  if (ports.portEnd !== undefined) endpoint.portEnd = ports.portEnd;
+  return endpoint;
+}
+
+/** A port key: an integer, or a range as a string (`bind_port = "8000-8099"`). */
+function readPorts(reader: TableReader, portKey: string, role: string): PortSpan | undefined {
+  const raw = reader.raw(portKey);
+  if (typeof raw === "string") return reader.check(portKey, parsePortRange(raw, `${role} port`));
+  const portValue = reader.required(portKey, reader.integer(portKey));
   const port = portValue === undefined ? undefined : reader.check(portKey, checkPort(portValue, `${role} port`));
-  return host === undefined || port === undefined ? undefined : { host, port, transport };
+  return port === undefined ? undefined : { port };
 }
 
 /**

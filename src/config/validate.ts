@@ -6,7 +6,7 @@
  */
 
 import { compilePattern } from "../access.ts";
-import { formatEndpoint } from "../endpoint.ts";
+import { formatEndpoint, formatPorts, portCount } from "../endpoint.ts";
 import { isIpLiteral, normalizeIp } from "../ip.ts";
 import type { AccessRule, ConfigIssue, ConnectionRate, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
 
@@ -184,7 +184,7 @@ const NO_LABEL: RuleLabel = () => "";
  */
 export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_LABEL): ConfigIssue[] {
   const rulesByBind = new Map<string, ForwardRule[]>();
-  const ipBindsByPort = new Map<string, ForwardRule[]>();
+  const ports = new PortIndex();
   const issues: ConfigIssue[] = [];
   const report = (rule: ForwardRule, first: ForwardRule, what: string, after = "") =>
     issues.push({
@@ -204,18 +204,66 @@ export function findDuplicateBinds(rules: ForwardRule[], label: RuleLabel = NO_L
       continue;
     }
     rulesByBind.set(key, [rule]);
-    if (rule.bind.transport === "unix" || !isIpLiteral(rule.bind.host)) continue;
-    const portKey = `${rule.bind.port}/${rule.bind.transport}`;
-    const samePort = ipBindsByPort.get(portKey) ?? [];
-    const overlapped = samePort.find((earlier) => wildcardsOverlap(earlier, rule));
-    if (overlapped !== undefined) {
-      report(rule, overlapped, `bind ${formatEndpoint(rule.bind)} overlaps ${formatEndpoint(overlapped.bind)} (a wildcard address takes the port on every address it covers) of`);
+    if (rule.bind.transport === "unix") continue;
+    const overlap = ports.overlapping(rule);
+    if (overlap !== undefined) {
+      const { other, port } = overlap;
+      const both = portCount(rule.bind) > 1 || portCount(other.bind) > 1 ? `: port ${port} is in both` : "";
+      if (hostKeyOf(rule.bind) === hostKeyOf(other.bind)) {
+        // Only rules on exactly the same ports may share them (chosen by first bytes); ranges that merely intersect cannot.
+        report(rule, other, `bind ${formatEndpoint(rule.bind)} overlaps ${formatEndpoint(other.bind)} of`, both);
+      } else {
+        report(rule, other, `bind ${formatEndpoint(rule.bind)} overlaps ${formatEndpoint(other.bind)} (a wildcard address takes the port on every address it covers) of`, both);
+      }
       continue;
     }
-    samePort.push(rule);
-    ipBindsByPort.set(portKey, samePort);
+    ports.add(rule);
   }
   return issues;
+}
+
+/**
+ * The binds seen so far, by port, to find the first one a new bind overlaps:
+ * the same address (or host name) on a port both cover, or an IP address a
+ * wildcard of the other covers. One-port binds are indexed by port; ranges
+ * are few and kept in a list.
+ */
+class PortIndex {
+  private readonly byPort = new Map<string, ForwardRule[]>();
+  private readonly ranges: ForwardRule[] = [];
+
+  add(rule: ForwardRule): void {
+    if (rule.bind.portEnd !== undefined) {
+      this.ranges.push(rule);
+      return;
+    }
+    const key = `${rule.bind.port}/${rule.bind.transport}`;
+    const list = this.byPort.get(key);
+    if (list === undefined) this.byPort.set(key, [rule]);
+    else list.push(rule);
+  }
+
+  /** The first earlier bind `rule` overlaps, with a port they share. */
+  overlapping(rule: ForwardRule): { other: ForwardRule; port: number } | undefined {
+    const { bind } = rule;
+    const last = bind.portEnd ?? bind.port;
+    for (let port = bind.port; port <= last; port++) {
+      const other = this.byPort.get(`${port}/${bind.transport}`)?.find((earlier) => bindsCollide(earlier, rule));
+      if (other !== undefined) return { other, port };
+    }
+    for (const other of this.ranges) {
+      if (other.bind.transport !== bind.transport) continue;
+      const first = Math.max(other.bind.port, bind.port);
+      if (first > Math.min(other.bind.portEnd ?? other.bind.port, last)) continue;
+      if (bindsCollide(other, rule)) return { other, port: first };
+    }
+    return undefined;
+  }
+}
+
+/** Whether two binds of one transport with a port in common cannot both be bound: the same address, or a wildcard covering the other. */
+function bindsCollide(a: ForwardRule, b: ForwardRule): boolean {
+  return hostKeyOf(a.bind) === hostKeyOf(b.bind) || wildcardsOverlap(a, b);
 }
 
 /** Stream rules (TCP or unix socket on both sides) may share a bind, each chosen by what its clients send first. */
@@ -276,17 +324,34 @@ function wildcardsOverlap(a: ForwardRule, b: ForwardRule): boolean {
 export function markIpv6OnlyBinds(rules: ForwardRule[]): void {
   const ipv4AnyPorts = new Set<number>();
   const isTcpListener = (rule: ForwardRule) => rule.bind.transport === "tcp";
-  for (const rule of rules) if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "0.0.0.0") ipv4AnyPorts.add(rule.bind.port);
+  const portsOf = (rule: ForwardRule) => Array.from({ length: portCount(rule.bind) }, (_, offset) => rule.bind.port + offset);
+  for (const rule of rules) if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "0.0.0.0") for (const port of portsOf(rule)) ipv4AnyPorts.add(port);
+  // A range on `::` is IPv6-only when `0.0.0.0` has every one of its ports; partly covered, it stays an overlap error.
   for (const rule of rules) {
-    if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "::" && ipv4AnyPorts.has(rule.bind.port)) rule.bindIpv6Only = true;
+    if (isTcpListener(rule) && normalizeIp(rule.bind.host) === "::" && portsOf(rule).every((port) => ipv4AnyPorts.has(port))) rule.bindIpv6Only = true;
   }
 }
 
 /** Identity of a listening socket: equal keys cannot both be bound (and a reload keeps such a listener). */
 export function bindKey(endpoint: Endpoint): string {
   if (endpoint.transport === "unix") return `unix:${endpoint.host}`;
-  const hostKey = normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
-  return `${hostKey} ${endpoint.port}/${endpoint.transport}`;
+  return `${hostKeyOf(endpoint)} ${formatPorts(endpoint)}/${endpoint.transport}`;
+}
+
+/** An endpoint's address as compared: IP literals by bytes (`::` is `0::0`), host names without case or final dot. */
+function hostKeyOf(endpoint: Endpoint): string {
+  return normalizeIp(endpoint.host) ?? endpoint.host.toLowerCase().replace(/\.$/, "");
+}
+
+/**
+ * What a listener is bound to, but for its ports: a reload that changes a
+ * range's ports keeps the listener group of the same address, transport and
+ * family, and with it the sockets of the ports that stay.
+ */
+export function listenerFamilyKey(rule: ForwardRule): string {
+  const bind = rule.bind;
+  if (bind.transport === "unix") return listenerKey(rule);
+  return `${hostKeyOf(bind)} /${bind.transport}${rule.bindIpv6Only === true ? " ipv6-only" : ""}`;
 }
 
 /** Identity of a rule's listening socket: its bind, and whether `::` takes IPv6 clients only (another socket). */

@@ -2,9 +2,11 @@
  * @module rinetd-uv's address strings, as its YAML `bind` and `connect`
  * values write them: `host:port/proto`, `[IPv6]:port/proto`, or
  * `unix:/path` (`unix:@name` for Linux's abstract namespace). The port may
- * be a service name (`http`); `/proto` is `tcp` or `udp` and may be left out.
+ * be a service name (`http`) or a range (`8000-8099`); `/proto` is `tcp` or
+ * `udp` and may be left out.
  */
 import type { Endpoint, Transport } from "../types.ts";
+import { isPortRange, parsePortRange } from "./port-range.ts";
 import { resolveService } from "./services.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
@@ -34,6 +36,13 @@ export function parseAddress(text: string, role: string, unsuffixed: Transport):
   if (!split.ok) return split;
   const host = checkHost(split.value.host, `${role} address`);
   if (!host.ok) return host;
+  if (isPortRange(split.value.port)) {
+    const span = parsePortRange(split.value.port, `${role} port`);
+    if (!span.ok) return span;
+    const endpoint: Endpoint = { host: host.value, port: span.value.port, transport };
+    if (span.value.portEnd !== undefined) endpoint.portEnd = span.value.portEnd;
+    return { ok: true, value: endpoint };
+  }
   const port = parsePort(split.value.port, transport, role, text);
   return port.ok ? { ok: true, value: { host: host.value, port: port.value, transport } } : port;
 }

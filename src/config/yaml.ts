@@ -12,7 +12,8 @@
  *                             oi's own: max_connections, metrics, log_json
  *     rules:
  *       - name: web           required, unique
- *         bind: "0.0.0.0:80/tcp"      or a list; also "[::]:80/tcp", "unix:/path"
+ *         bind: "0.0.0.0:80/tcp"      or a list; also "[::]:80/tcp", "unix:/path",
+ *                                     a port range "0.0.0.0:8000-8099/tcp"
  *         connect: "10.0.0.1:80"      or a list of "host:port/proto" or
  *                                     { dest, weight, name, src, dns_refresh, tls }
  *         load_balancing: { algorithm, health_threshold, recovery_timeout,

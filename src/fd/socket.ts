@@ -75,6 +75,8 @@ const ERRNO_NAMES: Record<number, string> = {
   111: "ECONNREFUSED",
   113: "EHOSTUNREACH",
   13: "EACCES",
+  24: "EMFILE",
+  23: "ENFILE",
 };
 
 /** The local address of `fd` (getsockname), or undefined when the call failed. */

@@ -34,9 +34,16 @@ function utcOffset(date: Date): string {
   return `${sign}${pad2(Math.floor(absolute / 60))}${pad2(absolute % 60)}`;
 }
 
-/** Where the session went: the backend it reached, else the rule's first backend. */
+/** Where the session went: the backend it reached, else the rule's first backend; of a backend port range, the port it was given. */
 function connectEnd(record: SessionRecord): Endpoint {
-  return (record.backend ?? record.rule.backends[0])?.endpoint ?? { host: "", port: 0, transport: "tcp" };
+  const endpoint = (record.backend ?? record.rule.backends[0])?.endpoint ?? { host: "", port: 0, transport: "tcp" };
+  if (endpoint.portEnd === undefined || !record.offset) return endpoint;
+  return { host: endpoint.host, port: endpoint.port + record.offset, transport: endpoint.transport };
+}
+
+/** The port the client came to: of a bind port range, its own. */
+function bindPort(record: SessionRecord): number {
+  return record.rule.bind.port + (record.offset ?? 0);
 }
 
 /** A side of the session as log fields: host (or unix socket path) and port (0 for a unix socket). */
@@ -51,7 +58,7 @@ export function formatRinetd(record: SessionRecord): string {
     rinetdTime(new Date(record.endedAt)),
     record.clientAddress,
     hostOf(rule.bind),
-    rule.bind.port,
+    bindPort(record),
     hostOf(connect),
     connect.port,
     record.bytesIn,
@@ -66,7 +73,7 @@ export function formatCommon(record: SessionRecord): string {
   const date = new Date(record.endedAt);
   // A space in the result ("error: client reset") would split the request field for analyzers.
   const result = record.result.replace(/[\s"]+/g, "-");
-  const path = `/rinetd-services/${hostOf(rule.bind)}/${rule.bind.port}/${hostOf(connect)}/${connect.port}/${result}`;
+  const path = `/rinetd-services/${hostOf(rule.bind)}/${bindPort(record)}/${hostOf(connect)}/${connect.port}/${result}`;
   return `${record.clientAddress} - - [${rinetdTime(date)} ${utcOffset(date)}] "GET ${path} HTTP/1.0" 200 ${record.bytesOut} - - - ${record.bytesIn}`;
 }
 
@@ -80,7 +87,7 @@ export function formatJson(record: SessionRecord): string {
     protocol: rule.mode,
     rule: rule.name,
     bind_address: hostOf(rule.bind),
-    bind_port: rule.bind.port,
+    bind_port: bindPort(record),
     backend: record.backend?.name ?? null,
     connect_address: hostOf(connect),
     connect_port: connect.port,

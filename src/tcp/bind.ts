@@ -1,23 +1,28 @@
 /**
  * @module One TCP (or unix socket) listening address and the stream rules
- * it serves. Usually one rule, and every client goes to it straight from the
- * accept. When several rules share the bind, each chosen by what the client
- * sends first (sni=, host=, protocol=), a client's first bytes are peeked
- * at (peek.ts) and the route table (match.ts) names its rule; a rule that
- * terminates TLS gets the client through a TLS leg (tls/). Before either, a
- * PROXY header is read when the bind's rules accept one. Each rule's own
- * work (access, limits, balancing, dialing, relaying) is its forwarder's.
+ * it serves: a listener per port, one or each port of a range
+ * (port-listeners.ts), the port a client came to telling its offset in the
+ * range, which picks the backend port of a backend range. Usually one rule,
+ * and every client goes to it straight from the accept. When several rules
+ * share the bind, each chosen by what the client sends first (sni=, host=,
+ * protocol=), a client's first bytes are peeked at (peek.ts) and the route
+ * table (match.ts) names its rule; a rule that terminates TLS gets the
+ * client through a TLS leg (tls/). Before either, a PROXY header is read
+ * when the bind's rules accept one. Each rule's own work (access, limits,
+ * balancing, dialing, relaying) is its forwarder's.
  */
 import { consola } from "consola";
 import { FdSocket } from "../fd/socket.ts";
 import { IPPROTO_TCP, type Libc, loadLibc, TCP_QUICKACK } from "../libc.ts";
 import { listenerKey } from "../config/validate.ts";
 import type { ForwarderContext } from "../forwarder.ts";
+import { portCount } from "../endpoint.ts";
+import { PortListeners } from "../port-listeners.ts";
 import { describeMatch } from "../config/model.ts";
 import { type FirstLook, RouteTable } from "../match.ts";
 import { NO_MATCH } from "../status.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
-import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type ForwardRule, type TlsServerSettings } from "../types.ts";
+import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type Endpoint, type ForwardRule, type TlsServerSettings } from "../types.ts";
 import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "./accept-proxy.ts";
 import { TcpForwarder } from "./forwarder.ts";
 import { type PeekOwner, Peeker } from "./peek.ts";
@@ -42,7 +47,12 @@ export function routeKey(rule: ForwardRule): string {
 }
 
 export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
-  private listener: StreamListener | undefined;
+  /** A listener per port: one, or each port of a range (the rules of one bind share its ports exactly). */
+  private readonly listeners = new PortListeners<StreamListener>(
+    (endpoint) => this.listenOn(endpoint),
+    (listener) => listener.stop(false),
+  );
+  private listening = false;
   private rules: ForwardRule[];
   private globalAccess: AccessList;
   private readonly forwarders = new Map<string, TcpForwarder>();
@@ -53,9 +63,10 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
   private direct: TcpForwarder | undefined;
   private libc: Libc | undefined;
   private peekTimeoutMs = DEFAULT_PEEK_TIMEOUT_SECONDS * 1000;
+  /** Each port's listener gets these with an `open` of its own (withOpen), which tells the port. */
   private readonly handlers = new ListenerHandlers<Leg>(
     legHandlers,
-    (socket) => this.opened(socket),
+    (socket) => this.opened(socket, socket.localPort),
     () => this.direct === undefined,
   );
 
@@ -91,20 +102,45 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     return [...this.forwarders.values(), ...this.retired];
   }
 
+  /** Sockets listening now: one per port. */
+  get ports(): number {
+    return this.listeners.size;
+  }
+
   async start(): Promise<void> {
-    const rule = this.rule;
     if (this.rules.some((each) => each.tls !== undefined)) await this.loadLibc();
-    this.listener = await this.context.sockets.listen(
-      rule.bind,
-      {
-        ipv6Only: rule.bindIpv6Only === true,
-        // Worker threads each listen on the port; the kernel spreads clients over them.
-        reusePort: this.context.reusePort === true,
-        socketMode: rule.socketMode,
-      },
-      this.handlers.forStart(),
-    );
+    this.handlers.forStart();
+    await this.listeners.open(this.rule.bind);
+    this.listeners.commit(this.rule.bind);
+    this.listening = true;
     for (const forwarder of this.forwarders.values()) forwarder.start();
+  }
+
+  /** Listen on one port, its clients opened with that port (which picks a backend port of a range). */
+  private listenOn(endpoint: Endpoint): Promise<StreamListener> {
+    const rule = this.rule;
+    const port = endpoint.port;
+    const options = {
+      ipv6Only: rule.bindIpv6Only === true,
+      // Worker threads each listen on the port; the kernel spreads clients over them.
+      reusePort: this.context.reusePort === true,
+      socketMode: rule.socketMode,
+    };
+    return this.context.sockets.listen(endpoint, options, this.handlers.withOpen((socket) => this.opened(socket, port)));
+  }
+
+  /**
+   * A reload will give this bind `rules`, whose port range differs (a range
+   * widened, narrowed or moved): listen on the new ports now, all or
+   * nothing; the ports that stay keep their sockets.
+   */
+  async prepare(rules: ForwardRule[]): Promise<void> {
+    await this.listeners.open(rules[0]!.bind);
+  }
+
+  /** The reload failed: close the ports `prepare` opened. */
+  abandon(): void {
+    this.listeners.abandon();
   }
 
   /** A reload kept this bind: its rules are now `rules` (kept ones keep their forwarders and open connections). */
@@ -113,8 +149,11 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     this.rules = rules;
     this.globalAccess = globalAccess;
     this.route();
-    const handlers = this.handlers.forUpdate();
-    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
+    // Ports the range no longer has stop listening; their open connections carry on.
+    this.listeners.commit(this.rule.bind);
+    if (this.handlers.forUpdate() !== undefined) {
+      for (const [port, listener] of this.listeners.entries()) listener.reload({ socket: this.handlers.withOpen((socket) => this.opened(socket, port)) });
+    }
   }
 
   /** libc, for the one socket option TLS termination sets (it is not needed otherwise; where it cannot load, termination does without). */
@@ -137,7 +176,7 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
       this.forwarders.delete(key);
       if (forwarder.active > 0) this.retired.add(forwarder);
     }
-    const listening = this.listener !== undefined;
+    const listening = this.listening;
     for (const [key, rule] of wanted) {
       if (this.forwarders.has(key)) continue;
       const forwarder = new TcpForwarder(rule, { ...this.context, globalAccess: this.globalAccess });
@@ -153,8 +192,8 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
   }
 
   stopAccepting(): void {
-    this.listener?.stop(false);
-    this.listener = undefined;
+    this.listeners.closeAll();
+    this.listening = false;
     for (const forwarder of this.forwarders.values()) forwarder.stopAccepting();
   }
 
@@ -167,11 +206,17 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     for (const forwarder of this.all()) forwarder.closeAll();
   }
 
-  /** A client connected. */
-  private opened(socket: StreamSocket<unknown>): void {
+  /** A client connected to `port` (one of the bind's range). */
+  private opened(socket: StreamSocket<unknown>, port: number): void {
+    const offset = port - this.rule.bind.port;
+    // A port a reload is still opening: its range (and so its backend port) is not the rules' yet.
+    if (offset < 0 || offset >= portCount(this.rule.bind)) {
+      socket.terminate();
+      return;
+    }
     const direct = this.direct;
     if (direct !== undefined) {
-      direct.accept(socket as StreamSocket<Leg>);
+      direct.accept(socket as StreamSocket<Leg>, offset);
       return;
     }
     // The bind's choice now (the rules on one bind agree on it): a reload may have changed it.
@@ -234,13 +279,16 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
     const client = origin.client ?? remoteEnd(socket);
     // The local end (two getsockname calls) is only needed for a PROXY header.
     const destination = origin.destination ?? (route.rule.proxyProtocol === undefined ? undefined : localEnd(socket));
+    // Which port of a range the client came to (a getsockname; a bind of one port needs none).
+    const bind = route.rule.bind;
+    const offset = bind.portEnd === undefined ? 0 : socket.localPort - bind.port;
     const tls = route.rule.tls;
     if (tls !== undefined) {
       // The ClientHello (and anything after it) is the TLS leg's to read, not the backend's.
-      route.begin(socket, client, destination, undefined, (raw) => this.terminate(raw, early ?? NO_BYTES, tls));
+      route.begin(socket, client, destination, undefined, offset, (raw) => this.terminate(raw, early ?? NO_BYTES, tls));
       return;
     }
-    if (!route.begin(socket, client, destination, early)) return;
+    if (!route.begin(socket, client, destination, early, offset)) return;
     // The FIN came while peeking: the relay passes it on once the early bytes are written.
     if (ended && socket.data instanceof Leg) legHandlers.end(socket as StreamSocket<Leg>);
   }

@@ -202,6 +202,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       startedAt: relay.startedAt,
       endedAt: Date.now(),
       result: relay.result ?? "done",
+      offset: relay.dial.offset,
     });
   }
 
@@ -237,11 +238,11 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     this.connect(relay);
   }
 
-  /** A client straight from the listener (no PROXY header, no peek): the common, fastest way in. */
-  accept(socket: StreamSocket<Leg>): void {
+  /** A client straight from the listener (no PROXY header, no peek): the common, fastest way in. `offset`: its port's in the bind's range. */
+  accept(socket: StreamSocket<Leg>, offset = 0): void {
     // The local end (two getsockname calls) is only needed for a PROXY header.
     const destination = this.rule.proxyProtocol === undefined ? undefined : localEnd(socket);
-    this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, destination, undefined);
+    this.begin(socket, { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 }, destination, undefined, offset);
   }
 
   /**
@@ -250,13 +251,16 @@ export class TcpForwarder implements Forwarder, RelayOwner {
    * bytes it sent already, to go first. `wrap`, when given, turns the
    * admitted socket into the one the relay uses (TLS termination), so a
    * refused client costs no handshake; it gives a reason when it cannot.
-   * False when the client was refused.
+   * `offset` is the client's port's place in the bind's port range (0 on a
+   * bind of one port): it picks the port of a backend range. False when the
+   * client was refused.
    */
   begin(
     socket: StreamSocket<unknown>,
     client: ProxyAddress,
     destination: ProxyAddress | undefined,
     early: Uint8Array | undefined,
+    offset: number,
     wrap?: (socket: StreamSocket<unknown>) => StreamSocket<unknown> | string,
   ): boolean {
     const rule = this.rule;
@@ -278,20 +282,20 @@ export class TcpForwarder implements Forwarder, RelayOwner {
       this.admission.release(DESCRIPTORS_PER_RELAY, rule);
       verdict.release();
       const now = Date.now();
-      this.events.started(rule);
-      this.events.ended({ rule, backend: undefined, clientAddress: client.address, clientPort: client.port, bytesIn: 0, bytesOut: 0, startedAt: now, endedAt: now, result: `error: ${wrapped}` });
+      this.events.started(rule, offset);
+      this.events.ended({ rule, backend: undefined, clientAddress: client.address, clientPort: client.port, bytesIn: 0, bytesOut: 0, startedAt: now, endedAt: now, result: `error: ${wrapped}`, offset });
       return false;
     }
     const clientSocket = wrapped as StreamSocket<Leg>;
     // splice(2) moves bytes between two TCP sockets as they are: not through TLS.
     const splice = rule.bind.transport === "tcp" && wrap === undefined ? this.context.splice : undefined;
-    const relay = new Relay(this, rule, clientSocket, client.address || "unix", client.port, new DialPlan(backends, client.address));
+    const relay = new Relay(this, rule, clientSocket, client.address || "unix", client.port, new DialPlan(backends, client.address, offset));
     relay.destination = destination;
     relay.descriptors = DESCRIPTORS_PER_RELAY;
     relay.clientHold = verdict;
     relay.splice = splice?.mode === "off" ? undefined : splice;
     this.relays.add(relay);
-    this.events.started(rule);
+    this.events.started(rule, offset);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     // The client is not paused while its backend connects (see holdUntilConnected in relay.ts).
     if (early !== undefined && early.length > 0) {

@@ -78,6 +78,8 @@ function phasedHandlers<Data>(connected: ConnectedHandlers<Data>, open: (socket:
  */
 export class ListenerHandlers<Data> {
   private phased = false;
+  /** The phased set, made once and shared by every listener of the owner (each with its own `open`). */
+  private phasedSet: ReturnType<typeof phasedHandlers<Data>> | undefined;
 
   constructor(
     private readonly connected: ConnectedHandlers<Data>,
@@ -99,8 +101,17 @@ export class ListenerHandlers<Data> {
     return this.current();
   }
 
+  /**
+   * The current set with another `open`: for an owner with several
+   * listeners (the ports of a range), each telling its own port.
+   */
+  withOpen(open: (socket: StreamSocket<unknown>) => void) {
+    return { ...this.current(), open };
+  }
+
   private current() {
     const { connected, open } = this;
-    return this.phased ? phasedHandlers(connected, open) : { ...connected, binaryType: "uint8array" as const, open };
+    if (this.phased) return (this.phasedSet ??= phasedHandlers(connected, open));
+    return { ...connected, binaryType: "uint8array" as const, open };
   }
 }

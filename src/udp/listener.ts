@@ -18,7 +18,9 @@ import { type ClientHold, ClientLimiter, NO_CLIENT_HOLD } from "../client-limits
 import type { Admission } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import type { AccessList, Backend, ForwardRule } from "../types.ts";
+import { portCount } from "../endpoint.ts";
+import { PortListeners } from "../port-listeners.ts";
+import type { AccessList, Backend, Endpoint, ForwardRule } from "../types.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
 
 /** Counters a rule keeps beyond its sessions' own records (for metrics). */
@@ -54,6 +56,8 @@ export abstract class ListenSession implements Tracked<ListenSession> {
   result: SessionResult | undefined = undefined;
   /** Its client's hold on the rule's per-client limits, released by the owner when the session ends. */
   clientHold: ClientHold = NO_CLIENT_HOLD;
+  /** The port of the rule's bind range the client sent to, as an offset from its first (0 on a bind of one port). */
+  offset = 0;
 
   constructor(
     readonly owner: UdpListener,
@@ -107,18 +111,22 @@ export type SessionFactory = (
   destination: ProxyAddress,
 ) => ListenSession;
 
-type ListenSocket = udp.Socket<"uint8array"> & { owner?: UdpListener };
+/** A listening socket knows its rule's forwarder and the one port it is bound to (of a range, maybe). */
+type ListenSocket = udp.Socket<"uint8array"> & { owner?: UdpListener; boundPort?: number };
+
+/** Sessions are found by client port and the offset of the port it sent to: one number, `port + offset * PORTS`. */
+const PORTS = 65536;
 
 const listenHandlers: udp.SocketHandler<"uint8array"> = {
   data(socket, datagram, port, address, flags) {
-    const owner = (socket as ListenSocket).owner;
-    if (owner === undefined) return;
+    const { owner, boundPort } = socket as ListenSocket;
+    if (owner === undefined || boundPort === undefined) return;
     // buffersize (rinetd-uv's): a datagram longer than the buffer would not have been read whole.
     if (flags.truncated || datagram.length > owner.rule.bufferSize) {
       owner.counters.droppedDatagrams++;
       return;
     }
-    owner.fromClient(datagram, port, address);
+    owner.fromClient(datagram, port, address, boundPort);
   },
   error() {
     // An unconnected socket gets no ICMP reports on Linux; a failed reply send is caught where it is made.
@@ -126,8 +134,12 @@ const listenHandlers: udp.SocketHandler<"uint8array"> = {
 };
 
 export class UdpListener implements Forwarder {
-  private socket: ListenSocket | undefined = undefined;
-  /** Sessions by client address, then port: a lookup per datagram with no key string built. */
+  /** A socket per port: one, or each port of a range. */
+  private readonly sockets = new PortListeners<ListenSocket>(
+    (endpoint) => this.listenOn(endpoint),
+    (socket) => socket.close(),
+  );
+  /** Sessions by client address, then port (with the offset of the port it sent to): a lookup per datagram with no key string built. */
   private readonly byAddress = new Map<string, Map<number, ListenSession>>();
   private readonly sessions = new SessionList<ListenSession>((session) => this.end(session, session.idleResult()));
   private readonly denied = new Map<string, number>();
@@ -139,11 +151,12 @@ export class UdpListener implements Forwarder {
   /** The rule's backends for new sessions (undefined while not accepting). */
   private backends: RuleBackends | undefined = undefined;
   /**
-   * Where clients send to, for a PROXY header: the bound address and port.
-   * On a wildcard bind that is the wildcard (0.0.0.0 or ::): Bun does not
-   * tell which local address a datagram came in on (no IP_PKTINFO).
+   * Where clients send to, for a PROXY header: the bound address (and the
+   * port the client sent to). On a wildcard bind that is the wildcard
+   * (0.0.0.0 or ::): Bun does not tell which local address a datagram came
+   * in on (no IP_PKTINFO).
    */
-  private destination: ProxyAddress = { address: "", port: 0 };
+  private destinationAddress = "";
   private lastLimitReport = 0;
   /** The rule's per-client limits; kept across reloads, so clients' open sessions still count. */
   private clients: ClientLimiter | undefined;
@@ -170,29 +183,52 @@ export class UdpListener implements Forwarder {
     return this.sessions.byteTotals();
   }
 
-  /** The port actually bound. */
+  /** The port actually bound (the first of a range). */
   get port(): number | undefined {
-    return this.socket?.port;
+    return this.sockets.get(this.rule.bind.port)?.port ?? this.sockets.entries().next().value?.[1].port;
+  }
+
+  /** Sockets listening now: one per port. */
+  get ports(): number {
+    return this.sockets.size;
   }
 
   async start(): Promise<void> {
+    await this.sockets.open(this.rule.bind);
+    this.sockets.commit(this.rule.bind);
+    this.backends = this.context.backends.acquire(this.rule);
+  }
+
+  private async listenOn(endpoint: Endpoint): Promise<ListenSocket> {
     const socket: ListenSocket = await Bun.udpSocket({
-      hostname: this.rule.bind.host,
-      port: this.rule.bind.port,
+      hostname: endpoint.host,
+      port: endpoint.port,
       binaryType: "uint8array",
       socket: listenHandlers,
     });
     socket.owner = this;
-    this.socket = socket;
     const bound = socket.address;
-    this.destination = { address: bound.address, port: bound.port };
-    this.backends = this.context.backends.acquire(this.rule);
+    socket.boundPort = endpoint.port === 0 ? bound.port : endpoint.port;
+    this.destinationAddress = bound.address;
+    return socket;
+  }
+
+  /** A reload will change the rule's port range: listen on its new ports now (all or nothing); the others stay. */
+  async prepare(rule: ForwardRule): Promise<void> {
+    await this.sockets.open(rule.bind);
+  }
+
+  /** The reload failed: close the ports `prepare` opened. */
+  abandon(): void {
+    this.sockets.abandon();
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
     this.clients = ClientLimiter.follow(this.clients, rule);
+    // Ports the range no longer has close: their sessions get no more replies and end when idle.
+    this.sockets.commit(rule.bind);
     this.denied.clear();
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
@@ -230,9 +266,10 @@ export class UdpListener implements Forwarder {
     this.closeSocket();
   }
 
-  /** The hot path: one datagram from a client. */
-  fromClient(datagram: Uint8Array, port: number, address: string): void {
-    const session = this.byAddress.get(address)?.get(port) ?? this.newSession(address, port);
+  /** The hot path: one datagram from a client, sent to `boundPort`. */
+  fromClient(datagram: Uint8Array, port: number, address: string, boundPort: number): void {
+    const offset = boundPort - this.rule.bind.port;
+    const session = this.byAddress.get(address)?.get(port + offset * PORTS) ?? this.newSession(address, port, offset);
     if (session === undefined) return;
     this.sessions.touch(session, Date.now());
     session.bytesIn += datagram.length;
@@ -240,7 +277,8 @@ export class UdpListener implements Forwarder {
   }
 
   toClient(session: ListenSession, datagram: Uint8Array): void {
-    const socket = this.socket;
+    // From the port the client sent to (the session's rule is the one it started under).
+    const socket = this.sockets.get(session.rule.bind.port + session.offset);
     if (socket === undefined || session.ended) return;
     this.sessions.touch(session, Date.now());
     try {
@@ -257,7 +295,7 @@ export class UdpListener implements Forwarder {
     this.sessions.remove(session);
     const ports = this.byAddress.get(session.address);
     if (ports !== undefined) {
-      ports.delete(session.port);
+      ports.delete(session.port + session.offset * PORTS);
       if (ports.size === 0) this.byAddress.delete(session.address);
     }
     session.close(result);
@@ -273,15 +311,17 @@ export class UdpListener implements Forwarder {
       startedAt: session.startedAt,
       endedAt: Date.now(),
       result,
+      offset: session.offset,
     });
     if (!this.accepting && this.sessions.size === 0) this.closeSocket();
   }
 
-  private newSession(address: string, port: number): ListenSession | undefined {
+  private newSession(address: string, port: number, offset: number): ListenSession | undefined {
     const rule = this.rule;
     const factory = this.factories[rule.mode];
     const backends = this.backends;
-    if (!this.accepting || factory === undefined || backends === undefined) {
+    // A port a reload is still opening is not the rule's yet.
+    if (!this.accepting || factory === undefined || backends === undefined || offset < 0 || offset >= portCount(rule.bind)) {
       this.counters.droppedDatagrams++;
       return undefined;
     }
@@ -306,16 +346,18 @@ export class UdpListener implements Forwarder {
         return undefined;
       }
     }
-    const session = factory(this, rule, address, port, new DialPlan(backends, address), this.destination);
+    const destination = { address: this.destinationAddress, port: rule.bind.port + offset };
+    const session = factory(this, rule, address, port, new DialPlan(backends, address, offset), destination);
     session.clientHold = hold;
+    session.offset = offset;
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();
       this.byAddress.set(address, ports);
     }
-    ports.set(port, session);
+    ports.set(port + offset * PORTS, session);
     this.sessions.add(session, Date.now());
-    this.events.started(rule);
+    this.events.started(rule, offset);
     session.open();
     // open() may have failed at once and ended the session.
     return session.ended ? undefined : session;
@@ -358,7 +400,6 @@ export class UdpListener implements Forwarder {
   }
 
   private closeSocket(): void {
-    this.socket?.close();
-    this.socket = undefined;
+    this.sockets.closeAll();
   }
 }

@@ -24,7 +24,9 @@ import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
 import { ListenerHandlers } from "../tcp/phases.ts";
-import type { AccessList, Backend, ForwardRule } from "../types.ts";
+import { portCount } from "../endpoint.ts";
+import { PortListeners } from "../port-listeners.ts";
+import type { AccessList, Backend, Endpoint, ForwardRule } from "../types.ts";
 import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
@@ -41,6 +43,8 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
   result: SessionResult | undefined = undefined;
   /** Last error Bun reported on the client connection, for the close that follows. */
   error: Error | undefined = undefined;
+  /** The port of the rule's bind range the client connected to, as an offset from its first (0 on a bind of one port). */
+  offset = 0;
   private readonly leg: UdpLeg;
   private readonly queue: StreamQueue;
   private readonly reader: FrameReader | undefined;
@@ -212,7 +216,11 @@ const clientHandlers = {
 
 
 export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
-  private listener: TCPSocketListener<unknown> | undefined = undefined;
+  /** A listener per port: one, or each port of a range. */
+  private readonly listeners = new PortListeners<TCPSocketListener<unknown>>(
+    (endpoint) => this.listenOn(endpoint),
+    (listener) => listener.stop(false),
+  );
   private readonly sessions = new SessionList<TcpToUdpSession>((session) => this.end(session, session.idleResult()));
   private globalAccess: AccessList;
   private readonly events: SessionEvents;
@@ -225,11 +233,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
   private readonly handlers = new ListenerHandlers<TcpToUdpSession>(
     clientHandlers,
-    (socket) => {
-      // The rule's choice now: a reload may have turned accept_proxy off on this listener.
-      if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
-      else this.begin(socket as StreamSocket<TcpToUdpSession>, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
-    },
+    (socket) => this.opened(socket),
     () => this.rule.acceptProxy,
   );
 
@@ -252,31 +256,60 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     return this.sessions.byteTotals();
   }
 
-  /** The port actually bound. */
+  /** The port actually bound (the first of a range). */
   get port(): number | undefined {
-    return this.listener?.port;
+    return this.listeners.get(this.rule.bind.port)?.port ?? this.listeners.entries().next().value?.[1].port;
   }
 
-  start(): void {
+  /** Sockets listening now: one per port. */
+  get ports(): number {
+    return this.listeners.size;
+  }
+
+  async start(): Promise<void> {
+    this.handlers.forStart();
+    await this.listeners.open(this.rule.bind);
+    this.listeners.commit(this.rule.bind);
+    this.backends = this.context.backends.acquire(this.rule);
+  }
+
+  private listenOn(endpoint: Endpoint): TCPSocketListener<unknown> {
     // ipv6Only is honoured by Bun's listen though its types leave it out (hence the typed variable).
     const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean } = {
-      hostname: this.rule.bind.host,
-      port: this.rule.bind.port,
+      hostname: endpoint.host,
+      port: endpoint.port,
       // The client's FIN must arrive as `end`, so what is queued for it can still be written.
       allowHalfOpen: true,
       ipv6Only: this.rule.bindIpv6Only === true,
       socket: this.handlers.forStart(),
     };
-    this.listener = Bun.listen<unknown>(options);
-    this.backends = this.context.backends.acquire(this.rule);
+    return Bun.listen<unknown>(options);
+  }
+
+  /** A reload will change the rule's port range: listen on its new ports now (all or nothing); the others stay. */
+  async prepare(rule: ForwardRule): Promise<void> {
+    await this.listeners.open(rule.bind);
+  }
+
+  /** The reload failed: close the ports `prepare` opened. */
+  abandon(): void {
+    this.listeners.abandon();
+  }
+
+  /** A client connected: its PROXY header first when the rule reads one (the rule's choice now: a reload may have changed it). */
+  private opened(socket: StreamSocket<unknown>): void {
+    if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
+    else this.begin(socket as StreamSocket<TcpToUdpSession>, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
   }
 
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
     this.clients = ClientLimiter.follow(this.clients, rule);
+    // Ports the range no longer has stop listening; their open connections carry on.
+    this.listeners.commit(rule.bind);
     const handlers = this.handlers.forUpdate();
-    if (handlers !== undefined) this.listener?.reload({ socket: handlers });
+    if (handlers !== undefined) for (const [, listener] of this.listeners.entries()) listener.reload({ socket: handlers });
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -285,8 +318,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   }
 
   stopAccepting(): void {
-    this.listener?.stop(false);
-    this.listener = undefined;
+    this.listeners.closeAll();
     if (this.backends !== undefined) this.context.backends.release(this.backends);
     this.backends = undefined;
     this.sessions.capIdle(DRAIN_IDLE_MS);
@@ -327,6 +359,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
       startedAt: session.startedAt,
       endedAt: Date.now(),
       result,
+      offset: session.offset,
     });
   }
 
@@ -347,6 +380,13 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
    */
   private begin(socket: StreamSocket<TcpToUdpSession>, client: ProxyAddress, destination: ProxyAddress, early: Uint8Array | undefined): void {
     const rule = this.rule;
+    // Which port of a range the client came to (a getsockname; a bind of one port needs none).
+    const offset = rule.bind.portEnd === undefined ? 0 : socket.localPort - rule.bind.port;
+    if (offset < 0 || offset >= portCount(rule.bind)) {
+      // A port a reload is still opening: not the rule's yet.
+      socket.terminate();
+      return;
+    }
     const backends = this.backends;
     const verdict =
       backends === undefined
@@ -357,11 +397,12 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
       this.events.denied(rule, client.address, client.port, typeof verdict === "string" ? verdict : "rule");
       return;
     }
-    const plan = new DialPlan(backends, client.address);
+    const plan = new DialPlan(backends, client.address, offset);
     const session = new TcpToUdpSession(this, rule, socket, client.address, client.port, plan, destination, verdict);
+    session.offset = offset;
     socket.data = session;
     this.sessions.add(session, Date.now());
-    this.events.started(rule);
+    this.events.started(rule, offset);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
     session.open();
     if (early !== undefined && early.length > 0) session.fromClient(early);

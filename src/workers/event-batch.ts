@@ -27,9 +27,9 @@ export class EventBatch implements SessionEvents {
     if (ref !== undefined) this.push({ kind: "denied", rule: ref, address, port, reason });
   }
 
-  started(rule: ForwardRule): void {
+  started(rule: ForwardRule, offset?: number): void {
     const ref = this.refOf(rule);
-    if (ref !== undefined) this.push({ kind: "started", rule: ref });
+    if (ref !== undefined) this.push({ kind: "started", rule: ref, offset });
   }
 
   ended(record: SessionRecord): void {
@@ -46,6 +46,7 @@ export class EventBatch implements SessionEvents {
       startedAt: record.startedAt,
       endedAt: record.endedAt,
       result: record.result,
+      offset: record.offset,
     });
   }
 

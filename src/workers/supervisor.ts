@@ -207,7 +207,7 @@ export class WorkerEngine implements Engine {
       case "started":
         this.rules.opened(event.rule);
         this.startedBy[worker] = (this.startedBy[worker] ?? 0) + 1;
-        this.events.started(rule);
+        this.events.started(rule, event.offset);
         return;
       case "denied":
         this.events.denied(rule, event.address, event.port, event.reason);

@@ -97,7 +97,7 @@ export interface RuleRef {
 
 /** Session events as the worker batches them; the supervisor turns them back into SessionEvents calls. */
 export type WireEvent =
-  | { kind: "started"; rule: RuleRef }
+  | { kind: "started"; rule: RuleRef; offset: number | undefined }
   | { kind: "denied"; rule: RuleRef; address: string; port: number; reason: Refusal }
   // A SessionRecord whose rule travels as a reference.
   | (Omit<SessionRecord, "rule"> & { kind: "ended"; rule: RuleRef });
