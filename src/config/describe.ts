@@ -8,6 +8,7 @@ import { formatHostPort } from "../ip.ts";
 import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
 import { defaultRuleName, describeMatch } from "./model.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
+import { formatRate } from "../rate/units.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
@@ -88,6 +89,9 @@ export function describeRule(rule: ForwardRule): string {
   if (rule.sourceAddress !== undefined) parts.push(`src=${rule.sourceAddress}`);
   if (rule.maxConnections !== undefined) parts.push(`maxconn=${rule.maxConnections}`);
   if (rule.idleTimeout !== undefined) parts.push(`idle=${rule.idleTimeout}s`);
+  if (rule.rate !== undefined) parts.push(`rate=${formatRate(rule.rate)}`);
+  if (rule.rateRule !== undefined) parts.push(`rate-rule=${formatRate(rule.rateRule)}`);
+  if (rule.rateClient !== undefined) parts.push(`rate-client=${formatRate(rule.rateClient)}`);
   if (rule.bind.transport === "udp") parts.push(`max_sessions=${rule.maxSessions}`);
   if (rule.framing !== "none") parts.push(`frame=${rule.framing}`);
   if (datagrams) parts.push(`max_datagram=${rule.maxDatagram}`);

@@ -16,6 +16,7 @@ import {
   MAX_UDP_PAYLOAD,
 } from "../types.ts";
 import { checkAlpn } from "../tls/certificates.ts";
+import { parseRate } from "../rate/units.ts";
 import { type Checked, checkConnectTimeout, checkHost, checkMatchName, checkSourceAddress, checkUdpTimeout } from "./validate.ts";
 
 /**
@@ -23,9 +24,10 @@ import { type Checked, checkConnectTimeout, checkHost, checkMatchName, checkSour
  * `switch` is on/off/true/false (a bare `[accept_proxy]` is on),
  * `switch-or-seconds` is a switch or a number of seconds, and `list` is one
  * or more words (`a|b` in .conf; a string or an array of strings in TOML
- * and YAML).
+ * and YAML), `rate` a bandwidth (`100mbit`; in TOML and YAML a string or a
+ * bare number of bytes per second).
  */
-export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds" | "list";
+export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds" | "list" | "rate";
 
 export type OptionValue = string | number | boolean | string[];
 
@@ -94,6 +96,9 @@ export function defaultRuleOptions(): RuleOptions {
     peekTimeout: undefined,
     tls: undefined,
     tlsConnect: undefined,
+    rate: undefined,
+    rateRule: undefined,
+    rateClient: undefined,
     balance: { ...BALANCE_DEFAULTS },
   };
 }
@@ -176,6 +181,16 @@ function count(conf: string[], toml: string, min: number, max: number, set: (opt
   };
 }
 
+/** A bandwidth option: `[rate=100mbit]`, TOML/YAML `rate = "100mbit"` (or a number of bytes per second). */
+function bandwidth(conf: string[], toml: string, set: (options: RuleOptions, bytesPerSecond: number) => void): OptionSpec {
+  return {
+    conf,
+    toml,
+    type: "rate",
+    apply: (options, value) => store(parseRate(conf[0]!, typeof value === "number" ? value : String(value)), (v) => set(options, v)),
+  };
+}
+
 const FRAMINGS: readonly Framing[] = ["none", "len16"];
 const PROXY_VERSIONS: readonly ProxyProtocolVersion[] = ["v1", "v2"];
 const ALGORITHMS: readonly Algorithm[] = ["roundrobin", "leastconn", "random", "iphash"];
@@ -210,6 +225,9 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     inherits: "connectTimeout",
   },
   count(["maxconn"], "max_connections", 1, 10_000_000, (options, v) => (options.maxConnections = v)),
+  bandwidth(["rate"], "rate", (options, v) => (options.rate = v)),
+  bandwidth(["rate-rule", "rate_rule"], "rate_rule", (options, v) => (options.rateRule = v)),
+  bandwidth(["rate-client", "rate_client"], "rate_client", (options, v) => (options.rateClient = v)),
   {
     conf: ["idle"],
     toml: "idle_timeout",
@@ -419,7 +437,7 @@ export function confOption(name: string): OptionSpec | undefined {
  * else becomes NaN or the text itself, and the check says why.
  */
 export function parseConfOptionValue(spec: OptionSpec, text: string | undefined): OptionValue {
-  if (spec.type === "string") return text ?? "";
+  if (spec.type === "string" || spec.type === "rate") return text ?? "";
   // `sni=a.example.com|*.b.example.com`: an empty word is kept, for the check to name it.
   if (spec.type === "list") return (text ?? "").split("|").map((word) => word.trim());
   if (spec.type === "switch" || spec.type === "switch-or-seconds") {

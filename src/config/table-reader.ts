@@ -221,6 +221,11 @@ function readOptionValue(reader: TableReader, spec: OptionSpec): OptionValue | u
     }
     case "list":
       return reader.words(spec.toml);
+    case "rate": {
+      // "100mbit", or a bare number of bytes per second.
+      const value = reader.raw(spec.toml);
+      return typeof value === "number" ? value : reader.string(spec.toml);
+    }
   }
 }
 

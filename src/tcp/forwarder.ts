@@ -14,7 +14,8 @@ import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protoc
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { localEnd } from "./accept-proxy.ts";
-import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { abort, closeIfQuiet, flush, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { limitsBandwidth, RuleBandwidth } from "../rate/rule-bandwidth.ts";
 import { type Libc, loadLibc } from "../libc.ts";
 
 /** A relayed connection holds two descriptors: the client's and the backend's (a spliced one more, counted at its handoff). */
@@ -96,6 +97,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   private draining = false;
   /** libc, once loaded by the drain, to see what the kernel still holds for a connection. */
   private libc: Libc | undefined;
+  /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
+  private bandwidth: RuleBandwidth | undefined;
 
   constructor(
     public rule: ForwardRule,
@@ -105,6 +108,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
+    if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
   }
 
   get active(): number {
@@ -120,6 +124,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   update(rule: ForwardRule, globalAccess: AccessList): void {
     this.rule = rule;
     this.globalAccess = globalAccess;
+    if (this.bandwidth !== undefined) this.bandwidth.update(rule);
+    else if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -179,6 +185,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
 
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
+    relay.budgets?.close();
     // A connect still in flight: nobody is waiting for it any more.
     const attempt = relay.attempt;
     if (attempt instanceof Attempt) attempt.abandon();
@@ -280,6 +287,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     relay.destination = destination;
     relay.descriptors = DESCRIPTORS_PER_RELAY;
     relay.splice = splice?.mode === "off" ? undefined : splice;
+    if (this.bandwidth !== undefined) this.limit(relay, this.bandwidth);
     this.relays.add(relay);
     this.events.started(rule);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
@@ -291,6 +299,20 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     }
     this.connect(relay);
     return true;
+  }
+
+  /**
+   * Give the relay's legs their bandwidth budgets, when the rule limits it.
+   * A limited relay stays on the plain path (the splice worker knows no
+   * budgets), where each write is cut to what its budget allows.
+   */
+  private limit(relay: Relay, bandwidth: RuleBandwidth): void {
+    const budgets = bandwidth.budgetsFor(relay.rule, relay.clientAddress, () => flush(relay.client), () => flush(relay.upstream));
+    if (budgets === undefined) return;
+    relay.budgets = budgets;
+    relay.client.budget = budgets.fromClient;
+    relay.upstream.budget = budgets.toClient;
+    relay.splice = undefined;
   }
 
   /** Try the relay's next target; when there is none, the client is given up on. */

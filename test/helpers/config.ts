@@ -111,6 +111,9 @@ export const OTHER_OPTION_DEFAULTS = {
   peekTimeout: undefined,
   tls: undefined,
   tlsConnect: undefined,
+  rate: undefined,
+  rateRule: undefined,
+  rateClient: undefined,
   balance: BALANCE_DEFAULTS,
 };
 
