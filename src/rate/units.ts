@@ -27,6 +27,7 @@ export function parseRate(name: string, value: string | number): Checked<number>
   const text = String(value).trim();
   const found = RATE.exec(text);
   const scale = found === null ? undefined : BYTES_PER_UNIT[found[2]!.toLowerCase()];
+  if (text.startsWith("-")) return { ok: false, reason: `${name} must be above zero, got '${text}'` };
   if (found === null || scale === undefined) {
     return { ok: false, reason: `${name} must be a number with a unit, ${RATE_UNITS}; got '${text}'` };
   }

@@ -19,6 +19,7 @@ import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, Backend, ForwardRule } from "../types.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
+import { type ConnectionBudgets, limitsBandwidth, RuleBandwidth } from "../rate/rule-bandwidth.ts";
 
 /** Counters a rule keeps beyond its sessions' own records (for metrics). */
 export interface UdpCounters {
@@ -28,6 +29,8 @@ export interface UdpCounters {
   deniedDatagrams: number;
   /** Datagrams dropped: queue full, send failed, truncated, or arriving after the rule stopped accepting. */
   droppedDatagrams: number;
+  /** Datagrams dropped because a bandwidth limit (rate, rate-rule, rate-client) had no room for them. */
+  rateDroppedDatagrams: number;
   /** ICMP errors (port unreachable and the like) reported by backends. */
   backendErrors: number;
 }
@@ -51,6 +54,8 @@ export abstract class ListenSession implements Tracked<ListenSession> {
   bytesIn = 0;
   bytesOut = 0;
   result: SessionResult | undefined = undefined;
+  /** The session's bandwidth budgets (a datagram over budget is dropped); undefined: unlimited. */
+  budgets: ConnectionBudgets | undefined = undefined;
 
   constructor(
     readonly owner: UdpListener,
@@ -122,6 +127,8 @@ const listenHandlers: udp.SocketHandler<"uint8array"> = {
   },
 };
 
+function ignore(): void {}
+
 export class UdpListener implements Forwarder {
   private socket: ListenSocket | undefined = undefined;
   /** Sessions by client address, then port: a lookup per datagram with no key string built. */
@@ -142,7 +149,9 @@ export class UdpListener implements Forwarder {
    */
   private destination: ProxyAddress = { address: "", port: 0 };
   private lastLimitReport = 0;
-  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
+  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, rateDroppedDatagrams: 0, backendErrors: 0 };
+  /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
+  private bandwidth: RuleBandwidth | undefined;
 
   constructor(
     public rule: ForwardRule,
@@ -154,6 +163,7 @@ export class UdpListener implements Forwarder {
     this.globalAccess = context.globalAccess;
     this.events = context.events;
     this.admission = context.admission;
+    if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
   }
 
   get active(): number {
@@ -187,6 +197,8 @@ export class UdpListener implements Forwarder {
     this.rule = rule;
     this.globalAccess = globalAccess;
     this.denied.clear();
+    if (this.bandwidth !== undefined) this.bandwidth.update(rule);
+    else if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -228,6 +240,12 @@ export class UdpListener implements Forwarder {
     const session = this.byAddress.get(address)?.get(port) ?? this.newSession(address, port);
     if (session === undefined) return;
     this.sessions.touch(session, Date.now());
+    // Over a bandwidth limit a datagram is dropped: UDP may lose it, and a queue would only delay the loss.
+    const budgets = session.budgets;
+    if (budgets !== undefined && !budgets.fromClient.admitDatagram(datagram.length)) {
+      this.counters.rateDroppedDatagrams++;
+      return;
+    }
     session.bytesIn += datagram.length;
     session.fromClient(datagram);
   }
@@ -236,6 +254,11 @@ export class UdpListener implements Forwarder {
     const socket = this.socket;
     if (socket === undefined || session.ended) return;
     this.sessions.touch(session, Date.now());
+    const budgets = session.budgets;
+    if (budgets !== undefined && !budgets.toClient.admitDatagram(datagram.length)) {
+      this.counters.rateDroppedDatagrams++;
+      return;
+    }
     try {
       if (!socket.send(datagram, session.port, session.address)) this.counters.droppedDatagrams++;
     } catch {
@@ -254,6 +277,7 @@ export class UdpListener implements Forwarder {
       if (ports.size === 0) this.byAddress.delete(session.address);
     }
     session.close(result);
+    session.budgets?.close();
     this.admission.release(DESCRIPTORS_PER_SESSION);
     this.events.ended({
       rule: session.rule,
@@ -291,6 +315,8 @@ export class UdpListener implements Forwarder {
       }
     }
     const session = factory(this, rule, address, port, new DialPlan(backends, address), this.destination);
+    // Datagrams never wait for a budget: nothing to resume.
+    session.budgets = this.bandwidth?.budgetsFor(rule, address, ignore, ignore);
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();
