@@ -36,6 +36,8 @@ export interface Forwarder {
   closeAll(): void;
   /** Bytes [from clients, to clients] carried by connections still open (metrics add them to the finished ones). */
   bytesInFlight(): [bytesIn: number, bytesOut: number];
+  /** Datagram rules: datagrams dropped so far by this forwarder, [over a bandwidth limit, for any other reason]. */
+  datagramsDropped?(): [rate: number, other: number];
 }
 
 export interface ForwarderContext {

@@ -132,3 +132,35 @@ describe("a limited relay under a fast sender", () => {
     expect(growthKiB).toBeLessThan(24 * 1024);
   }, 30_000);
 });
+
+describe("bandwidth limits on UDP rules", () => {
+  test("datagrams over the limit are dropped, either way, and counted as rate drops in /metrics", async () => {
+    const { UdpClient, startUdpBackend } = await import("./helpers/udp.ts");
+    // Upward: 1000-byte datagrams, each acknowledged with 10 bytes. Downward: 100-byte requests, each answered with 4000 bytes.
+    const echo = await startUdpBackend("127.0.0.1", () => new Uint8Array(10));
+    const big = await startUdpBackend("127.0.0.1", () => new Uint8Array(4000));
+    const [up, down, metricsPort] = [freePort(), freePort(), freePort()];
+    await oi(`metrics 127.0.0.1:${metricsPort}\n127.0.0.1 ${up}/udp 127.0.0.1 ${echo.port}/udp [rate=200kb]\n127.0.0.1 ${down}/udp 127.0.0.1 ${big.port}/udp [rate=200kb]\n`);
+    const upClient = await UdpClient.open("127.0.0.1", up);
+    const downClient = await UdpClient.open("127.0.0.1", down);
+    // For one second, four times the limit upward (80 kB per 100 ms) and four times downward (200 answers of 4000 bytes per second).
+    const rounds = 10;
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < 80; i++) upClient.send(new Uint8Array(1000));
+      for (let i = 0; i < 20; i++) downClient.send(new Uint8Array(100));
+      await Bun.sleep(100);
+    }
+    await Bun.sleep(300);
+    // 200 kB/s for about a second, plus a burst of a tenth of that: about 220 of 800 datagrams up, 55 of 200 answers down.
+    expect(echo.received.length).toBeGreaterThan(150);
+    expect(echo.received.length).toBeLessThan(300);
+    expect(upClient.received.length).toBe(echo.received.length);
+    expect(big.received.length).toBe(200);
+    expect(downClient.received.length).toBeGreaterThan(35);
+    expect(downClient.received.length).toBeLessThan(80);
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const drops = (port: number) => Number(new RegExp(`oi_datagrams_dropped_total\\{rule="127\\.0\\.0\\.1:${port}/udp",mode="udp",reason="rate"\\} (\\d+)`).exec(text)?.[1]);
+    expect(drops(up)).toBe(800 - echo.received.length);
+    expect(drops(down)).toBe(200 - downClient.received.length);
+  }, 15_000);
+});

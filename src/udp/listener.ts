@@ -174,6 +174,10 @@ export class UdpListener implements Forwarder {
     return this.sessions.byteTotals();
   }
 
+  datagramsDropped(): [number, number] {
+    return [this.counters.rateDroppedDatagrams, this.counters.droppedDatagrams];
+  }
+
   /** The port actually bound. */
   get port(): number | undefined {
     return this.socket?.port;

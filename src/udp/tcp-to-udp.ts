@@ -267,6 +267,10 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     return this.sessions.byteTotals();
   }
 
+  datagramsDropped(): [number, number] {
+    return [this.counters.rateDroppedDatagrams, this.counters.droppedDatagrams];
+  }
+
   /** The port actually bound. */
   get port(): number | undefined {
     return this.listener?.port;

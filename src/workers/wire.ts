@@ -94,6 +94,8 @@ export interface LiveForwarder {
   active: number;
   bytesIn: number;
   bytesOut: number;
+  /** Datagram rules: [dropped over a bandwidth limit, dropped otherwise]. */
+  dropped?: [number, number];
 }
 
 export interface LiveBackends {
