@@ -34,6 +34,8 @@ export class TokenBucket {
   private perMs = 0;
   private capacity = 0;
   private quantum = 0;
+  /** Half a burst: what a waiter alone waits for (fewer, larger writes; still within the burst). */
+  private halfBurst = 0;
   private tokens = 0;
   private updatedAt = performance.now();
   private readonly waiters: BucketWaiter[] = [];
@@ -58,7 +60,8 @@ export class TokenBucket {
     this.perMs = bytesPerSecond / 1000;
     this.capacity = Math.max(1, bytesPerSecond * BURST_SECONDS);
     // Half a burst at most, so a served waiter leaves room for the next before the bucket is full again.
-    this.quantum = Math.max(1, Math.min(MAX_QUANTUM_BYTES, Math.floor(this.capacity / 2)));
+    this.halfBurst = Math.max(1, Math.floor(this.capacity / 2));
+    this.quantum = Math.min(MAX_QUANTUM_BYTES, this.halfBurst);
     if (this.tokens > this.capacity) this.tokens = this.capacity;
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
@@ -108,9 +111,14 @@ export class TokenBucket {
     this.timer = setTimeout(serveWaiters, delayMs, this);
   }
 
-  /** Tokens a waiter's turn needs: a quantum, or less when it waits for less. */
+  /**
+   * Tokens a waiter's turn needs: a quantum while others wait too, half a
+   * burst when it waits alone (each turn costs a timer and a write: fewer
+   * and larger at high rates), or less when it waits for less.
+   */
   private turnSize(waiter: BucketWaiter): number {
-    return Math.min(this.quantum, Math.max(1, waiter.wanted));
+    const most = this.waiters.length > 1 ? this.quantum : this.halfBurst;
+    return Math.min(most, Math.max(1, waiter.wanted));
   }
 
   /** The timer fired: serve the waiters in turn while tokens last, each waiter once. */

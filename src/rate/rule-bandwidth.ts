@@ -67,8 +67,11 @@ export class ConnectionBudgets {
   }
 }
 
+/** What of a rule sets its limits. */
+export type RateLimits = Pick<ForwardRule, "rate" | "rateRule" | "rateClient">;
+
 /** Whether `rule` limits bandwidth at all. */
-export function limitsBandwidth(rule: ForwardRule): boolean {
+export function limitsBandwidth(rule: RateLimits): boolean {
   return rule.rate !== undefined || rule.rateRule !== undefined || rule.rateClient !== undefined;
 }
 
@@ -80,13 +83,13 @@ export class RuleBandwidth {
   /** Every client entry in use: a reload's new rate reaches those the table has forgotten too. */
   private readonly live = new Set<ClientBuckets>();
 
-  constructor(rule: ForwardRule, maxClients?: number) {
+  constructor(rule: RateLimits, maxClients?: number) {
     this.clients = new ClientTable<ClientBuckets>(maxClients);
     this.update(rule);
   }
 
   /** Follow the rule's limits (at start, and after each reload). */
-  update(rule: ForwardRule): void {
+  update(rule: RateLimits): void {
     this.ruleRate = rule.rateRule;
     if (rule.rateRule === undefined) {
       // Connections that hold the old buckets keep them; new ones go unlimited by the rule.
@@ -109,7 +112,7 @@ export class RuleBandwidth {
    * the rule limits nothing. `resumeIn` and `resumeOut` are called when a
    * direction that waited may move again.
    */
-  budgetsFor(rule: ForwardRule, address: string, resumeIn: () => void, resumeOut: () => void): ConnectionBudgets | undefined {
+  budgetsFor(rule: RateLimits, address: string, resumeIn: () => void, resumeOut: () => void): ConnectionBudgets | undefined {
     const own = rule.rate === undefined ? undefined : new BucketPair(rule.rate);
     const client = this.clientRate === undefined ? undefined : this.clientBuckets(address, this.clientRate);
     const shared = this.rule;
