@@ -27,7 +27,7 @@ function expectNear(measured: number, limit: number, what: string): void {
 }
 
 /** A rule per entry, each to its own iperf3 server: the listening ports, in order. */
-async function rulesToIperf(options: string[], extra = ""): Promise<number[]> {
+async function rulesToIperf(options: string[], args: string[] = []): Promise<number[]> {
   const ports: number[] = [];
   const lines: string[] = [];
   for (const option of options) {
@@ -36,7 +36,7 @@ async function rulesToIperf(options: string[], extra = ""): Promise<number[]> {
     ports.push(port);
     lines.push(`127.0.0.1 ${port} 127.0.0.1 ${server.port} [${option}]`);
   }
-  await oi(`${lines.join("\n")}\n${extra}`);
+  await oi(`${lines.join("\n")}\n`, args);
   return ports;
 }
 
@@ -53,7 +53,8 @@ describe("bandwidth limits with iperf3", () => {
   }, 40_000);
 
   test.skipIf(skip !== undefined)(testName("rate-rule is shared fairly by 2 and by 8 streams; rate-client gives each client its own share", skip), async () => {
-    const [two, eight] = await rulesToIperf(["rate-rule=40mbit", "rate-rule=40mbit"]);
+    // Two worker threads: a rule with a shared limit is served by one of them, so the limit holds for all its connections.
+    const [two, eight] = await rulesToIperf(["rate-rule=40mbit", "rate-rule=40mbit"], ["--workers", "2"]);
     // Two iperf3 servers behind one rule: each client's connections stick to the backend its first one got (affinity, round robin).
     const first = await iperfServer();
     const second = await iperfServer();

@@ -225,9 +225,6 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     inherits: "connectTimeout",
   },
   count(["maxconn"], "max_connections", 1, 10_000_000, (options, v) => (options.maxConnections = v)),
-  bandwidth(["rate"], "rate", (options, v) => (options.rate = v)),
-  bandwidth(["rate-rule", "rate_rule"], "rate_rule", (options, v) => (options.rateRule = v)),
-  bandwidth(["rate-client", "rate_client"], "rate_client", (options, v) => (options.rateClient = v)),
   {
     conf: ["idle"],
     toml: "idle_timeout",
@@ -422,6 +419,9 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
       return undefined;
     },
   },
+  bandwidth(["rate"], "rate", (options, v) => (options.rate = v)),
+  bandwidth(["rate-rule", "rate_rule"], "rate_rule", (options, v) => (options.rateRule = v)),
+  bandwidth(["rate-client", "rate_client"], "rate_client", (options, v) => (options.rateClient = v)),
 ];
 
 export const CONF_OPTION_NAMES = RULE_OPTIONS.map((spec) => spec.conf[0]!);

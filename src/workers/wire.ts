@@ -63,11 +63,14 @@ export function configFromWire(wire: WireConfig): Config {
  * sockets cannot share a port), unix sockets (one path, one listener),
  * cross-protocol rules (their UDP side keeps per-client state), and rules
  * with client affinity over several backends (the affinity table is per
- * thread, so a client must always reach the same one).
+ * thread, so a client must always reach the same one), and rules with a
+ * shared bandwidth limit (`rate-rule`, `rate-client`: its buckets are per
+ * thread, so every connection it covers must be in the same one).
  */
 export function servedByAll(rule: ForwardRule): boolean {
   const affinity = rule.backends.length > 1 && rule.balance.affinityTtl > 0;
-  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity;
+  const sharedRate = rule.rateRule !== undefined || rule.rateClient !== undefined;
+  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity && !sharedRate;
 }
 
 /**
