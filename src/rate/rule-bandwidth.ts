@@ -48,6 +48,13 @@ class ClientBuckets extends BucketPair {
 
 /** A connection's (or UDP session's) two budgets, and what to give back when it ends. */
 export class ConnectionBudgets {
+  /**
+   * Bytes per second, each way, that a splice worker can hold the
+   * connection to in place of these budgets: its own `rate`, when no shared
+   * limit applies (those live in this thread's buckets); undefined otherwise.
+   */
+  readonly spliceRate: number | undefined;
+
   constructor(
     /** Bytes the client sends (towards the backend). */
     readonly fromClient: Budget,
@@ -56,7 +63,10 @@ export class ConnectionBudgets {
     private readonly owner: RuleBandwidth,
     private readonly client: ClientBuckets | undefined,
     private readonly own: BucketPair | undefined,
-  ) {}
+    shared: boolean,
+  ) {
+    this.spliceRate = own === undefined || shared || client !== undefined ? undefined : own.fromClient.bytesPerSecond;
+  }
 
   /** The connection ended: leave every queue, stop its own timers, and release the client's buckets. */
   close(): void {
@@ -124,7 +134,7 @@ export class RuleBandwidth {
       inBuckets.push(pair.fromClient);
       outBuckets.push(pair.toClient);
     }
-    return new ConnectionBudgets(new Budget(inBuckets, resumeIn), new Budget(outBuckets, resumeOut), this, client, own);
+    return new ConnectionBudgets(new Budget(inBuckets, resumeIn), new Budget(outBuckets, resumeOut), this, client, own, shared !== undefined);
   }
 
   private clientBuckets(address: string, bytesPerSecond: number): ClientBuckets {

@@ -302,9 +302,11 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   }
 
   /**
-   * Give the relay's legs their bandwidth budgets, when the rule limits it.
-   * A limited relay stays on the plain path (the splice worker knows no
-   * budgets), where each write is cut to what its budget allows.
+   * Give the relay's legs their bandwidth budgets, when the rule limits it;
+   * on the plain path each write is cut to what its budget allows. A relay
+   * with only its own `rate` may still move to the splice worker, which
+   * holds it to that rate itself; one under a shared limit (`rate-rule`,
+   * `rate-client`) stays plain, since those buckets live in this thread.
    */
   private limit(relay: Relay, bandwidth: RuleBandwidth): void {
     const budgets = bandwidth.budgetsFor(relay.rule, relay.clientAddress, () => flush(relay.client), () => flush(relay.upstream));
@@ -312,7 +314,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     relay.budgets = budgets;
     relay.client.budget = budgets.fromClient;
     relay.upstream.budget = budgets.toClient;
-    relay.splice = undefined;
+    if (budgets.spliceRate === undefined) relay.splice = undefined;
+    else relay.spliceRate = budgets.spliceRate;
   }
 
   /** Try the relay's next target; when there is none, the client is given up on. */

@@ -118,6 +118,8 @@ export class Relay implements SplicedOwner {
   spliced: SpliceHandle | undefined = undefined;
   /** The bandwidth budgets of its legs (the owner's), released when it ends; undefined: unlimited. */
   budgets: { close(): void } | undefined = undefined;
+  /** Bytes per second, each way, the splice worker holds the relay to once it moves there (its own limit); 0: none. */
+  spliceRate = 0;
   private reported = false;
 
   constructor(
@@ -252,7 +254,11 @@ function pumpLimited(src: Leg, out: StreamSocket<Leg>, chunk: Uint8Array, budget
     return;
   }
   budget.spend(written);
-  if (written === chunk.length) return;
+  if (written === chunk.length) {
+    // As in pump: bulk moves to the splice worker, which holds a relay to its own rate (see Relay.spliceRate).
+    if (src.relay.splice !== undefined && chunk.length >= SPLICE_BULK_READ_BYTES) trySplice(src.relay);
+    return;
+  }
   keepTail(src, chunk, written);
   pauseLeg(src);
   if (written === allowed) budget.waitForRefill(chunk.length - written);
@@ -525,7 +531,7 @@ function trySplice(relay: Relay): boolean {
     relay.splice = undefined;
     return false;
   }
-  const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay);
+  const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay, relay.spliceRate);
   if (handle === undefined) {
     // No slot or descriptor for it now: this relay stays plain for good.
     relay.owner.returnDescriptors(relay, SPLICE_EXTRA_DESCRIPTORS);
