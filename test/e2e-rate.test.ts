@@ -106,7 +106,8 @@ describe("a limited relay under a fast sender", () => {
     });
     const port = freePort();
     // 64 Mbit/s is 8 MB/s: 16 MiB each way takes about two seconds, while each sender could go far faster.
-    const process = await oi(`127.0.0.1 ${port} 127.0.0.1 ${server.port} [rate=64mbit]\n`);
+    // On the plain relay, where bytes pass through JavaScript (spliced, they stay in the kernel's pipes).
+    const process = await oi(`splice off\n127.0.0.1 ${port} 127.0.0.1 ${server.port} [rate=64mbit]\n`);
     const client = await connectPeer("127.0.0.1", port);
     const idleKiB = rssAnonKiB(process.proc.pid);
     const started = performance.now();
@@ -137,20 +138,27 @@ describe("a limited relay under a fast sender", () => {
 });
 
 describe("bandwidth limits on UDP rules", () => {
-  test("datagrams over the limit are dropped, either way, and counted as rate drops in /metrics", async () => {
+  test("datagrams over the limit are dropped, either way and on a TCP-to-UDP rule, and counted as rate drops in /metrics", async () => {
     const { UdpClient, startUdpBackend } = await import("./helpers/udp.ts");
     // Upward: 1000-byte datagrams, each acknowledged with 10 bytes. Downward: 100-byte requests, each answered with 4000 bytes.
     const echo = await startUdpBackend("127.0.0.1", () => new Uint8Array(10));
     const big = await startUdpBackend("127.0.0.1", () => new Uint8Array(4000));
-    const [up, down, metricsPort] = [freePort(), freePort(), freePort()];
-    await oi(`metrics 127.0.0.1:${metricsPort}\n127.0.0.1 ${up}/udp 127.0.0.1 ${echo.port}/udp [rate=200kb]\n127.0.0.1 ${down}/udp 127.0.0.1 ${big.port}/udp [rate=200kb]\n`);
+    // TCP to UDP: the client's stream leaves as datagrams of at most 1000 bytes, each within the limit or dropped.
+    const sink = await startUdpBackend("127.0.0.1", () => undefined);
+    const [up, down, cross, metricsPort] = [freePort(), freePort(), freePort(), freePort()];
+    await oi(
+      `metrics 127.0.0.1:${metricsPort}\n127.0.0.1 ${up}/udp 127.0.0.1 ${echo.port}/udp [rate=200kb]\n127.0.0.1 ${down}/udp 127.0.0.1 ${big.port}/udp [rate=200kb]\n` +
+        `127.0.0.1 ${cross}/tcp 127.0.0.1 ${sink.port}/udp [rate=200kb,max_datagram=1000]\n`,
+    );
     const upClient = await UdpClient.open("127.0.0.1", up);
     const downClient = await UdpClient.open("127.0.0.1", down);
+    const stream = await connectPeer("127.0.0.1", cross);
     // For one second, four times the limit upward (80 kB per 100 ms) and four times downward (200 answers of 4000 bytes per second).
     const rounds = 10;
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < 80; i++) upClient.send(new Uint8Array(1000));
       for (let i = 0; i < 20; i++) downClient.send(new Uint8Array(100));
+      await stream.send(new Uint8Array(80_000));
       await Bun.sleep(100);
     }
     await Bun.sleep(300);
@@ -165,5 +173,11 @@ describe("bandwidth limits on UDP rules", () => {
     const drops = (port: number) => Number(new RegExp(`oi_datagrams_dropped_total\\{rule="127\\.0\\.0\\.1:${port}/udp",mode="udp",reason="rate"\\} (\\d+)`).exec(text)?.[1]);
     expect(drops(up)).toBe(800 - echo.received.length);
     expect(drops(down)).toBe(200 - downClient.received.length);
+    // 800 kB sent in 80 kB writes: as many 1000-byte datagrams, more when a read ends mid-way through one.
+    const sunk = sink.received.reduce((sum, item) => sum + item.data.length, 0);
+    expect(sunk).toBeGreaterThan(150_000);
+    expect(sunk).toBeLessThan(300_000);
+    const crossDrops = Number(new RegExp(`oi_datagrams_dropped_total\\{rule="127\\.0\\.0\\.1:${cross}/tcp",mode="tcptoudp",reason="rate"\\} (\\d+)`).exec(text)?.[1]);
+    expect(crossDrops + sink.received.length).toBeGreaterThanOrEqual(800);
   }, 15_000);
 });
