@@ -100,4 +100,21 @@ describe("a rule's limits", () => {
     const returning = bandwidth.budgetsFor(rule, "127.0.0.2", () => {}, () => {})!;
     expect(returning.fromClient.allowance(1e9)).toBe(12_500);
   });
+
+  test("a reload's new rate-rule and rate-client reach open connections; splicing is for connections under their own rate only", () => {
+    const before = { rate: 10 * MBIT, rateRule: 10 * MBIT, rateClient: 10 * MBIT };
+    const bandwidth = new RuleBandwidth(before);
+    const open = bandwidth.budgetsFor(before, "127.0.0.2", () => {}, () => {})!;
+    // Each limit starts with a burst of 125 kB.
+    expect(open.fromClient.allowance(1e9)).toBe(125_000);
+    bandwidth.update({ ...before, rateClient: 2 * MBIT });
+    expect(open.fromClient.allowance(1e9)).toBe(25_000);
+    expect(open.toClient.allowance(1e9)).toBe(25_000);
+    bandwidth.update({ ...before, rateClient: 2 * MBIT, rateRule: 1 * MBIT });
+    expect(open.fromClient.allowance(1e9)).toBe(12_500);
+    // Under shared limits a connection stays on the plain relay; with only its own, the splice worker can hold it to that.
+    expect(open.spliceRate).toBeUndefined();
+    const ownOnly = new RuleBandwidth({ rate: 10 * MBIT, rateRule: undefined, rateClient: undefined }).budgetsFor({ rate: 10 * MBIT, rateRule: undefined, rateClient: undefined }, "127.0.0.2", () => {}, () => {})!;
+    expect(ownOnly.spliceRate).toBe(10 * MBIT);
+  });
 });
