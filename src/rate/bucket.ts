@@ -73,7 +73,8 @@ export class TokenBucket {
   /** Whole bytes `asker` may move now: 0 while others wait ahead of it. */
   available(asker: BucketWaiter): number {
     this.refill();
-    const tokens = Math.floor(this.tokens);
+    // Below zero only after a datagram larger than what was left (see holds): nothing may move until it is paid.
+    const tokens = this.tokens > 0 ? Math.floor(this.tokens) : 0;
     if (this.serving === asker) return this.waiters.length === 0 ? tokens : Math.min(tokens, this.quantum);
     return this.waiters.length === 0 ? tokens : 0;
   }
