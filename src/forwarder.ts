@@ -46,6 +46,8 @@ export interface Forwarder {
    */
   prepare?(rule: ForwardRule): Promise<void>;
   abandon?(): void;
+  /** Datagram rules: datagrams dropped so far by this forwarder, [over a bandwidth limit, for any other reason]. */
+  datagramsDropped?(): [rate: number, other: number];
 }
 
 export interface ForwarderContext {

@@ -62,6 +62,8 @@ export interface RuleSnapshot {
   bytesOut: number;
   errors: ReadonlyMap<string, number>;
   backends: BackendSnapshot[];
+  /** Datagrams dropped by the rule's open forwarders: [over a bandwidth limit, for any other reason]; undefined for stream rules. */
+  datagramsDropped?: [rate: number, other: number];
   /** A port range's ports that had connections, in order; absent on a rule of one port. */
   ports?: PortSnapshot[];
 }
@@ -86,7 +88,7 @@ export interface Snapshot {
 }
 
 /** What the views read of a forwarder (worker threads report these figures for theirs). */
-export type ForwarderFigures = Pick<Forwarder, "rule" | "active" | "bytesInFlight">;
+export type ForwarderFigures = Pick<Forwarder, "rule" | "active" | "bytesInFlight" | "datagramsDropped">;
 /** What the views read of a rule's backends. */
 export type BackendFigures = Pick<RuleBackends, "rule" | "statuses">;
 
@@ -154,12 +156,18 @@ export class Metrics implements SessionEvents {
   snapshot(): Snapshot {
     const active = new Map<string, number>();
     const inFlight = new Map<string, [number, number]>();
+    const dropped = new Map<string, [number, number]>();
     for (const forwarder of this.sources.forwarders()) {
       const name = this.countersOf(forwarder.rule).name;
       active.set(name, (active.get(name) ?? 0) + forwarder.active);
       const [bytesIn, bytesOut] = forwarder.bytesInFlight();
       const sum = inFlight.get(name) ?? [0, 0];
       inFlight.set(name, [sum[0] + bytesIn, sum[1] + bytesOut]);
+      const drops = forwarder.datagramsDropped?.();
+      if (drops !== undefined) {
+        const before = dropped.get(name) ?? [0, 0];
+        dropped.set(name, [before[0] + drops[0], before[1] + drops[1]]);
+      }
     }
     const backendsByRule = new Map<string, BackendFigures>();
     for (const backends of this.sources.backends()) backendsByRule.set(backends.rule.name, backends);
@@ -179,6 +187,7 @@ export class Metrics implements SessionEvents {
         bytesIn: counters.bytesIn + liveIn,
         bytesOut: counters.bytesOut + liveOut,
         errors: counters.errors,
+        ...(dropped.has(counters.name) ? { datagramsDropped: dropped.get(counters.name) } : {}),
         backends: (backends?.statuses ?? []).map((status) => ({
           name: status.name,
           healthy: status.healthy,
@@ -233,6 +242,13 @@ export class Metrics implements SessionEvents {
     const udp = rules.filter((rule) => rule.transport === "udp");
     perRule("oi_udp_sessions_total", "counter", "UDP sessions started, per UDP rule.", (rule) => rule.total, udp);
     perRule("oi_udp_sessions_active", "gauge", "UDP sessions open now, per UDP rule.", (rule) => rule.active, udp);
+    out.family("oi_datagrams_dropped_total", "counter", "Datagrams dropped by the rule's running forwarders: rate = over a bandwidth limit; other = a full queue, a failed send, too long, or after the rule stopped.");
+    for (const rule of rules) {
+      const drops = rule.datagramsDropped;
+      if (drops === undefined) continue;
+      out.sample("oi_datagrams_dropped_total", { ...labels(rule), reason: "rate" }, drops[0]);
+      out.sample("oi_datagrams_dropped_total", { ...labels(rule), reason: "other" }, drops[1]);
+    }
 
     const perBackend = (name: string, type: "counter" | "gauge", help: string, value: (backend: BackendSnapshot) => number) => {
       out.family(name, type, help);

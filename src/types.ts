@@ -247,6 +247,12 @@ export interface ForwardRule {
   tls: TlsServerSettings | undefined;
   /** Speak TLS to every backend that has no setting of its own; each backend carries the setting that applies to it. */
   tlsConnect: TlsClientSettings | undefined;
+  /** Bytes per second each connection (or UDP session) may move, each direction apart (`rate=`); undefined: no limit. */
+  rate: number | undefined;
+  /** Bytes per second all connections of the rule share, each direction apart (`rate-rule=`). */
+  rateRule: number | undefined;
+  /** Bytes per second all connections of one client (clients.ts clientKey) on the rule share, each direction apart (`rate-client=`). */
+  rateClient: number | undefined;
   /**
    * Set on a TCP listener on `::` when another rule listens on `0.0.0.0` on
    * the same port (rinetd-uv's fan-in example binds both): `::` then takes
@@ -281,6 +287,9 @@ export type RuleOptions = Pick<
   | "peekTimeout"
   | "tls"
   | "tlsConnect"
+  | "rate"
+  | "rateRule"
+  | "rateClient"
 > & { balance: BalanceOptions };
 
 /** Where the Prometheus endpoint listens. */

@@ -9,6 +9,7 @@ import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode
 import { defaultRuleName, describeMatch } from "./model.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
 import { DEFAULT_CLIENT_TABLE_ENTRIES } from "../clients.ts";
+import { formatRate } from "../rate/units.ts";
 
 const FORMAT_NAMES = { conf: "rinetd .conf", toml: "oxidinetd TOML", yaml: "rinetd-uv YAML" } as const;
 const SEPARATOR = "  ";
@@ -97,6 +98,9 @@ export function describeRule(rule: ForwardRule): string {
     parts.push(`client-table-size=${rule.clientTableSize}`);
   }
   if (rule.idleTimeout !== undefined) parts.push(`idle=${rule.idleTimeout}s`);
+  if (rule.rate !== undefined) parts.push(`rate=${formatRate(rule.rate)}`);
+  if (rule.rateRule !== undefined) parts.push(`rate-rule=${formatRate(rule.rateRule)}`);
+  if (rule.rateClient !== undefined) parts.push(`rate-client=${formatRate(rule.rateClient)}`);
   if (rule.bind.transport === "udp") parts.push(`max_sessions=${rule.maxSessions}`);
   if (rule.framing !== "none") parts.push(`frame=${rule.framing}`);
   if (datagrams) parts.push(`max_datagram=${rule.maxDatagram}`);

@@ -27,15 +27,17 @@ import {
   checkSourceAddress,
   checkUdpTimeout,
 } from "./validate.ts";
+import { parseRate } from "../rate/units.ts";
 
 /**
  * How a value is written. TOML/YAML type expected, and the .conf text accepted:
  * `switch` is on/off/true/false (a bare `[accept_proxy]` is on),
  * `switch-or-seconds` is a switch or a number of seconds, and `list` is one
  * or more words (`a|b` in .conf; a string or an array of strings in TOML
- * and YAML).
+ * and YAML), `rate` a bandwidth (`100mbit`; in TOML and YAML a string or a
+ * bare number of bytes per second).
  */
-export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds" | "list";
+export type OptionValueType = "integer" | "number" | "string" | "switch" | "switch-or-seconds" | "list" | "rate";
 
 export type OptionValue = string | number | boolean | string[];
 
@@ -117,6 +119,9 @@ export function defaultRuleOptions(): RuleOptions {
     peekTimeout: undefined,
     tls: undefined,
     tlsConnect: undefined,
+    rate: undefined,
+    rateRule: undefined,
+    rateClient: undefined,
     balance: { ...BALANCE_DEFAULTS },
   };
 }
@@ -196,6 +201,16 @@ function count(conf: string[], toml: string, min: number, max: number, set: (opt
     ...(table === undefined ? {} : { table }),
     type: "integer",
     apply: (options, value, written) => store(checkCount(conf[0]!, Number(value), written, min, max), (v) => set(options, v)),
+  };
+}
+
+/** A bandwidth option: `[rate=100mbit]`, TOML/YAML `rate = "100mbit"` (or a number of bytes per second). */
+function bandwidth(conf: string[], toml: string, set: (options: RuleOptions, bytesPerSecond: number) => void): OptionSpec {
+  return {
+    conf,
+    toml,
+    type: "rate",
+    apply: (options, value) => store(parseRate(conf[0]!, typeof value === "number" ? value : String(value)), (v) => set(options, v)),
   };
 }
 
@@ -442,6 +457,9 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
       return undefined;
     },
   },
+  bandwidth(["rate"], "rate", (options, v) => (options.rate = v)),
+  bandwidth(["rate-rule", "rate_rule"], "rate_rule", (options, v) => (options.rateRule = v)),
+  bandwidth(["rate-client", "rate_client"], "rate_client", (options, v) => (options.rateClient = v)),
 ];
 
 export const CONF_OPTION_NAMES = RULE_OPTIONS.map((spec) => spec.conf[0]!);
@@ -457,7 +475,7 @@ export function confOption(name: string): OptionSpec | undefined {
  * else becomes NaN or the text itself, and the check says why.
  */
 export function parseConfOptionValue(spec: OptionSpec, text: string | undefined): OptionValue {
-  if (spec.type === "string") return text ?? "";
+  if (spec.type === "string" || spec.type === "rate") return text ?? "";
   // `sni=a.example.com|*.b.example.com`: an empty word is kept, for the check to name it.
   if (spec.type === "list") return (text ?? "").split("|").map((word) => word.trim());
   if (spec.type === "switch" || spec.type === "switch-or-seconds") {

@@ -221,6 +221,13 @@ function readOptionValue(reader: TableReader, spec: OptionSpec): OptionValue | u
     }
     case "list":
       return reader.words(spec.toml);
+    case "rate": {
+      // "100mbit", or a bare number of bytes per second.
+      const value = reader.raw(spec.toml);
+      if (value === undefined || typeof value === "number" || typeof value === "string") return value;
+      reader.report(spec.toml, `${reader.keyPath(spec.toml)} must be a rate such as "100mbit" or a number of bytes per second, got ${typeName(value)}`);
+      return undefined;
+    }
   }
 }
 

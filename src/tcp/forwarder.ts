@@ -15,7 +15,8 @@ import { encodeProxyV1, encodeProxyV2, type ProxyAddress } from "../proxy-protoc
 import type { SessionEvents, SessionResult } from "../session.ts";
 import type { AccessList, ForwardRule } from "../types.ts";
 import { localEnd } from "./accept-proxy.ts";
-import { abort, closeIfQuiet, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { abort, closeIfQuiet, flush, holdUntilConnected, type Leg, legHandlers, Relay, type RelayOwner, upstreamOpened } from "./relay.ts";
+import { limitsBandwidth, RuleBandwidth } from "../rate/rule-bandwidth.ts";
 import { type Libc, loadLibc } from "../libc.ts";
 
 /** A relayed connection holds two descriptors: the client's and the backend's (a spliced one more, counted at its handoff). */
@@ -99,6 +100,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   private draining = false;
   /** libc, once loaded by the drain, to see what the kernel still holds for a connection. */
   private libc: Libc | undefined;
+  /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
+  private bandwidth: RuleBandwidth | undefined;
 
   constructor(
     public rule: ForwardRule,
@@ -109,6 +112,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     this.events = context.events;
     this.admission = context.admission;
     this.clients = ClientLimiter.follow(undefined, rule);
+    if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
   }
 
   get active(): number {
@@ -125,6 +129,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     this.rule = rule;
     this.globalAccess = globalAccess;
     this.clients = ClientLimiter.follow(this.clients, rule);
+    if (this.bandwidth !== undefined) this.bandwidth.update(rule);
+    else if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -184,6 +190,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
 
   relayEnded(relay: Relay): void {
     this.relays.delete(relay);
+    relay.budgets?.close();
     // A connect still in flight: nobody is waiting for it any more.
     const attempt = relay.attempt;
     if (attempt instanceof Attempt) attempt.abandon();
@@ -294,6 +301,7 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     relay.descriptors = DESCRIPTORS_PER_RELAY;
     relay.clientHold = verdict;
     relay.splice = splice?.mode === "off" ? undefined : splice;
+    if (this.bandwidth !== undefined) this.limit(relay, this.bandwidth);
     this.relays.add(relay);
     this.events.started(rule, offset);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
@@ -305,6 +313,23 @@ export class TcpForwarder implements Forwarder, RelayOwner {
     }
     this.connect(relay);
     return true;
+  }
+
+  /**
+   * Give the relay's legs their bandwidth budgets, when the rule limits it;
+   * on the plain path each write is cut to what its budget allows. A relay
+   * with only its own `rate` may still move to the splice worker, which
+   * holds it to that rate itself; one under a shared limit (`rate-rule`,
+   * `rate-client`) stays plain, since those buckets live in this thread.
+   */
+  private limit(relay: Relay, bandwidth: RuleBandwidth): void {
+    const budgets = bandwidth.budgetsFor(relay.rule, relay.clientAddress, () => flush(relay.client), () => flush(relay.upstream));
+    if (budgets === undefined) return;
+    relay.budgets = budgets;
+    relay.client.budget = budgets.fromClient;
+    relay.upstream.budget = budgets.toClient;
+    if (budgets.spliceRate === undefined) relay.splice = undefined;
+    else relay.spliceRate = budgets.spliceRate;
   }
 
   /** Try the relay's next target; when there is none, the client is given up on. */

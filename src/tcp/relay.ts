@@ -44,6 +44,21 @@ export interface RelayOwner {
  */
 export const SPLICE_EXTRA_DESCRIPTORS = 4;
 
+/**
+ * A bandwidth limit on one direction of a relay, as the relay sees it: how
+ * many bytes may move now, that some did, and a call back (flush of the leg)
+ * once more may. The policy (token buckets, their timers, turns among the
+ * connections that share a limit) lives in src/rate/.
+ */
+export interface LegBudget {
+  /** Bytes of `wanted` that may be written now; 0 while waiting. */
+  allowance(wanted: number): number;
+  /** `bytes` were written. */
+  spend(bytes: number): void;
+  /** The budget held back `wanted` bytes: flush the leg when it allows more. */
+  waitForRefill(wanted: number): void;
+}
+
 /** A read this large is taken as a sign of bulk transfer (see pump). */
 const SPLICE_BULK_READ_BYTES = 64 * 1024;
 
@@ -66,6 +81,8 @@ export class Leg {
   pendingOffset = 0;
   /** Bytes read from this leg's remote. */
   bytesRead = 0;
+  /** The bandwidth limit on bytes read from this leg; undefined: unlimited (and never asked). */
+  budget: LegBudget | undefined = undefined;
   /** Last error Bun reported on this socket, for the close that follows. */
   error: Error | undefined = undefined;
 
@@ -102,6 +119,10 @@ export class Relay implements SplicedOwner {
   spliceEngine: SpliceEngine | undefined = undefined;
   /** The relay is in the splice worker's hands. */
   spliced: SpliceHandle | undefined = undefined;
+  /** The bandwidth budgets of its legs (the owner's), released when it ends; undefined: unlimited. */
+  budgets: { close(): void } | undefined = undefined;
+  /** Bytes per second, each way, the splice worker holds the relay to once it moves there (its own limit); 0: none. */
+  spliceRate = 0;
   private reported = false;
 
   constructor(
@@ -189,6 +210,10 @@ function pump(src: Leg, chunk: Uint8Array): void {
     hold(src, chunk);
     return;
   }
+  if (src.budget !== undefined) {
+    pumpLimited(src, out, chunk, src.budget);
+    return;
+  }
   const written = out.write(chunk);
   if (written === chunk.length) {
     // `splice auto`: a relay that turns out to carry bulk moves to the splice
@@ -203,6 +228,12 @@ function pump(src: Leg, chunk: Uint8Array): void {
     abort(src.relay, "error: write failed");
     return;
   }
+  keepTail(src, chunk, written);
+  pauseLeg(src);
+}
+
+/** Keep what the peer did not take of `chunk` (all but its first `written` bytes) until it can. */
+function keepTail(src: Leg, chunk: Uint8Array, written: number): void {
   if (src.socket?.lendsChunks === true) {
     // A view of the read buffer the next read reuses: keep a copy of the tail.
     src.pending = chunk.slice(written);
@@ -211,7 +242,29 @@ function pump(src: Leg, chunk: Uint8Array): void {
     src.pending = chunk;
     src.pendingOffset = written;
   }
+}
+
+/**
+ * pump under a bandwidth limit: write what the budget allows now; the tail
+ * is kept as any tail is, and `src` paused (TCP slows its sender), until the
+ * peer drains (the kernel took less) or the budget refills (it allowed less).
+ */
+function pumpLimited(src: Leg, out: StreamSocket<Leg>, chunk: Uint8Array, budget: LegBudget): void {
+  const allowed = budget.allowance(chunk.length);
+  const written = allowed === 0 ? 0 : out.write(chunk, 0, allowed);
+  if (written < 0) {
+    abort(src.relay, "error: write failed");
+    return;
+  }
+  budget.spend(written);
+  if (written === chunk.length) {
+    // As in pump: bulk moves to the splice worker, which holds a relay to its own rate (see Relay.spliceRate).
+    if (src.relay.splice !== undefined && chunk.length >= SPLICE_BULK_READ_BYTES) trySplice(src.relay);
+    return;
+  }
+  keepTail(src, chunk, written);
   pauseLeg(src);
+  if (written === allowed) budget.waitForRefill(chunk.length - written);
 }
 
 /** `chunk` as `leg` may keep it past the data handler: a lent chunk (see StreamSocket.lendsChunks) is copied. */
@@ -278,12 +331,16 @@ function putFirst(src: Leg, bytes: Uint8Array): void {
   src.pendingOffset = 0;
 }
 
-/** The peer of `src` may be writable again: write what `src` holds, then resume `src`. */
-function flush(src: Leg): void {
+/** The peer of `src` may be writable again (or its budget refilled): write what `src` holds, then resume `src`. */
+export function flush(src: Leg): void {
   const held = src.pending;
   const out = src.peer.socket;
   if (held === undefined || out === undefined) return;
   const rest = held.length - src.pendingOffset;
+  if (src.budget !== undefined) {
+    flushLimited(src, out, held, rest, src.budget);
+    return;
+  }
   const written = out.write(held, src.pendingOffset, rest);
   if (written < 0) {
     abort(src.relay, "error: write failed");
@@ -293,6 +350,28 @@ function flush(src: Leg): void {
     src.pendingOffset += written;
     return;
   }
+  flushed(src);
+}
+
+/** flush under a bandwidth limit: write what the budget allows of the `rest` bytes held (see pumpLimited). */
+function flushLimited(src: Leg, out: StreamSocket<Leg>, held: Uint8Array, rest: number, budget: LegBudget): void {
+  const allowed = budget.allowance(rest);
+  const written = allowed === 0 ? 0 : out.write(held, src.pendingOffset, allowed);
+  if (written < 0) {
+    abort(src.relay, "error: write failed");
+    return;
+  }
+  budget.spend(written);
+  if (written < rest) {
+    src.pendingOffset += written;
+    if (written === allowed) budget.waitForRefill(rest - written);
+    return;
+  }
+  flushed(src);
+}
+
+/** Everything `src` held is written: pass its FIN on, or read from it again. */
+function flushed(src: Leg): void {
   src.pending = undefined;
   src.pendingOffset = 0;
   if (src.eof) passEof(src);
@@ -455,7 +534,7 @@ function trySplice(relay: Relay): boolean {
     relay.splice = undefined;
     return false;
   }
-  const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay);
+  const handle = engine.prepare(socketFd(clientSocket), socketFd(upstreamSocket), relay, relay.spliceRate);
   if (handle === undefined) {
     // No slot or descriptor for it now: this relay stays plain for good.
     relay.owner.returnDescriptors(relay, SPLICE_EXTRA_DESCRIPTORS);

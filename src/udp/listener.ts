@@ -22,6 +22,7 @@ import { portCount } from "../endpoint.ts";
 import { PortListeners } from "../port-listeners.ts";
 import type { AccessList, Backend, Endpoint, ForwardRule } from "../types.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
+import { type ConnectionBudgets, limitsBandwidth, RuleBandwidth } from "../rate/rule-bandwidth.ts";
 
 /** Counters a rule keeps beyond its sessions' own records (for metrics). */
 export interface UdpCounters {
@@ -31,6 +32,8 @@ export interface UdpCounters {
   deniedDatagrams: number;
   /** Datagrams dropped: queue full, send failed, truncated, or arriving after the rule stopped accepting. */
   droppedDatagrams: number;
+  /** Datagrams dropped because a bandwidth limit (rate, rate-rule, rate-client) had no room for them. */
+  rateDroppedDatagrams: number;
   /** ICMP errors (port unreachable and the like) reported by backends. */
   backendErrors: number;
 }
@@ -58,6 +61,8 @@ export abstract class ListenSession implements Tracked<ListenSession> {
   clientHold: ClientHold = NO_CLIENT_HOLD;
   /** The port of the rule's bind range the client sent to, as an offset from its first (0 on a bind of one port). */
   offset = 0;
+  /** The session's bandwidth budgets (a datagram over budget is dropped); undefined: unlimited. */
+  budgets: ConnectionBudgets | undefined = undefined;
 
   constructor(
     readonly owner: UdpListener,
@@ -133,6 +138,8 @@ const listenHandlers: udp.SocketHandler<"uint8array"> = {
   },
 };
 
+function ignore(): void {}
+
 export class UdpListener implements Forwarder {
   /** A socket per port: one, or each port of a range. */
   private readonly sockets = new PortListeners<ListenSocket>(
@@ -160,7 +167,9 @@ export class UdpListener implements Forwarder {
   private lastLimitReport = 0;
   /** The rule's per-client limits; kept across reloads, so clients' open sessions still count. */
   private clients: ClientLimiter | undefined;
-  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
+  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, rateDroppedDatagrams: 0, backendErrors: 0 };
+  /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
+  private bandwidth: RuleBandwidth | undefined;
 
   constructor(
     public rule: ForwardRule,
@@ -173,6 +182,7 @@ export class UdpListener implements Forwarder {
     this.events = context.events;
     this.admission = context.admission;
     this.clients = ClientLimiter.follow(undefined, rule);
+    if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
   }
 
   get active(): number {
@@ -181,6 +191,10 @@ export class UdpListener implements Forwarder {
 
   bytesInFlight(): [number, number] {
     return this.sessions.byteTotals();
+  }
+
+  datagramsDropped(): [number, number] {
+    return [this.counters.rateDroppedDatagrams, this.counters.droppedDatagrams];
   }
 
   /** The port actually bound (the first of a range). */
@@ -230,6 +244,8 @@ export class UdpListener implements Forwarder {
     // Ports the range no longer has close: their sessions get no more replies and end when idle.
     this.sockets.commit(rule.bind);
     this.denied.clear();
+    if (this.bandwidth !== undefined) this.bandwidth.update(rule);
+    else if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
     if (this.backends !== undefined) {
       const next = this.context.backends.acquire(rule);
       this.context.backends.release(this.backends);
@@ -272,6 +288,12 @@ export class UdpListener implements Forwarder {
     const session = this.byAddress.get(address)?.get(port + offset * PORTS) ?? this.newSession(address, port, offset);
     if (session === undefined) return;
     this.sessions.touch(session, Date.now());
+    // Over a bandwidth limit a datagram is dropped: UDP may lose it, and a queue would only delay the loss.
+    const budgets = session.budgets;
+    if (budgets !== undefined && !budgets.fromClient.admitDatagram(datagram.length)) {
+      this.counters.rateDroppedDatagrams++;
+      return;
+    }
     session.bytesIn += datagram.length;
     session.fromClient(datagram);
   }
@@ -281,6 +303,11 @@ export class UdpListener implements Forwarder {
     const socket = this.sockets.get(session.rule.bind.port + session.offset);
     if (socket === undefined || session.ended) return;
     this.sessions.touch(session, Date.now());
+    const budgets = session.budgets;
+    if (budgets !== undefined && !budgets.toClient.admitDatagram(datagram.length)) {
+      this.counters.rateDroppedDatagrams++;
+      return;
+    }
     try {
       if (!socket.send(datagram, session.port, session.address)) this.counters.droppedDatagrams++;
     } catch {
@@ -299,6 +326,7 @@ export class UdpListener implements Forwarder {
       if (ports.size === 0) this.byAddress.delete(session.address);
     }
     session.close(result);
+    session.budgets?.close();
     this.admission.release(DESCRIPTORS_PER_SESSION);
     session.clientHold.release();
     this.events.ended({
@@ -350,6 +378,8 @@ export class UdpListener implements Forwarder {
     const session = factory(this, rule, address, port, new DialPlan(backends, address, offset), destination);
     session.clientHold = hold;
     session.offset = offset;
+    // Datagrams never wait for a budget: nothing to resume.
+    session.budgets = this.bandwidth?.budgetsFor(rule, address, ignore, ignore);
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();

@@ -31,6 +31,7 @@ import { FrameReader, type FrameSink, StreamQueue } from "./framing.ts";
 import { DRAIN_IDLE_MS, type UdpCounters } from "./listener.ts";
 import { SessionList, type Tracked } from "./sessions.ts";
 import { UdpLeg, type UdpLegOwner, udpProxyHeader } from "./upstream.ts";
+import { type ConnectionBudgets, limitsBandwidth, RuleBandwidth } from "../rate/rule-bandwidth.ts";
 
 export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, FrameSink {
   newer: TcpToUdpSession | undefined = undefined;
@@ -50,6 +51,8 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
   private readonly reader: FrameReader | undefined;
   /** The client sent its FIN: end once what is queued for it is written. */
   private closing = false;
+  /** The session's bandwidth budgets: a datagram over budget, either way, is dropped; undefined: unlimited. */
+  budgets: ConnectionBudgets | undefined = undefined;
 
   constructor(
     readonly owner: TcpToUdpForwarder,
@@ -99,6 +102,16 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
 
   /** A whole datagram read from a framed stream. */
   frame(datagram: Uint8Array): void {
+    this.toBackend(datagram);
+  }
+
+  /** One datagram up to the backend, unless a bandwidth limit has no room for it. */
+  private toBackend(datagram: Uint8Array): void {
+    const budgets = this.budgets;
+    if (budgets !== undefined && !budgets.fromClient.admitDatagram(datagram.length)) {
+      this.owner.counters.rateDroppedDatagrams++;
+      return;
+    }
     this.leg.send(datagram);
   }
 
@@ -111,6 +124,11 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
       return;
     }
     this.owner.touch(this);
+    const budgets = this.budgets;
+    if (budgets !== undefined && !budgets.toClient.admitDatagram(datagram.length)) {
+      this.owner.counters.rateDroppedDatagrams++;
+      return;
+    }
     const result = this.queue.send(this.client, datagram);
     if (result === "dropped") this.owner.counters.droppedDatagrams++;
     else if (result === "closed") this.end("error: write failed");
@@ -174,10 +192,10 @@ export class TcpToUdpSession implements Tracked<TcpToUdpSession>, UdpLegOwner, F
     }
     const max = this.rule.maxDatagram;
     if (chunk.length <= max) {
-      this.leg.send(chunk);
+      this.toBackend(chunk);
       return;
     }
-    for (let at = 0; at < chunk.length; at += max) this.leg.send(chunk.subarray(at, at + max));
+    for (let at = 0; at < chunk.length; at += max) this.toBackend(chunk.subarray(at, at + max));
   }
 }
 
@@ -230,7 +248,9 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   private backends: RuleBackends | undefined = undefined;
   /** The rule's per-client limits; kept across reloads, so clients' open sessions still count. */
   private clients: ClientLimiter | undefined;
-  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, backendErrors: 0 };
+  readonly counters: UdpCounters = { evicted: 0, deniedDatagrams: 0, droppedDatagrams: 0, rateDroppedDatagrams: 0, backendErrors: 0 };
+  /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
+  private bandwidth: RuleBandwidth | undefined;
   private readonly handlers = new ListenerHandlers<TcpToUdpSession>(
     clientHandlers,
     (socket) => this.opened(socket),
@@ -246,6 +266,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     this.events = context.events;
     this.admission = context.admission;
     this.clients = ClientLimiter.follow(undefined, rule);
+    if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
   }
 
   get active(): number {
@@ -254,6 +275,10 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
 
   bytesInFlight(): [number, number] {
     return this.sessions.byteTotals();
+  }
+
+  datagramsDropped(): [number, number] {
+    return [this.counters.rateDroppedDatagrams, this.counters.droppedDatagrams];
   }
 
   /** The port actually bound (the first of a range). */
@@ -308,6 +333,8 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     this.clients = ClientLimiter.follow(this.clients, rule);
     // Ports the range no longer has stop listening; their open connections carry on.
     this.listeners.commit(rule.bind);
+    if (this.bandwidth !== undefined) this.bandwidth.update(rule);
+    else if (limitsBandwidth(rule)) this.bandwidth = new RuleBandwidth(rule);
     const handlers = this.handlers.forUpdate();
     if (handlers !== undefined) for (const [, listener] of this.listeners.entries()) listener.reload({ socket: handlers });
     if (this.backends !== undefined) {
@@ -347,6 +374,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     session.result = result;
     this.sessions.remove(session);
     session.close(result);
+    session.budgets?.close();
     this.admission.release(DESCRIPTORS_PER_SESSION);
     session.clientHold.release();
     this.events.ended({
@@ -401,6 +429,8 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     const session = new TcpToUdpSession(this, rule, socket, client.address, client.port, plan, destination, verdict);
     session.offset = offset;
     socket.data = session;
+    // Datagrams never wait for a budget: nothing to resume.
+    session.budgets = this.bandwidth?.budgetsFor(rule, client.address, ignore, ignore);
     this.sessions.add(session, Date.now());
     this.events.started(rule, offset);
     if (rule.keepalive !== undefined) socket.setKeepAlive(true, rule.keepalive * 1000);
@@ -408,6 +438,8 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
     if (early !== undefined && early.length > 0) session.fromClient(early);
   }
 }
+
+function ignore(): void {}
 
 export function createTcpToUdpForwarder(rule: ForwardRule, context: ForwarderContext): Forwarder {
   return new TcpToUdpForwarder(rule, context);

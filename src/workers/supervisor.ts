@@ -228,7 +228,8 @@ export class WorkerEngine implements Engine {
         const rule = this.rules.resolve(forwarder.rule);
         if (rule === undefined) continue;
         const inFlight: [number, number] = [forwarder.bytesIn, forwarder.bytesOut];
-        figures.push({ rule, active: forwarder.active, bytesInFlight: () => inFlight });
+        const dropped = forwarder.dropped;
+        figures.push({ rule, active: forwarder.active, bytesInFlight: () => inFlight, ...(dropped === undefined ? {} : { datagramsDropped: () => dropped }) });
       }
     }
     return figures;

@@ -64,13 +64,17 @@ export function configFromWire(wire: WireConfig): Config {
  * sockets cannot share a port), unix sockets (one path, one listener),
  * cross-protocol rules (their UDP side keeps per-client state), rules with
  * client affinity over several backends (the affinity table is per thread,
- * so a client must always reach the same one), and rules with per-client
- * connection limits (the same: a client's count must see all its connections).
+ * so a client must always reach the same one), rules with per-client
+ * connection limits (the same: a client's count must see all its
+ * connections), and rules with a shared bandwidth limit (`rate-rule`,
+ * `rate-client`: their buckets are per thread, so every connection they
+ * cover must be in the same one).
  */
 export function servedByAll(rule: ForwardRule): boolean {
   const affinity = rule.backends.length > 1 && rule.balance.affinityTtl > 0;
   const perClient = rule.maxConnectionsPerClient !== undefined || rule.connectionRatePerClient !== undefined;
-  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity && !perClient;
+  const sharedRate = rule.rateRule !== undefined || rule.rateClient !== undefined;
+  return rule.mode === "tcp" && rule.bind.transport === "tcp" && !affinity && !perClient && !sharedRate;
 }
 
 /**
@@ -108,6 +112,8 @@ export interface LiveForwarder {
   active: number;
   bytesIn: number;
   bytesOut: number;
+  /** Datagram rules: [dropped over a bandwidth limit, dropped otherwise]. */
+  dropped?: [number, number];
 }
 
 export interface LiveBackends {

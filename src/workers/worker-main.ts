@@ -98,7 +98,8 @@ class ForwardingWorker {
       const ref = this.refs.get(forwarder.rule);
       if (ref === undefined) continue;
       const [bytesIn, bytesOut] = forwarder.bytesInFlight();
-      figures.forwarders.push({ rule: ref, active: forwarder.active, bytesIn, bytesOut });
+      const dropped = forwarder.datagramsDropped?.();
+      figures.forwarders.push({ rule: ref, active: forwarder.active, bytesIn, bytesOut, ...(dropped === undefined ? {} : { dropped }) });
     }
     for (const backends of this.server.backends.all) {
       const ref = this.refs.get(backends.rule);

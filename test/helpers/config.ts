@@ -114,6 +114,9 @@ export const OTHER_OPTION_DEFAULTS = {
   peekTimeout: undefined,
   tls: undefined,
   tlsConnect: undefined,
+  rate: undefined,
+  rateRule: undefined,
+  rateClient: undefined,
   balance: BALANCE_DEFAULTS,
 };
 

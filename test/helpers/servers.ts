@@ -23,6 +23,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "ssh-keyscan": "openssh-client",
   curl: "curl",
   openssl: "openssl",
+  iperf3: "iperf3",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */

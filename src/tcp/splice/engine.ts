@@ -40,6 +40,8 @@ const SLOTS = 8192;
 /** The smallest pipe worth splicing through: Linux's default pipe size. */
 const MIN_PIPE_BYTES = 64 * 1024;
 const PIPE_BYTES = 256 * 1024;
+/** The largest bandwidth limit a command word carries (bytes per second); a relay limited above it stays plain. */
+const MAX_SPLICED_RATE = 0x7fffffff;
 
 /** The relay's result for each way the worker saw a spliced relay end by itself. */
 const RESULTS: Record<Exclude<Outcome, "aborted">, SessionResult> = {
@@ -64,6 +66,8 @@ export class SpliceHandle {
     /** client, upstream, then the two pipes' (read, write) ends. */
     readonly fds: Int32Array,
     readonly owner: SplicedOwner,
+    /** Bytes per second each way the worker holds the relay to; 0: no limit. */
+    readonly rate: number,
   ) {}
 }
 
@@ -123,8 +127,8 @@ export class SpliceEngine {
    * (nothing changed) when there is no slot, or a descriptor is missing.
    * After this the caller closes Bun's sockets and calls `begin`.
    */
-  prepare(clientFd: number, upstreamFd: number, owner: SplicedOwner): SpliceHandle | undefined {
-    if (this.broken !== undefined || clientFd < 0 || upstreamFd < 0) return undefined;
+  prepare(clientFd: number, upstreamFd: number, owner: SplicedOwner, rate = 0): SpliceHandle | undefined {
+    if (this.broken !== undefined || clientFd < 0 || upstreamFd < 0 || !(rate >= 0 && rate <= MAX_SPLICED_RATE)) return undefined;
     const slot = this.free.pop();
     if (slot === undefined) return undefined;
     const libc = this.libc;
@@ -149,14 +153,14 @@ export class SpliceEngine {
     const counts = this.shared.counts;
     counts[slot * 2] = 0;
     counts[slot * 2 + 1] = 0;
-    return new SpliceHandle(slot, fds, owner);
+    return new SpliceHandle(slot, fds, owner, Math.round(rate));
   }
 
   /** Bun's sockets are closed: the worker takes over. */
   begin(handle: SpliceHandle): void {
     this.handles[handle.slot] = handle;
     const f = handle.fds;
-    handle.lastCommand = this.command(COMMAND_ADD, handle.slot, f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f[5]!);
+    handle.lastCommand = this.command(COMMAND_ADD, handle.slot, f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f[5]!, handle.rate);
   }
 
   /**
@@ -196,7 +200,7 @@ export class SpliceEngine {
   }
 
   /** Put a command in the ring and wake the worker; where in the ring it went. */
-  private command(op: number, slot: number, a: number, b: number, c: number, d: number, e: number, f: number): number {
+  private command(op: number, slot: number, a: number, b: number, c: number, d: number, e: number, f: number, g = 0): number {
     const { header, ring, layout } = this.shared;
     const written = Atomics.load(header, WRITTEN);
     const at = (written & (layout.ringLength - 1)) * COMMAND_WORDS;
@@ -208,6 +212,7 @@ export class SpliceEngine {
     ring[at + 5] = d;
     ring[at + 6] = e;
     ring[at + 7] = f;
+    ring[at + 8] = g;
     Atomics.store(header, WRITTEN, (written + 1) | 0);
     this.libc.write(this.wakeFd, this.one, 8);
     return written;

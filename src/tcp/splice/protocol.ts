@@ -11,7 +11,11 @@
  * never lands on another relay.
  */
 
-/** Start moving bytes: slot, client fd, upstream fd, client->upstream pipe (read, write), upstream->client pipe (read, write). */
+/**
+ * Start moving bytes: slot, client fd, upstream fd, client->upstream pipe
+ * (read, write), upstream->client pipe (read, write), and the relay's
+ * bandwidth limit in bytes per second each way (0: none).
+ */
 export const COMMAND_ADD = 1;
 /** Stop moving bytes now (the main thread already set the resets): slot. */
 export const COMMAND_ABORT = 2;
@@ -19,7 +23,7 @@ export const COMMAND_ABORT = 2;
 export const COMMAND_CLOSE_QUIET = 3;
 
 /** Int32 words per command in the ring. */
-export const COMMAND_WORDS = 8;
+export const COMMAND_WORDS = 9;
 /** Words before the ring: commands written (main), commands taken (worker). */
 const HEADER_WORDS = 2;
 export const WRITTEN = 0;

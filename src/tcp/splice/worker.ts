@@ -16,6 +16,12 @@
  * (half-close), the other direction carries on. Backpressure is the pipe:
  * a destination that does not read stops the splices from its source, and the
  * source's kernel buffers then throttle the sender by TCP itself.
+ *
+ * A relay with a bandwidth limit (`rate=`) splices from its source at most
+ * what its token bucket holds (a tenth of a second's worth at most, refilled
+ * by elapsed time); with none left, that direction is throttled: its source
+ * is left unread (so TCP slows the sender) and the relay is pumped again
+ * once half a burst has come back, epoll_wait sleeping no longer than that.
  */
 import {
   EAGAIN,
@@ -55,10 +61,48 @@ const MORE = 1;
 const FAILED_AT_SOURCE = 2;
 const FAILED_AT_DESTINATION = 3;
 
+/** The largest burst of a limited direction: this many seconds' worth of its rate (as src/rate/bucket.ts). */
+const BURST_SECONDS = 0.1;
+
+/** A bandwidth limit on one direction of a spliced relay: a token bucket, in bytes. */
+class Limit {
+  /** Starts empty: the relay spent its burst on the plain path before it moved here. */
+  tokens = 0;
+  private readonly perMs: number;
+  private readonly burst: number;
+  /** Tokens worth waking up for: half a burst, or a pipe's worth when less. */
+  private readonly turn: number;
+  private updatedAt = performance.now();
+  constructor(bytesPerSecond: number, pipeCapacity: number) {
+    this.perMs = bytesPerSecond / 1000;
+    this.burst = Math.max(1, bytesPerSecond * BURST_SECONDS);
+    this.turn = Math.max(1, Math.min(pipeCapacity, Math.floor(this.burst / 2)));
+  }
+
+  /**
+   * Whole bytes that may be read now: none until a turn's worth is there
+   * (tokens trickle in with every microsecond; reading them as they come
+   * would splice a few bytes per call, over and over).
+   */
+  available(now: number): number {
+    const tokens = this.tokens + (now - this.updatedAt) * this.perMs;
+    this.tokens = tokens > this.burst ? this.burst : tokens;
+    this.updatedAt = now;
+    return this.tokens < this.turn ? 0 : Math.floor(this.tokens);
+  }
+
+  /** When (performance.now) a turn's worth will be there. */
+  wakeAt(): number {
+    return this.updatedAt + Math.max(0, this.turn - this.tokens) / this.perMs;
+  }
+}
+
 class Direction {
   inPipe = 0;
   eof = false;
   shut = false;
+  /** Its limit stopped the last read: the relay waits among the throttled. */
+  throttled = false;
   constructor(
     readonly from: number,
     readonly to: number,
@@ -67,6 +111,7 @@ class Direction {
     readonly capacity: number,
     /** Index of this direction's byte counter in the shared counts. */
     readonly counter: number,
+    readonly limit: Limit | undefined,
   ) {}
 }
 
@@ -88,6 +133,8 @@ class SpliceLoop {
   private readonly epoll: number;
   /** Relays that used up their rounds with bytes still moving: pumped again before sleeping. */
   private again: Spliced[] = [];
+  /** Relays a bandwidth limit stopped, each pumped again once its limit has refilled. */
+  private readonly throttled = new Set<Spliced>();
   private released: Released = { slots: [], outcomes: [] };
 
   constructor(
@@ -104,7 +151,7 @@ class SpliceLoop {
 
   run(): never {
     for (;;) {
-      const n = this.libc.epollWait(this.epoll, this.events, MAX_EVENTS, this.again.length > 0 ? 0 : -1);
+      const n = this.libc.epollWait(this.epoll, this.events, MAX_EVENTS, this.again.length > 0 ? 0 : this.sleepMs());
       if (n < 0 && this.libc.errno() !== EINTR) throw new Error(`epoll_wait failed (errno ${this.libc.errno()})`);
       const view = this.eventView;
       for (let i = 0; i < n; i++) {
@@ -128,10 +175,40 @@ class SpliceLoop {
         this.again = [];
         for (const relay of again) if (this.relays[relay.slot] === relay) this.pump(relay);
       }
+      if (this.throttled.size > 0) this.pumpRefilled();
       if (this.released.slots.length > 0) {
         self.postMessage(this.released satisfies WorkerReply);
         this.released = { slots: [], outcomes: [] };
       }
+    }
+  }
+
+  /** How long epoll_wait may sleep: until the first throttled relay's limit refills; -1 (for ever) with none. */
+  private sleepMs(): number {
+    if (this.throttled.size === 0) return -1;
+    let first = Number.POSITIVE_INFINITY;
+    for (const relay of this.throttled) first = Math.min(first, this.wakeAt(relay));
+    if (first === Number.POSITIVE_INFINITY) return -1;
+    return Math.max(0, Math.ceil(first - performance.now()));
+  }
+
+  /** When a throttled relay is worth pumping again: the earlier of its throttled directions' refills. */
+  private wakeAt(relay: Spliced): number {
+    const up = relay.up.throttled ? relay.up.limit!.wakeAt() : Number.POSITIVE_INFINITY;
+    const down = relay.down.throttled ? relay.down.limit!.wakeAt() : Number.POSITIVE_INFINITY;
+    return Math.min(up, down);
+  }
+
+  private pumpRefilled(): void {
+    const now = performance.now();
+    for (const relay of this.throttled) {
+      if (this.relays[relay.slot] !== relay) {
+        this.throttled.delete(relay);
+        continue;
+      }
+      if (this.wakeAt(relay) > now) continue;
+      this.throttled.delete(relay);
+      this.pump(relay);
     }
   }
 
@@ -143,7 +220,7 @@ class SpliceLoop {
       const at = (taken & (layout.ringLength - 1)) * COMMAND_WORDS;
       const slot = ring[at + 1]!;
       if (ring[at] === COMMAND_ADD) {
-        this.add(slot, ring[at + 2]!, ring[at + 3]!, ring[at + 4]!, ring[at + 5]!, ring[at + 6]!, ring[at + 7]!);
+        this.add(slot, ring[at + 2]!, ring[at + 3]!, ring[at + 4]!, ring[at + 5]!, ring[at + 6]!, ring[at + 7]!, ring[at + 8]!);
       } else if (ring[at] === COMMAND_ABORT) {
         const relay = this.relays[slot];
         if (relay !== undefined) this.release(relay, "aborted");
@@ -157,9 +234,10 @@ class SpliceLoop {
     Atomics.store(header, TAKEN, taken);
   }
 
-  private add(slot: number, client: number, upstream: number, upRead: number, upWrite: number, downRead: number, downWrite: number): void {
-    const up = new Direction(client, upstream, upRead, upWrite, this.pipeCapacity, slot * 2);
-    const down = new Direction(upstream, client, downRead, downWrite, this.pipeCapacity, slot * 2 + 1);
+  private add(slot: number, client: number, upstream: number, upRead: number, upWrite: number, downRead: number, downWrite: number, rate: number): void {
+    const capacity = this.pipeCapacity;
+    const up = new Direction(client, upstream, upRead, upWrite, capacity, slot * 2, rate > 0 ? new Limit(rate, capacity) : undefined);
+    const down = new Direction(upstream, client, downRead, downWrite, capacity, slot * 2 + 1, rate > 0 ? new Limit(rate, capacity) : undefined);
     const relay = new Spliced(slot, client, upstream, up, down);
     this.relays[slot] = relay;
     if (!this.register(client, SOCKET_EVENTS, slot * 2 + CLIENT) || !this.register(upstream, SOCKET_EVENTS, slot * 2 + UPSTREAM)) {
@@ -184,20 +262,32 @@ class SpliceLoop {
       this.release(relay, down === FAILED_AT_SOURCE ? "backend reset" : "client reset");
       return;
     }
-    if (relay.up.shut && relay.down.shut) this.release(relay, "done");
-    else if (up === MORE || down === MORE) this.again.push(relay);
+    if (relay.up.shut && relay.down.shut) {
+      this.release(relay, "done");
+      return;
+    }
+    if (up === MORE || down === MORE) this.again.push(relay);
+    // A relay waits among the throttled exactly while a direction of it is.
+    if (relay.up.throttled || relay.down.throttled) this.throttled.add(relay);
+    else this.throttled.delete(relay);
   }
 
   private move(d: Direction): number {
     const libc = this.libc;
     const counts = this.shared.counts;
+    const limit = d.limit;
+    d.throttled = false;
     for (let round = 0; round < ROUNDS; round++) {
       let progressed = false;
-      if (!d.eof && d.inPipe < d.capacity) {
-        const n = libc.splice(d.from, null, d.pipeWrite, null, d.capacity - d.inPipe, SPLICE_FLAGS);
+      // What the limit allows now, when there is one: the source is then read no further than that.
+      const room = limit === undefined ? d.capacity - d.inPipe : Math.min(d.capacity - d.inPipe, limit.available(performance.now()));
+      if (limit !== undefined && room === 0 && d.inPipe < d.capacity && !d.eof) d.throttled = true;
+      if (!d.eof && room > 0) {
+        const n = libc.splice(d.from, null, d.pipeWrite, null, room, SPLICE_FLAGS);
         if (n > 0) {
           d.inPipe += n;
           counts[d.counter]! += n;
+          if (limit !== undefined) limit.tokens -= n;
           progressed = true;
         } else if (n === 0) {
           d.eof = true;
@@ -232,6 +322,7 @@ class SpliceLoop {
   /** Stop watching the relay's sockets and tell the main thread, which closes the descriptors. */
   private release(relay: Spliced, outcome: Outcome): void {
     this.relays[relay.slot] = undefined;
+    this.throttled.delete(relay);
     this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.client, 0, 0, 0);
     this.libc.epollCtl(this.epoll, EPOLL_CTL_DEL, relay.upstream, 0, 0, 0);
     this.released.slots.push(relay.slot);
