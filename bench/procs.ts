@@ -245,3 +245,22 @@ export async function stopListed(processes: Listed[], graceMs = 2000): Promise<v
   while (Date.now() < deadline && processes.some(same)) await Bun.sleep(20);
   for (const each of processes.filter(same)) signal(each.pid, "SIGKILL");
 }
+
+/**
+ * Resolves once `proc` printed `needle` on its stdout (for servers such as
+ * iperf3, where a probe connection would count as a failed test). It keeps
+ * reading to the end, so the process never blocks on a full pipe.
+ */
+export function waitForOutput(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, needle: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const decoder = new TextDecoder();
+    let text = "";
+    void (async () => {
+      for await (const chunk of proc.stdout) {
+        text += decoder.decode(chunk, { stream: true });
+        if (text.includes(needle)) resolve();
+      }
+      reject(new Error(`exited before printing '${needle}': ${text}`));
+    })();
+  });
+}

@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { parseRate } from "../src/rate/units.ts";
 import { freePort } from "./net.ts";
 import { cpuTimes } from "./proc-stats.ts";
+import { waitForOutput } from "./procs.ts";
 import { spread } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -58,21 +59,6 @@ function cpuSeconds(pid: number): number {
     const { user, system } = cpuTimes(pid);
     return user + system;
   }
-}
-
-/** Resolves once `proc` printed `needle`. (A probe connection would reach iperf3, which counts it as a failed test.) */
-function waitForOutput(proc: Bun.Subprocess<"ignore", "pipe", "inherit">, needle: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const decoder = new TextDecoder();
-    let text = "";
-    void (async () => {
-      for await (const chunk of proc.stdout) {
-        text += decoder.decode(chunk, { stream: true });
-        if (text.includes(needle)) resolve();
-      }
-      reject(new Error(`exited before printing '${needle}': ${text}`));
-    })();
-  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), "oi-rate-bench-"));
