@@ -24,6 +24,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   curl: "curl",
   openssl: "openssl",
   iperf3: "iperf3",
+  chromium: "chromium",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
