@@ -5,6 +5,7 @@
  * endpoint and the signals; the engine starts, updates and stops forwarding.
  */
 import { Admission } from "./limits.ts";
+import type { BackendRegistry } from "./backends.ts";
 import type { MetricsSources } from "./metrics.ts";
 
 /** What an engine reports to the metrics views (the daemon adds its own log counts). */
@@ -65,6 +66,11 @@ export class LocalEngine implements Engine {
 
   async forgetAddresses(): Promise<void> {
     this.server.backends.forgetAddresses();
+  }
+
+  /** Backend state by rule name (the admin API drains backends and sets weights here). */
+  get backendRegistry(): BackendRegistry {
+    return this.server.backends;
   }
 
   async drain(): Promise<void> {

@@ -109,6 +109,7 @@ class ForwardingWorker {
         name: status.name,
         key: status.key,
         weight: status.weight,
+        state: status.state,
         healthy: status.healthy,
         active: status.active,
         consecutiveFailures: status.consecutiveFailures,
