@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { describeConfig } from "../src/config/describe.ts";
 import { linesAndReasons, textLoader } from "./helpers/config.ts";
 
 const loadText = textLoader();
@@ -21,6 +22,7 @@ describe("admin directives", () => {
     const yaml = await loadText("a.yaml", `global:\n  admin: "unix:/run/oi/admin.sock"\n  admin_token: "${tokenFile}"\n  admin_mode: 0660\n  admin_read: open\n`);
     for (const result of [conf, toml, yaml]) {
       expect(result.errors).toEqual([]);
+      expect(describeConfig(result.config!)).toContain(`admin: unix:/run/oi/admin.sock (mode 0660), token from ${tokenFile}, reads open`);
       expect(result.config?.admin).toMatchObject({
         address: { transport: "unix", path: "/run/oi/admin.sock" },
         tokenFile,

@@ -275,3 +275,151 @@ describe("admin API: backends", () => {
     expect((await post("/api/v1/rules/web/backends/a", '{"colour":"red"}')).status).toBe(400);
   });
 });
+
+describe("admin API: rules", () => {
+  test("PUT adds and replaces a rule, DELETE removes it, while another rule carries a transfer; the export loads back", async () => {
+    const a = backend();
+    const port = freePort();
+    const extraPort = freePort();
+    const adminPort = freePort();
+    const base = `http://127.0.0.1:${adminPort}`;
+    await oi(`admin 127.0.0.1:${adminPort}\n127.0.0.1 ${port} 127.0.0.1 ${a.port}\n`);
+
+    const client = await connectPeer("127.0.0.1", port);
+    const upstream = await a.nextConnection();
+    const payload = randomBytes(4 * 1024 * 1024);
+    await client.send(payload.subarray(0, payload.length / 2));
+
+    // Added as YAML.
+    const one = backend((peer) => void peer.send("one", true));
+    const yaml = `name: extra\nbind: "127.0.0.1:${extraPort}/tcp"\nconnect: "127.0.0.1:${one.port}"\nmax_connections: 5\n`;
+    const added = await api(base, "/api/v1/rules/extra", { method: "PUT", body: yaml, headers: { "content-type": "application/yaml" } });
+    expect(added.status).toBe(201);
+    expect(added.body.rule).toMatchObject({ name: "extra", source: "api", binds: [`127.0.0.1:${extraPort}/tcp`], options: { max_connections: 5 } });
+    expect(await greeting(extraPort)).toBe("one");
+
+    // Replaced as JSON (the name comes from the URL): a new backend.
+    const two = backend((peer) => void peer.send("two", true));
+    const replaced = await api(base, "/api/v1/rules/extra", { method: "PUT", body: JSON.stringify({ bind: `127.0.0.1:${extraPort}/tcp`, connect: `127.0.0.1:${two.port}` }) });
+    expect(replaced.status).toBe(200);
+    expect(replaced.body).toMatchObject({ replaced: "extra", listeners: { kept: 2 } });
+    expect(await greeting(extraPort)).toBe("two");
+
+    const exported = await api(base, "/api/v1/config?format=yaml");
+    expect(exported.status).toBe(200);
+    const reloaded = loadConfigText(exported.text, "exported.yaml");
+    expect(reloaded.errors).toEqual([]);
+    expect(reloaded.config?.rules.map((rule) => rule.name)).toEqual([`127.0.0.1:${port}/tcp`, "extra"]);
+    expect(reloaded.config?.rules[1]?.backends[0]?.endpoint.port).toBe(two.port);
+
+    const deleted = await api(base, "/api/v1/rules/extra", { method: "DELETE" });
+    expect(deleted).toMatchObject({ status: 200, body: { deleted: "extra", listeners: { stopped: 1 } } });
+    expect(await connectionRefused(extraPort)).toBe(true);
+    expect((await api(base, "/api/v1/rules/extra")).status).toBe(404);
+
+    // The other rule's transfer went on through all of it.
+    await client.send(payload.subarray(payload.length / 2), true);
+    await upstream.waitEnd(10000);
+    expect(upstream.digest()).toBe(sha256(payload));
+  });
+
+  test("a rule replaced through the API keeps its open connections; a reload from the file wins over API rules", async () => {
+    const a = backend();
+    const b = backend((peer) => void peer.send("b", true));
+    const port = freePort();
+    const adminPort = freePort();
+    const base = `http://127.0.0.1:${adminPort}`;
+    const path = writeTempFile("wins.yaml", `global:\n  admin: "127.0.0.1:${adminPort}"\nrules:\n  - name: web\n    bind: "127.0.0.1:${port}/tcp"\n    connect: "127.0.0.1:${a.port}"\n`);
+    await oiOnFile(path);
+    const client = await connectPeer("127.0.0.1", port);
+    const upstream = await a.nextConnection();
+    const put = await api(base, "/api/v1/rules/web", { method: "PUT", body: `{"name": "web", "bind": "127.0.0.1:${port}/tcp", "connect": "127.0.0.1:${b.port}"}` });
+    expect(put.status).toBe(200);
+    expect(await greeting(port)).toBe("b");
+    const payload = randomBytes(1024 * 1024);
+    await client.send(payload, true);
+    await upstream.waitEnd(10000);
+    expect(upstream.digest()).toBe(sha256(payload));
+
+    expect((await api(base, "/api/v1/reload", { method: "POST" })).status).toBe(200);
+    const rule = (await api(base, "/api/v1/rules/web")).body;
+    expect(rule).toMatchObject({ source: "file", backends: [{ address: `127.0.0.1:${a.port}` }] });
+  });
+
+  test("bad bodies and bad rules: JSON errors with the right status, and oi keeps serving", async () => {
+    const a = backend();
+    const port = freePort();
+    const adminPort = freePort();
+    const base = `http://127.0.0.1:${adminPort}`;
+    await oi(`admin 127.0.0.1:${adminPort}\n127.0.0.1 ${port} 127.0.0.1 ${a.port}\n`);
+    const put = (name: string, body: string) => api(base, `/api/v1/rules/${name}`, { method: "PUT", body });
+
+    expect(await put("x", "")).toMatchObject({ status: 400, body: { error: expect.stringMatching(/empty body/) } });
+    expect(await put("x", "{bind: [")).toMatchObject({ status: 400, body: { error: expect.stringMatching(/malformed body/) } });
+    expect((await put("x", "[1, 2]")).status).toBe(400);
+    expect((await put("x", '{"name": "y", "bind": "127.0.0.1:1/tcp", "connect": "127.0.0.1:2"}')).body.error).toMatch(/names rule 'y' but the URL names 'x'/);
+    // A bad rule: the YAML reader's own reasons, with lines in the body.
+    const badRule = await put("x", `bind: "127.0.0.1:${freePort()}/tcp"\nconnect: "127.0.0.1:2"\nmax_connections: 0\n`);
+    expect(badRule.status).toBe(422);
+    expect(badRule.body.errors[0]).toMatchObject({ line: expect.any(Number), reason: expect.stringMatching(/maxconn must be a whole number/) });
+    const noConnect = await put("x", `name: x\nbind: "127.0.0.1:${freePort()}/tcp"\n`);
+    expect(noConnect.status).toBe(422);
+    expect(noConnect.body.errors[0]).toMatchObject({ line: 1, reason: expect.stringMatching(/connect/) });
+    // Two rules on one port: refused by the same check a config file gets.
+    const clash = await put("x", `bind: "127.0.0.1:${port}/tcp"\nconnect: "127.0.0.1:2"\n`);
+    expect(clash.status).toBe(422);
+    expect(clash.body.errors[0].reason).toMatch(/127\.0\.0\.1:/);
+    // A port held by another process: the bind fails, nothing changes.
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const busy = await put("x", `bind: "127.0.0.1:${holder.port}/tcp"\nconnect: "127.0.0.1:2"\n`);
+    holder.stop(true);
+    expect(busy.status).toBe(409);
+    expect(busy.body.error).toMatch(/cannot listen/);
+
+    expect((await api(base, "/api/v1/rules/nope", { method: "DELETE" })).status).toBe(404);
+    expect(await api(base, "/api/v1/nothing")).toMatchObject({ status: 404, body: { error: "no such endpoint: /api/v1/nothing" } });
+    expect(await api(base, "/api/v1/rules", { method: "POST", body: "{}" })).toMatchObject({ status: 405, body: { error: expect.stringMatching(/POST is not allowed/) } });
+    expect((await api(base, "/api/v1/config?format=xml")).status).toBe(400);
+    const huge = await put("x", "#".repeat(2 * 1024 * 1024));
+    expect(huge.status).toBe(413);
+    expect(huge.body.error).toMatch(/over the limit/);
+
+    // Whatever arrives, the answer is JSON with an error and a 4xx status, never a crash.
+    const paths = ["/api/v1/rules/x", "/api/v1/rules/x/backends/y", `/api/v1/rules/${encodeURIComponent(`127.0.0.1:${port}/tcp`)}/backends/z`, "/api/v1/reload", "/api/v1/rules/%E0%A4%A"];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...paths), fc.constantFrom("PUT", "POST", "DELETE", "PATCH"), fc.oneof(fc.string(), fc.json(), fc.uint8Array({ maxLength: 64 })), async (path, method, body) => {
+        const answer = await api(base, path, { method, body: typeof body === "string" ? body : Buffer.from(body) });
+        if (path === "/api/v1/reload" && method === "POST") return answer.status === 200;
+        return answer.status >= 400 && answer.status < 500 && typeof answer.body?.error === "string";
+      }),
+      { numRuns: 150 },
+    );
+    const client = await connectPeer("127.0.0.1", port);
+    await a.nextConnection();
+    client.socket?.end();
+    expect((await api(base, "/healthz")).status).toBe(200);
+  });
+});
+
+describe("admin API with --workers", () => {
+  test("read endpoints, reload and rule changes work; backend state answers 501", async () => {
+    const a = backend((peer) => void peer.send("a", true));
+    const port = freePort();
+    const port2 = freePort();
+    const adminPort = freePort();
+    const base = `http://127.0.0.1:${adminPort}`;
+    await oi(twoBackends(adminPort, port, a.port, a.port).replace(`name: b }`, `name: b }\n    keepalive: false`), ["--workers", "2"], "workers.yaml");
+    for (let i = 0; i < 4; i++) expect(await greeting(port)).toBe("a");
+    const rule = await api(base, "/api/v1/rules/web");
+    expect(rule.status).toBe(200);
+    expect(rule.body.connections.total).toBe(4);
+    expect((await api(base, "/api/v1/status")).body.connections.total).toBe(4);
+    expect((await api(base, "/api/v1/reload", { method: "POST" })).status).toBe(200);
+    const state = await api(base, "/api/v1/rules/web/backends/a", { method: "POST", body: '{"state":"drain"}' });
+    expect(state.status).toBe(501);
+    expect(state.body.error).toMatch(/--workers/);
+    const put = await api(base, "/api/v1/rules/more", { method: "PUT", body: `{"bind": "127.0.0.1:${port2}/tcp", "connect": "127.0.0.1:${a.port}"}` });
+    expect(put.status).toBe(201);
+    expect(await greeting(port2)).toBe("a");
+  });
+});
