@@ -11,7 +11,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { loadConfigText } from "../src/config/load.ts";
 import { backend, cleanUpAfterEachTest, greeting, oi, oiOnFile, until } from "./helpers/harness.ts";
-import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectPeer, connectionRefused, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
 import { missingTools, runTool, testName } from "./helpers/servers.ts";
 
@@ -160,6 +160,18 @@ describe("admin server: lifecycle", () => {
     expect(bad.body.error).toMatch(/running configuration stays/);
     expect(bad.body.errors[0]).toMatchObject({ file: path, line: 3, reason: expect.stringMatching(/port/) });
     expect((await api(base, "/api/v1/rules")).body.rules).toHaveLength(2);
+  });
+
+  test("an admin address that cannot be had stops oi at start, naming FILE:LINE", async () => {
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const path = writeTempFile("taken.conf", `# admin on a port in use\nadmin 127.0.0.1:${holder.port}\n127.0.0.1 ${freePort()} 127.0.0.1 1\n`);
+      const run = await runOi(["-c", path]);
+      expect(run.code).toBe(1);
+      expect(run.stdout + run.stderr).toContain(`${path}:2: cannot serve the admin API on http://127.0.0.1:${holder.port}`);
+    } finally {
+      holder.stop(true);
+    }
   });
 
   test("a reload that moves the admin address moves the server", async () => {

@@ -28,17 +28,24 @@ export function parseRuleBody(name: string, text: string): RuleBody {
   const given = (value as Record<string, unknown>).name;
   if (given !== undefined && given !== name) return fail(400, `the body names rule '${String(given)}' but the URL names '${name}'`);
   let body = text;
+  /** Lines the body was moved down by (the document's `rules:` line, and a name line added). */
+  let shift = 1;
   if (given === undefined) {
-    // Named after the URL: as JSON, with the name added (lines of a JSON body shift; its problems are rare and named by key).
-    body = JSON.stringify({ name, ...(value as Record<string, unknown>) }, null, 2);
+    // Named after the URL, without moving the body's lines: inside a JSON object's brace, or as a line of its own before a YAML mapping.
+    const brace = /^\s*\{/.exec(text);
+    if (brace !== null) body = `${brace[0]}"name": ${JSON.stringify(name)}, ${text.slice(brace[0].length)}`;
+    else {
+      body = `name: ${JSON.stringify(name)}\n${text}`;
+      shift = 2;
+    }
   }
-  // The rule as the one item of `rules:`, each body line one line further down.
+  // The rule as the one item of `rules:`.
   const lines = body.split(/\r?\n/);
   const document = `rules:\n${lines.map((line, index) => (index === 0 ? `  - ${line}` : `    ${line}`)).join("\n")}\n`;
   const result = loadConfigText(document, "request.yaml");
-  const atBody = (issue: ConfigIssue): ConfigIssue => ({ file: "request body", line: Math.max(0, issue.line - 1), reason: issue.reason });
+  const atBody = (issue: ConfigIssue): ConfigIssue => ({ file: "request body", line: Math.max(0, issue.line - shift), reason: issue.reason });
   if (result.config === undefined) return fail(422, `rule '${name}' is refused`, result.errors.map(atBody));
-  const rules = result.config.rules.map((rule) => ({ ...rule, at: { file: API_SOURCE, line: Math.max(0, rule.at.line - 1) } }));
+  const rules = result.config.rules.map((rule) => ({ ...rule, at: { file: API_SOURCE, line: Math.max(0, rule.at.line - shift) } }));
   if (rules.length === 0) return fail(422, `rule '${name}' gives no bind`);
   return { ok: true, rules };
 }
