@@ -21,7 +21,6 @@ import { LogFile } from "./log/log-file.ts";
 import { MemoryTrim } from "./memory-trim.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
-import type { BackendRegistry } from "./backends.ts";
 import { StatusReporter } from "./status.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
@@ -372,11 +371,6 @@ export class Daemon {
 
   get forwarding(): Engine {
     return this.engine;
-  }
-
-  /** The backend registry of the forwarders in this thread; undefined with worker threads (each has its own). */
-  get localBackends(): BackendRegistry | undefined {
-    return this.engine instanceof LocalEngine ? this.engine.backendRegistry : undefined;
   }
 
   get counters(): Metrics {

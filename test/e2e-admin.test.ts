@@ -414,22 +414,31 @@ describe("admin API: rules", () => {
 });
 
 describe("admin API with --workers", () => {
-  test("read endpoints, reload and rule changes work; backend state answers 501", async () => {
+  test("read endpoints, reload, backend state and rule changes reach every worker", async () => {
     const a = backend((peer) => void peer.send("a", true));
+    const b = backend((peer) => void peer.send("b", true));
     const port = freePort();
     const port2 = freePort();
     const adminPort = freePort();
     const base = `http://127.0.0.1:${adminPort}`;
-    await oi(twoBackends(adminPort, port, a.port, a.port).replace(`name: b }`, `name: b }\n    keepalive: false`), ["--workers", "2"], "workers.yaml");
-    for (let i = 0; i < 4; i++) expect(await greeting(port)).toBe("a");
+    await oi(twoBackends(adminPort, port, a.port, b.port), ["--workers", "2"], "workers.yaml");
+    const answers = new Set<string>();
+    for (let i = 0; i < 4; i++) answers.add(await greeting(port));
     const rule = await api(base, "/api/v1/rules/web");
     expect(rule.status).toBe(200);
     expect(rule.body.connections.total).toBe(4);
     expect((await api(base, "/api/v1/status")).body.connections.total).toBe(4);
     expect((await api(base, "/api/v1/reload", { method: "POST" })).status).toBe(200);
-    const state = await api(base, "/api/v1/rules/web/backends/a", { method: "POST", body: '{"state":"drain"}' });
-    expect(state.status).toBe(501);
-    expect(state.body.error).toMatch(/--workers/);
+
+    // Each worker balances on its own: all of them are told, and the connections they take (spread by the kernel) avoid a.
+    const drained = await api(base, "/api/v1/rules/web/backends/a", { method: "POST", body: '{"state":"drain"}' });
+    expect(drained.status).toBe(200);
+    expect(drained.body.backends[0].state).toBe("drain");
+    const before = a.connections.length;
+    for (let i = 0; i < 20; i++) expect(await greeting(port)).toBe("b");
+    expect(a.connections.length).toBe(before);
+    expect((await api(base, "/api/v1/rules/web/backends/zz", { method: "POST", body: '{"state":"drain"}' })).status).toBe(404);
+
     const put = await api(base, "/api/v1/rules/more", { method: "PUT", body: `{"bind": "127.0.0.1:${port2}/tcp", "connect": "127.0.0.1:${a.port}"}` });
     expect(put.status).toBe(201);
     expect(await greeting(port2)).toBe("a");

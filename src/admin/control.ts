@@ -2,11 +2,11 @@
  * @module What the admin API does, on the running daemon: views of the
  * rules and their backends (read from the same counters the metrics and the
  * status file read), reloads through the daemon's one reload path, backend
- * state changes through the backend registry, and rules put or deleted as a
- * change to the running config applied like a reload.
+ * state changes through the engine (to every worker's backend registry), and
+ * rules put or deleted as a change to the running config applied like a
+ * reload.
  */
-import { formatIssue } from "../config/describe.ts";
-import { describeRule } from "../config/describe.ts";
+import { describeRule, formatIssue } from "../config/describe.ts";
 import { formatEndpoint, formatTarget } from "../endpoint.ts";
 import type { ApplyOutcome, Daemon } from "../daemon.ts";
 import type { BackendFigures } from "../metrics.ts";
@@ -71,14 +71,10 @@ export class AdminControl implements AdminApi {
     const change = parseBackendChange(text);
     if (typeof change === "string") return error(400, change);
     if (!this.daemon.running.rules.some((rule) => rule.name === ruleName)) return error(404, `no rule named '${ruleName}'`);
-    const registry = this.daemon.localBackends;
-    if (registry === undefined) {
-      return error(501, "changing a backend's state or weight is not available with --workers N (each worker thread balances on its own); run with one worker");
-    }
-    const backends = registry.get(ruleName);
-    if (backends === undefined || !backends.change(backendName, change)) {
+    if (!(await this.daemon.forwarding.changeBackend(ruleName, backendName, change))) {
       return error(404, `rule '${ruleName}' has no backend named '${backendName}'`);
     }
+    await this.refresh();
     const view = this.view(ruleName).backends.filter((backend) => backend.name === backendName || backend.name.startsWith(`${backendName}[`));
     return { status: 200, body: { rule: ruleName, backends: view } };
   }

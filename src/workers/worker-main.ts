@@ -82,6 +82,10 @@ class ForwardingWorker {
       case "close-all":
         this.server.closeAll();
         break;
+      case "change-backend": {
+        const found = this.server.backends.get(message.rule)?.change(message.backend, message.change) ?? false;
+        return { type: "reply", request: message.request, ok: true, found };
+      }
     }
     return { type: "reply", request: message.request, ok: true };
   }
