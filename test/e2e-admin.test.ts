@@ -111,6 +111,12 @@ describe("admin server: access", () => {
     const shared = join(directory, "shared.sock");
     await oi(`admin unix:${shared}\nadmin-mode 0660\n127.0.0.1 ${freePort()} 127.0.0.1 ${server.port}\n`);
     expect(statSync(shared).mode & 0o777).toBe(0o660);
+
+    // A token applies on the unix socket too.
+    const guarded = join(directory, "guarded.sock");
+    await oi(`admin unix:${guarded}\nadmin-token ${tokenFile()}\n127.0.0.1 ${freePort()} 127.0.0.1 ${server.port}\n`);
+    expect((await fetch("http://oi/api/v1/rules", { unix: guarded } as RequestInit)).status).toBe(401);
+    expect((await fetch("http://oi/api/v1/rules", { unix: guarded, headers: { authorization: `Bearer ${TOKEN}` } } as RequestInit)).status).toBe(200);
   });
 });
 
@@ -268,6 +274,20 @@ describe("admin API: backends", () => {
     ]);
     await Bun.sleep(600);
     expect(a.connections.length).toBe(probes);
+  });
+
+  test("a weight set through the API changes the share of new connections at once", async () => {
+    const a = backend();
+    const b = backend();
+    const port = freePort();
+    const adminPort = freePort();
+    await oi(twoBackends(adminPort, port, a.port, b.port), [], "weight.yaml");
+    const weighted = await api(`http://127.0.0.1:${adminPort}`, "/api/v1/rules/web/backends/b", { method: "POST", body: '{"weight": 3}' });
+    expect(weighted.status).toBe(200);
+    // Smooth weighted round robin: exactly 3 of every 4 new connections go to b.
+    for (let i = 0; i < 8; i++) (await connectPeer("127.0.0.1", port)).socket?.end();
+    await until(() => a.connections.length + b.connections.length === 8, 3000, "8 connections at the backends");
+    expect([a.connections.length, b.connections.length]).toEqual([2, 6]);
   });
 
   test("unknown rule or backend: 404; a bad state or weight: 400; all JSON", async () => {
