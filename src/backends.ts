@@ -16,7 +16,7 @@
  * the first answer the name is one entry that tries its addresses in order.
  */
 import { consola } from "consola";
-import { BackendPool, type BackendStatus, MAX_BACKENDS } from "./balance/pool.ts";
+import { type AdminState, BackendPool, type BackendStatus, MAX_BACKENDS } from "./balance/pool.ts";
 import { HealthProber, type ProbeAddress } from "./balance/probe.ts";
 import { isAddressLiteral, type LookupFn, Resolver } from "./dns.ts";
 import { bunUnixPath, formatTarget } from "./endpoint.ts";
@@ -58,6 +58,21 @@ interface Slot {
 export interface RuleBackendsOptions {
   /** Injectable DNS lookup for tests (which must not query real DNS). */
   lookup?: LookupFn;
+  /** What the admin API set on the rule's backends, by configured backend name (kept by the registry across reloads). */
+  overrides?: Map<string, BackendOverride>;
+}
+
+/** An operator's change to one backend through the admin API. */
+export interface BackendOverride {
+  state: AdminState;
+  /** The weight set through the API, and the configured one it replaced: a reload that changes the configured weight wins. */
+  weight?: { set: number; configured: number };
+}
+
+/** A change asked for one backend: its state, its weight, or both. */
+export interface BackendChange {
+  state?: AdminState;
+  weight?: number;
 }
 
 /** The parts of a rule that decide how its backends behave: equal keys may share state across a reload. */
@@ -82,12 +97,14 @@ export class RuleBackends {
   private warnedFull = false;
   /** Forwarders using this state now (a YAML rule with several binds has several). */
   users = 0;
+  private readonly overrides: Map<string, BackendOverride>;
 
   constructor(
     readonly rule: ForwardRule,
     options: RuleBackendsOptions = {},
   ) {
     this.key = backendsKey(rule);
+    this.overrides = options.overrides ?? new Map();
     const { balance } = rule;
     this.pool = new BackendPool(
       // iphash hashes the name: a named backend keeps its clients when its address changes (unnamed ones are named host:port).
@@ -129,6 +146,7 @@ export class RuleBackends {
         this.refreshTimer.unref();
       }
     }
+    this.applyOverrides();
     const interval = balance.probeInterval;
     if (interval !== undefined) {
       this.prober = new HealthProber({
@@ -136,10 +154,66 @@ export class RuleBackends {
         intervalMs: interval * MS,
         timeoutMs: Math.min(balance.probeTimeout, interval) * MS,
         targets: (index) => this.probeTargets(index),
-        report: (index, up) => this.pool.setProbeResult(index, up),
+        report: (index, up) => {
+          // A probe already under way when the backend went into maintenance says nothing.
+          if (this.pool.backends[index]?.state !== "maint") this.pool.setProbeResult(index, up);
+        },
+        paused: (index) => this.pool.backends[index]?.state === "maint",
       });
       this.prober.start();
     }
+  }
+
+  /**
+   * Apply `change` to the backend called `name` (a configured name, which
+   * covers every address of an expanded one, or an entry's `NAME[n]`). It
+   * stays for this rule across reloads while the backend exists. False when
+   * no backend has that name.
+   */
+  change(name: string, change: BackendChange): boolean {
+    const configured = this.rule.backends.find((backend) => backend.name === name);
+    const entries = this.entriesOf(name);
+    if (configured === undefined && entries.length === 0) return false;
+    // An entry of an expanded name is changed alone, and not remembered past its life.
+    if (configured !== undefined) {
+      const override: BackendOverride = this.overrides.get(name) ?? { state: "ready" };
+      if (change.state !== undefined) override.state = change.state;
+      if (change.weight !== undefined) override.weight = { set: change.weight, configured: configured.weight };
+      this.overrides.set(name, override);
+    }
+    for (const index of entries) {
+      if (change.state !== undefined) this.pool.setState(index, change.state);
+      if (change.weight !== undefined) this.pool.setWeight(index, change.weight);
+    }
+    return true;
+  }
+
+  /** Pool indexes of the live entries `name` names: a configured backend's (all its addresses), or one `NAME[n]`. */
+  private entriesOf(name: string): number[] {
+    const found: number[] = [];
+    this.slots.forEach((slot, index) => {
+      if (this.pool.isRetired(index)) return;
+      if (slot.record.name === name || this.rule.backends[slot.backend]?.name === name) found.push(index);
+    });
+    return found;
+  }
+
+  /** A fresh state (a reload changed the rule's backends): what the API set on backends that are still there holds again. */
+  private applyOverrides(): void {
+    for (const [name, override] of this.overrides) {
+      const configured = this.rule.backends.find((backend) => backend.name === name);
+      if (configured === undefined) {
+        this.overrides.delete(name);
+        continue;
+      }
+      if (override.weight !== undefined && override.weight.configured !== configured.weight) delete override.weight;
+      for (const index of this.entriesOf(name)) this.applyOverride(index, override);
+    }
+  }
+
+  private applyOverride(index: number, override: BackendOverride): void {
+    this.pool.setState(index, override.state);
+    if (override.weight !== undefined) this.pool.setWeight(index, override.weight.set);
   }
 
   /** The balancer entries in service, and retired ones still draining. */
@@ -276,6 +350,9 @@ export class RuleBackends {
       }
       ordinals.add(ordinal);
       this.slots[index] = { backend, record, address, ordinal };
+      // A new address of a drained name is drained too.
+      const override = this.overrides.get(configured.name);
+      if (override !== undefined) this.applyOverride(index, override);
       consola.info(`rule ${this.rule.name}: backend ${record.name} -> ${address} (an address of ${configured.endpoint.host})`);
     }
   }
@@ -410,6 +487,8 @@ export class DialPlan {
  */
 export class BackendRegistry {
   private readonly byName = new Map<string, RuleBackends>();
+  /** The admin API's backend changes by rule name, kept while the rule exists. */
+  private readonly overrides = new Map<string, Map<string, BackendOverride>>();
 
   /** The state for `rule`: the current one when nothing about its backends changed, else a new one. */
   acquire(rule: ForwardRule): RuleBackends {
@@ -418,7 +497,12 @@ export class BackendRegistry {
       current.users++;
       return current;
     }
-    const fresh = new RuleBackends(rule);
+    let overrides = this.overrides.get(rule.name);
+    if (overrides === undefined) {
+      overrides = new Map();
+      this.overrides.set(rule.name, overrides);
+    }
+    const fresh = new RuleBackends(rule, { overrides });
     fresh.users = 1;
     this.byName.set(rule.name, fresh);
     return fresh;
@@ -429,7 +513,16 @@ export class BackendRegistry {
     backends.users--;
     if (backends.users > 0) return;
     backends.stop();
-    if (this.byName.get(backends.rule.name) === backends) this.byName.delete(backends.rule.name);
+    if (this.byName.get(backends.rule.name) === backends) {
+      this.byName.delete(backends.rule.name);
+      // The rule is gone: a rule of that name added later starts with its backends ready.
+      this.overrides.delete(backends.rule.name);
+    }
+  }
+
+  /** The state of rule `name`'s backends now, if it runs. */
+  get(name: string): RuleBackends | undefined {
+    return this.byName.get(name);
   }
 
   /** SIGHUP: names are resolved afresh. */

@@ -1,6 +1,7 @@
 /**
  * @module `oi` as a long-running service: load the config, start the
- * forwarders, the log file, the pid file and the metrics endpoint, then react
+ * forwarders, the log file, the pid file, the metrics endpoint and the admin
+ * server, then react
  * to signals. SIGHUP reloads the config (a bad one is reported and the
  * running one stays) and reopens the log file; SIGTERM and SIGINT stop
  * accepting, close each connection as soon as it is quiet (nothing moved for
@@ -10,10 +11,12 @@
 import type { Server as HttpServer } from "bun";
 import { consola } from "consola";
 import { formatIssue } from "./config/describe.ts";
-import { loadConfig } from "./config/load.ts";
+import { checkRunningRules, loadConfig } from "./config/load.ts";
 import { consoleSessionEvents } from "./connection-log.ts";
 import { consoleLog } from "./log/console.ts";
 import { type Engine, LocalEngine } from "./engine.ts";
+import { AdminControl } from "./admin/control.ts";
+import { AdminServer, describeAdminAddress, sameAdminAddress } from "./admin/server.ts";
 import { LogFile } from "./log/log-file.ts";
 import { MemoryTrim } from "./memory-trim.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
@@ -21,7 +24,8 @@ import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
-import type { Config, MetricsAddress } from "./types.ts";
+import type { Config, ConfigIssue, ForwardRule, MetricsAddress } from "./types.ts";
+import type { ApplySummary } from "./server.ts";
 import { WorkerEngine } from "./workers/supervisor.ts";
 
 export interface DaemonOptions {
@@ -47,11 +51,21 @@ function errorText(error: unknown): string {
 
 /** Print a config's warnings and errors; the config when it loaded cleanly. */
 export async function loadReporting(path: string): Promise<Config | undefined> {
+  return (await loadWithIssues(path)).config;
+}
+
+async function loadWithIssues(path: string): Promise<{ config: Config | undefined; errors: ConfigIssue[] }> {
   const result = await loadConfig(path);
   for (const warning of result.warnings) consola.warn(formatIssue(warning));
   for (const error of result.errors) consola.error(formatIssue(error));
-  return result.errors.length === 0 ? result.config : undefined;
+  return { config: result.errors.length === 0 ? result.config : undefined, errors: result.errors };
 }
+
+/** How a reload (SIGHUP, the API) or a change of rules through the API went. */
+export type ApplyOutcome =
+  | { ok: true; summary: ApplySummary; active: number }
+  /** `status`: 422 for a config refused by its checks, 409 for a bind that failed, 503 while shutting down. */
+  | { ok: false; status: number; message: string; errors: ConfigIssue[] };
 
 /** Session events go to whichever log file is current (none, or the one a reload opened). */
 class LogFileSlot implements SessionEvents {
@@ -76,6 +90,15 @@ export class Daemon {
   private readonly logSlot = new LogFileSlot();
   private pidFile: PidFile | undefined;
   private metricsServer: HttpServer<undefined> | undefined;
+  private adminServer: AdminServer | undefined;
+  /** Every rule listens (set once the first apply succeeded; a shutdown clears it). */
+  private listening = false;
+  /** The config as read from the file; `config` is what runs: this plus the API's rule changes. */
+  private fileConfig: Config;
+  /** Rules the API put (by name: their forwarding rules, one per bind) or deleted (null), until the next reload from the file. */
+  private readonly apiRules = new Map<string, ForwardRule[] | null>();
+  /** Reloads and rule changes run one at a time, in order. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly status: StatusReporter;
   private stopping = false;
   /** Holds the process up while no rule listens (rinetd waits for a SIGHUP that brings rules). */
@@ -86,6 +109,7 @@ export class Daemon {
     private readonly options: DaemonOptions,
   ) {
     this.config = config;
+    this.fileConfig = config;
     this.metrics = new Metrics(options.version, {
       forwarders: () => this.engine.sources.forwarders(),
       listening: () => this.engine.sources.listening(),
@@ -117,11 +141,15 @@ export class Daemon {
     try {
       daemon.openLogFile(config);
       daemon.writePidFile(config);
+      // Before the rules, so /readyz can say 503 until every rule listens.
+      await daemon.startAdmin(config);
       await daemon.engine.apply(config);
+      daemon.listening = true;
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {
       consola.error(errorText(error));
+      daemon.adminServer?.stop();
       await daemon.engine.closeAll();
       await daemon.releaseFiles();
       await consoleLog.flush(LOG_FLUSH_MS);
@@ -134,18 +162,29 @@ export class Daemon {
     return daemon;
   }
 
-  /** SIGHUP: re-read the config and apply it; on any failure the running config stays in force. */
-  async reload(): Promise<void> {
-    if (this.stopping) return;
-    consola.info(`SIGHUP: reloading ${this.options.configPath}`);
+  /** Run `task` after every reload or rule change already asked for. */
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** SIGHUP (or POST /api/v1/reload): re-read the config and apply it; on any failure the running config stays in force. */
+  reload(trigger = "SIGHUP"): Promise<ApplyOutcome> {
+    return this.exclusive(() => this.reloadNow(trigger));
+  }
+
+  private async reloadNow(trigger: string): Promise<ApplyOutcome> {
+    if (this.stopping) return { ok: false, status: 503, message: "shutting down", errors: [] };
+    consola.info(`${trigger}: reloading ${this.options.configPath}`);
     // logrotate sends SIGHUP after moving the file away: write to a fresh one.
     this.reopenLogFile();
     // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
     await this.engine.forgetAddresses();
-    const config = await loadReporting(this.options.configPath);
+    const { config, errors } = await loadWithIssues(this.options.configPath);
     if (config === undefined) {
       consola.error("reload failed: the running configuration stays in force");
-      return;
+      return { ok: false, status: 422, message: "the new configuration has errors: the running configuration stays in force", errors };
     }
     let summary;
     try {
@@ -153,11 +192,16 @@ export class Daemon {
     } catch (error) {
       if (!(error instanceof BindError)) throw error;
       consola.error(`${error.message}; reload failed: the running configuration stays in force`);
-      return;
+      return { ok: false, status: 409, message: `${error.message}; the running configuration stays in force`, errors: [] };
     }
+    // The file wins over rules changed through the API.
+    if (this.apiRules.size > 0) consola.info(`reload: ${this.apiRules.size} rule change(s) made through the admin API replaced by the file's rules`);
+    this.apiRules.clear();
+    this.fileConfig = config;
     this.switchLogFile(config);
     this.switchPidFile(config);
     this.switchMetrics(config);
+    await this.switchAdmin(config);
     this.metrics.reloads++;
     this.status.configure(config.status, config.statsLogInterval);
     // The file shows the reload (and a new path or format) at once, then every interval again.
@@ -169,6 +213,7 @@ export class Daemon {
     consola.info(
       `reloaded: ${summary.started} listener(s) started, ${summary.kept} kept, ${summary.stopped} stopped; ${this.engine.active} connection(s) open`,
     );
+    return { ok: true, summary, active: this.engine.active };
   }
 
   /** SIGTERM/SIGINT: close quiet connections, let busy ones finish within the grace period, then close the rest and exit 0. */
@@ -178,6 +223,8 @@ export class Daemon {
       await this.exitNow(0);
     }
     this.stopping = true;
+    // /readyz answers 503 from here on; the admin server stays up while connections drain.
+    this.listening = false;
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
@@ -197,6 +244,7 @@ export class Daemon {
 
   private async exitNow(code: number): Promise<never> {
     this.exiting = true;
+    this.adminServer?.stop();
     await this.engine.closeAll();
     // The last counts, for a script that reads them after oi stopped.
     await this.status.writeNow();
@@ -216,7 +264,7 @@ export class Daemon {
 
   private handleSignals(): void {
     process.on("SIGHUP", () => {
-      this.reload().catch((error: unknown) => consola.error(`reload failed: ${errorText(error)}`));
+      this.reload("SIGHUP").catch((error: unknown) => consola.error(`reload failed: ${errorText(error)}`));
     });
     process.on("SIGTERM", () => void this.shutdown("SIGTERM"));
     process.on("SIGINT", () => void this.shutdown("SIGINT"));
@@ -312,6 +360,96 @@ export class Daemon {
     }
   }
 
+  /** The running config: the file's, with the rule changes made through the API. */
+  get running(): Config {
+    return this.config;
+  }
+
+  get workerCount(): number {
+    return this.workers;
+  }
+
+  get forwarding(): Engine {
+    return this.engine;
+  }
+
+  get counters(): Metrics {
+    return this.metrics;
+  }
+
+  /** Every rule listens and no shutdown has begun. */
+  get ready(): boolean {
+    return this.listening && !this.stopping;
+  }
+
+  /** Prometheus text, as the metrics endpoint serves it (worker threads asked for their figures first). */
+  async metricsText(): Promise<string> {
+    if (this.workers === 1) return this.metrics.render();
+    await this.engine.refresh();
+    return this.metrics.render() + this.engine.extraMetrics();
+  }
+
+  /**
+   * PUT (rules given) or DELETE (null) of rule `name` through the API: the
+   * running config with that change is checked and applied as a reload
+   * applies a file (open connections kept); it lasts until the next reload.
+   */
+  changeRule(name: string, rules: ForwardRule[] | null): Promise<ApplyOutcome> {
+    return this.exclusive(async () => {
+      if (this.stopping) return { ok: false, status: 503, message: "shutting down", errors: [] };
+      const changes = new Map(this.apiRules);
+      changes.set(name, rules);
+      const candidate = withRuleChanges(this.fileConfig, changes);
+      const checked = checkRunningRules(candidate);
+      if (checked.length > 0) return { ok: false, status: 422, message: "the rule does not fit the running configuration", errors: checked };
+      let summary;
+      try {
+        summary = await this.engine.apply(candidate);
+      } catch (error) {
+        if (!(error instanceof BindError)) throw error;
+        return { ok: false, status: 409, message: error.message, errors: [] };
+      }
+      this.apiRules.set(name, rules);
+      this.config = candidate;
+      consola.info(
+        `admin API: rule ${name} ${rules === null ? "deleted" : "put"}: ${summary.started} listener(s) started, ${summary.kept} kept, ${summary.stopped} stopped`,
+      );
+      return { ok: true, summary, active: this.engine.active };
+    });
+  }
+
+  /** Names of the rules changed through the API (put or deleted) since the last reload from the file. */
+  get apiChanged(): ReadonlyMap<string, ForwardRule[] | null> {
+    return this.apiRules;
+  }
+
+  private async startAdmin(config: Config): Promise<void> {
+    const settings = config.admin;
+    if (settings?.address === undefined) return;
+    const server = new AdminServer(settings, new AdminControl(this));
+    try {
+      await server.start();
+    } catch (error) {
+      throw new Error(`${settings.at.file}:${settings.at.line}: cannot serve the admin API on ${describeAdminAddress(settings.address)}: ${errorText(error)}`);
+    }
+    this.adminServer = server;
+  }
+
+  /** A reload moves the admin server when its address changed, else gives it the new token and settings. */
+  private async switchAdmin(config: Config): Promise<void> {
+    if (this.adminServer !== undefined && sameAdminAddress(this.config.admin, config.admin)) {
+      if (config.admin !== undefined) this.adminServer.update(config.admin);
+      return;
+    }
+    this.adminServer?.stop(true);
+    this.adminServer = undefined;
+    try {
+      await this.startAdmin(config);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
+  }
+
   private switchMetrics(config: Config): void {
     if (sameAddress(this.metricsServer === undefined ? undefined : this.config.metrics, config.metrics)) return;
     this.metricsServer?.stop(true);
@@ -322,4 +460,27 @@ export class Daemon {
       consola.error(errorText(error));
     }
   }
+}
+
+/** `config` with the API's rule changes: a put rule takes the place of the file's rule of that name (or comes last), a deleted one is left out. */
+export function withRuleChanges(config: Config, changes: ReadonlyMap<string, ForwardRule[] | null>): Config {
+  const rules: ForwardRule[] = [];
+  const placed = new Set<string>();
+  for (const rule of config.rules) {
+    if (!changes.has(rule.name)) {
+      rules.push(rule);
+      continue;
+    }
+    if (placed.has(rule.name)) continue;
+    placed.add(rule.name);
+    rules.push(...(changes.get(rule.name) ?? []));
+  }
+  for (const [name, added] of changes) if (!placed.has(name) && added !== null) rules.push(...added);
+  // Copies: the checks below mark binds (ipv6-only) afresh for this set of rules.
+  const copies = rules.map((rule, index) => {
+    const copy: ForwardRule = { ...rule, index };
+    delete copy.bindIpv6Only;
+    return copy;
+  });
+  return { ...config, rules: copies };
 }

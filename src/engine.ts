@@ -5,6 +5,7 @@
  * endpoint and the signals; the engine starts, updates and stops forwarding.
  */
 import { Admission } from "./limits.ts";
+import type { BackendChange } from "./backends.ts";
 import type { MetricsSources } from "./metrics.ts";
 
 /** What an engine reports to the metrics views (the daemon adds its own log counts). */
@@ -37,6 +38,8 @@ export interface Engine {
   refresh(): Promise<void>;
   /** Prometheus text the engine adds after oi's own families ("" for none). */
   extraMetrics(): string;
+  /** The admin API changes a backend's state or weight; false when rule `rule` has no backend `backend`. */
+  changeBackend(rule: string, backend: string, change: BackendChange): Promise<boolean>;
   /** Called when forwarding broke beyond repair (a worker thread died). */
   onFailure?(handler: (reason: string) => void): void;
 }
@@ -65,6 +68,10 @@ export class LocalEngine implements Engine {
 
   async forgetAddresses(): Promise<void> {
     this.server.backends.forgetAddresses();
+  }
+
+  async changeBackend(rule: string, backend: string, change: BackendChange): Promise<boolean> {
+    return this.server.backends.get(rule)?.change(backend, change) ?? false;
   }
 
   async drain(): Promise<void> {

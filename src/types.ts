@@ -298,6 +298,25 @@ export interface MetricsAddress {
   port: number;
 }
 
+/** Where the admin HTTP server (src/admin/) listens: `HOST:PORT`, or a unix socket path. */
+export type AdminAddress = { transport: "tcp"; host: string; port: number } | { transport: "unix"; path: string };
+
+/** The admin server's directives (`admin`, `admin-token`, `admin-mode`, `admin-read`). */
+export interface AdminSettings {
+  /** Never undefined in a config that loaded (an `admin-*` directive without `admin` is an error). */
+  address: AdminAddress | undefined;
+  /** The line of `admin`, for the checks that span the directives. */
+  at: SourceLocation;
+  /** File holding the bearer token every API call must present; undefined: no token. */
+  tokenFile: string | undefined;
+  /** Its text (trimmed), read at load, so a reload reads it again; "" until then. */
+  token: string;
+  /** Permissions of the unix socket file (default 0600: owner only). */
+  socketMode: number;
+  /** `admin-read open`: GET endpoints need no token. */
+  readOpen: boolean;
+}
+
 export interface Config {
   file: string;
   format: ConfigFormat;
@@ -309,6 +328,8 @@ export interface Config {
   /** Concurrent connections across all rules; undefined: derived from the descriptor limit at start. */
   maxConnections: number | undefined;
   metrics: MetricsAddress | undefined;
+  /** The admin HTTP server; undefined: none. */
+  admin?: AdminSettings | undefined;
   /** A JSON or text file rewritten every `interval` seconds with the counters (rinetd-uv's status file). */
   status: StatusFileOptions | undefined;
   /** Seconds between one-line summaries in the console log; 0: none. */

@@ -84,11 +84,19 @@ export function markTried(tried: number, index: number): number {
   return tried | (1 << index);
 }
 
+/**
+ * An operator's say over a backend (the admin API): `ready` takes
+ * connections, `drain` takes no new ones (open ones finish), `maint` is
+ * drain with its health probes stopped too.
+ */
+export type AdminState = "ready" | "drain" | "maint";
+
 /** What the metrics, the status view and the log read about one backend. */
 export interface BackendStatus {
   readonly name: string;
   readonly key: string;
   readonly weight: number;
+  readonly state: AdminState;
   /** False while the backend is out (after failed connects or probes) and its trial time has not come. */
   readonly healthy: boolean;
   /** Connections picked for it and not yet ended: connecting or connected. */
@@ -111,6 +119,7 @@ export interface BackendStatus {
 const UNTIL_PROBE_SUCCEEDS = Number.POSITIVE_INFINITY;
 
 class BackendState implements BackendStatus {
+  state: AdminState = "ready";
   active = 0;
   consecutiveFailures = 0;
   probeFailures = 0;
@@ -130,7 +139,7 @@ class BackendState implements BackendStatus {
   constructor(
     readonly name: string,
     readonly key: string,
-    readonly weight: number,
+    public weight: number,
     private readonly now: () => number,
   ) {
     this.hashSeed = fnv1a32(key);
@@ -149,6 +158,8 @@ export class BackendPool {
    * connections end, and their slot reused by the next `add` once idle.
    */
   private retired = 0;
+  /** Backends drained or in maintenance (see AdminState): skipped by every pick, as retired ones are. */
+  private held = 0;
   private readonly algorithm: Algorithm;
   private readonly threshold: number;
   private readonly recoveryMs: number;
@@ -228,6 +239,7 @@ export class BackendPool {
       if (this.isRetired(i) && this.states[i]!.active === 0) {
         this.states[i] = state;
         this.retired &= ~(1 << i);
+        this.held &= ~(1 << i);
         return i;
       }
     }
@@ -240,6 +252,21 @@ export class BackendPool {
   retire(index: number): void {
     this.stateOf(index);
     this.retired |= 1 << index;
+  }
+
+  /** Backend `index` takes new connections again (ready), or no more (drain, maint); open ones are not touched. */
+  setState(index: number, state: AdminState): void {
+    this.stateOf(index).state = state;
+    if (state === "ready") this.held &= ~(1 << index);
+    else this.held |= 1 << index;
+  }
+
+  /** Backend `index`'s share of new connections from now on (> 0). */
+  setWeight(index: number, weight: number): void {
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new RangeError(`weight must be a positive number, not ${weight}`);
+    const state = this.stateOf(index);
+    state.weight = weight;
+    state.currentWeight = 0;
   }
 
   /** Clients remembered for affinity (0 when affinity is off). */
@@ -262,12 +289,12 @@ export class BackendPool {
     // Affinity applies to a client's first attempt; a retry means its backend just failed.
     if (this.affinity !== undefined && tried === 0) {
       const remembered = this.affinity.lookup(client, now);
-      if (remembered !== undefined && !this.isRetired(remembered) && (states[remembered]?.downUntil ?? 0) <= now) {
+      if (remembered !== undefined && !this.isRetired(remembered) && (this.held & (1 << remembered)) === 0 && (states[remembered]?.downUntil ?? 0) <= now) {
         return this.chosen(remembered, client, now);
       }
     }
-    // Retired backends count as tried: never picked, not even fail-open.
-    tried |= this.retired;
+    // Retired, drained and maintained backends count as tried: never picked, not even fail-open.
+    tried |= this.retired | this.held;
 
     let down = 0;
     let untried = 0;

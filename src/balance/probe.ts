@@ -41,6 +41,8 @@ export interface ProbeOptions {
   targets: (index: number) => readonly ProbeAddress[] | Promise<readonly ProbeAddress[]>;
   /** Each probe's outcome: true when a connect succeeded. */
   report: (index: number, up: boolean) => void;
+  /** Backends not probed for now (in maintenance); asked at each interval. */
+  paused?: (index: number) => boolean;
 }
 
 /** Options Bun accepts for Bun.connect although its type definitions omit them. */
@@ -129,6 +131,7 @@ export class HealthProber {
 
   private tick(): void {
     for (let index = 0; index < this.probes.length; index++) {
+      if (this.options.paused?.(index) === true) continue;
       const probe = this.probes[index];
       if (probe === undefined) this.begin(index);
       // Still stuck after its timeout: one more failed probe, and no second connect.

@@ -225,7 +225,7 @@ function pushAccessRule(list: { allow: AccessRule[]; deny: AccessRule[] }, rule:
 function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, args: string[], line: number): void {
   if (spec.type === "flag") {
     if (args.length > 0) state.issues.error(line, `${keyword} takes no argument, found ${args.length}`);
-    else report(state, line, spec.apply({ config: state.config, defaults: state.defaults }, true));
+    else report(state, line, spec.apply({ config: state.config, defaults: state.defaults, at: { file: state.issues.file, line } }, true));
     return;
   }
   const [text] = args;
@@ -235,7 +235,7 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
     state.issues.error(line, `${keyword} takes one ${what} (${keyword} ${form}), found ${args.length} argument${args.length === 1 ? "" : "s"}`);
     return;
   }
-  const reason = spec.apply({ config: state.config, defaults: state.defaults }, confGlobalValue(spec, text));
+  const reason = spec.apply({ config: state.config, defaults: state.defaults, at: { file: state.issues.file, line } }, confGlobalValue(spec, text));
   if (reason !== undefined) state.issues.error(line, reason);
   else if (spec.noEffect !== undefined) state.issues.warn(line, noEffectWarning(keyword, spec.noEffect));
 }

@@ -5,7 +5,7 @@
 
 import { formatTarget } from "../endpoint.ts";
 import { formatHostPort } from "../ip.ts";
-import type { AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
+import type { AdminSettings, AccessList, Backend, Config, ConfigIssue, ForwardRule, SocketsMode, SpliceMode, TlsClientSettings } from "../types.ts";
 import { defaultRuleName, describeMatch } from "./model.ts";
 import { BALANCE_DEFAULTS } from "./options.ts";
 import { DEFAULT_CLIENT_TABLE_ENTRIES } from "../clients.ts";
@@ -37,6 +37,7 @@ export function describeConfig(config: Config): string {
     `pid file: ${config.pidFile ?? "none"}`,
     `max connections: ${config.maxConnections ?? "descriptor limit"}`,
     `metrics: ${config.metrics === undefined ? "off" : `http://${formatHostPort(config.metrics.host, config.metrics.port)}/metrics`}`,
+    ...(config.admin?.address === undefined ? [] : [`admin: ${describeAdmin(config.admin)}`]),
     ...(status === undefined ? [] : [`status file: ${status.path} (${status.format}, every ${status.interval}s)`]),
     ...(config.statsLogInterval > 0 ? [`stats log: every ${config.statsLogInterval}s`] : []),
     `splice: ${SPLICE_DESCRIPTIONS[config.splice]}`,
@@ -45,6 +46,13 @@ export function describeConfig(config: Config): string {
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...config.rules.map(describeRule),
   ].join("\n");
+}
+
+function describeAdmin(admin: AdminSettings): string {
+  const address = admin.address;
+  const where = address === undefined ? "" : address.transport === "unix" ? `unix:${address.path} (mode 0${admin.socketMode.toString(8)})` : `http://${formatHostPort(address.host, address.port)}`;
+  const access = admin.tokenFile === undefined ? "no token" : `token from ${admin.tokenFile}${admin.readOpen ? ", reads open" : ""}`;
+  return `${where}, ${access}`;
 }
 
 function describeBackend(backend: Backend, several: boolean): string {

@@ -6,16 +6,19 @@
  * of rinetd-uv that mean nothing in `oi` are accepted with a warning saying
  * why; nothing is silently ignored.
  */
-import type { Config, LogFormat } from "../types.ts";
+import type { AdminSettings, Config, LogFormat, SourceLocation } from "../types.ts";
 import type { RuleDefaults } from "./options.ts";
 import { MAX_WORKERS } from "../workers/count.ts";
+import { checkAdminAddress, checkAdminMode } from "./admin.ts";
 import { checkConnectionRate, checkConnectTimeout, checkMaxConnections, checkMaxConnectionsPerClient, checkMetricsAddress } from "./validate.ts";
 
 /**
  * `flag`: a .conf directive without argument (`logcommon`), true in TOML/YAML.
  * `switch`: on/off (true/false in TOML/YAML).
+ * `string-or-octal`: permissions such as `0660`; in TOML/YAML a string, or a
+ * bare number read as its digits (YAML gives `0660` unquoted as 660).
  */
-export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch" | "switch-or-word";
+export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch" | "switch-or-word" | "string-or-octal";
 
 export type GlobalValue = string | number | boolean;
 
@@ -23,6 +26,8 @@ export type GlobalValue = string | number | boolean;
 export interface GlobalTarget {
   config: Config;
   defaults: RuleDefaults;
+  /** Where the setting being applied stands (for checks that span settings, made after all are read). */
+  at?: SourceLocation;
 }
 
 export interface GlobalSpec {
@@ -70,6 +75,19 @@ function logFormat(format: LogFormat) {
  */
 function noEffect(conf: string, yaml: string, min: number, max: number, why: string): GlobalSpec {
   return { conf: [conf], yaml, type: "integer", apply: bounded(conf, min, max, () => undefined), noEffect: why };
+}
+
+/** The admin settings being read; the address may come after the other directives (checked once all are read, see admin.ts). */
+function adminOf(target: GlobalTarget): AdminSettings {
+  target.config.admin ??= {
+    address: undefined,
+    at: target.at ?? { file: target.config.file, line: 0 },
+    tokenFile: undefined,
+    token: "",
+    socketMode: 0o600,
+    readOpen: false,
+  };
+  return target.config.admin;
 }
 
 function status(target: GlobalTarget) {
@@ -161,6 +179,53 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
       const checked = checkMetricsAddress(String(value));
       if (!checked.ok) return checked.reason;
       target.config.metrics = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["admin"],
+    toml: "admin",
+    yaml: "admin",
+    type: "string",
+    apply: (target, value) => {
+      const checked = checkAdminAddress(String(value));
+      if (!checked.ok) return checked.reason;
+      const admin = adminOf(target);
+      admin.address = checked.value;
+      admin.at = target.at ?? admin.at;
+      return undefined;
+    },
+  },
+  {
+    conf: ["admin-token", "admin_token"],
+    toml: "admin_token",
+    yaml: "admin_token",
+    type: "path",
+    apply: (target, value) => {
+      adminOf(target).tokenFile = String(value);
+      return undefined;
+    },
+  },
+  {
+    conf: ["admin-mode", "admin_mode"],
+    toml: "admin_mode",
+    yaml: "admin_mode",
+    type: "string-or-octal",
+    apply: (target, value) => {
+      const checked = checkAdminMode(String(value));
+      if (!checked.ok) return checked.reason;
+      adminOf(target).socketMode = checked.value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["admin-read", "admin_read"],
+    toml: "admin_read",
+    yaml: "admin_read",
+    type: "string",
+    apply: (target, value) => {
+      if (value !== "open" && value !== "token") return `admin-read must be open or token, got '${String(value)}'`;
+      adminOf(target).readOpen = value === "open";
       return undefined;
     },
   },

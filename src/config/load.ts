@@ -6,10 +6,11 @@
  */
 
 import { readFile } from "node:fs/promises";
-import type { ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
+import type { Config, ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
+import { loadAdminSettings } from "./admin.ts";
 import { findRangeMismatches } from "./port-range.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
@@ -47,12 +48,25 @@ export function loadConfigText(text: string, file: string): LoadResult {
     ...findRangeMismatches(rules, label),
     ...findMisplacedOptions(rules, label),
     ...loadTlsFiles(rules, label),
+    ...loadAdminSettings(parsed.config),
   ]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,
     warnings: inReadingOrder(parsed.files, [...parsed.warnings, ...findIneffectiveOptions(rules, label)]),
   };
+}
+
+/**
+ * The checks that span rules, for a set of rules made at run time (the
+ * file's with rules changed through the admin API): the same as a load
+ * makes, reasons naming the rule.
+ */
+export function checkRunningRules(config: Config): ConfigIssue[] {
+  const rules = config.rules;
+  markIpv6OnlyBinds(rules);
+  const label: RuleLabel = (rule) => `rule '${rule.name}': `;
+  return [...findDuplicateBinds(rules, label), ...findRangeMismatches(rules, label), ...findMisplacedOptions(rules, label)];
 }
 
 export function formatOf(path: string): ConfigFormat {

@@ -40,6 +40,10 @@ export class TableReader {
     private readonly path: string,
   ) {}
 
+  get file(): string {
+    return this.context.file;
+  }
+
   string(key: string): string | undefined {
     const value = this.values[key];
     if (value === undefined || typeof value === "string") return value;
@@ -350,6 +354,10 @@ function readGlobalValue(reader: TableReader, key: string, spec: GlobalSpec): Gl
       const value = reader.raw(key);
       return typeof value === "boolean" ? value : reader.string(key);
     }
+    case "string-or-octal": {
+      const value = reader.raw(key);
+      return typeof value === "number" && Number.isInteger(value) ? String(value) : reader.string(key);
+    }
   }
 }
 
@@ -376,7 +384,7 @@ export function readGlobals(reader: TableReader, keyOf: (spec: GlobalSpec) => st
     if (value === undefined) continue;
     // A flag given as false in TOML/YAML (log_common: false) simply leaves the default.
     if (spec.type === "flag" && value === false) continue;
-    const reason = spec.apply(target, value);
+    const reason = spec.apply({ ...target, at: { file: reader.file, line: source.lineOf(leaf) } }, value);
     if (reason !== undefined) source.report(leaf, reason);
     else if (spec.noEffect !== undefined) issues.warn(source.lineOf(leaf), noEffectWarning(key, spec.noEffect));
   }

@@ -30,6 +30,7 @@ import type { Config } from "../types.ts";
 import type { Engine } from "../engine.ts";
 import { consola } from "consola";
 import type { BackendStatus } from "../balance/pool.ts";
+import type { BackendChange } from "../backends.ts";
 import { RuleTable } from "./rule-table.ts";
 import { configToWire, type LiveFigures, type Notice, type Reply, rulesServedByAll, type WireConfig, type WireEvent } from "./wire.ts";
 import { WorkerLink } from "./worker-link.ts";
@@ -133,6 +134,12 @@ export class WorkerEngine implements Engine {
     this.rules.settle(generation);
     const first = replies[0];
     return first?.ok === true && first.summary !== undefined ? first.summary : { started: 0, kept: 0, stopped: 0 };
+  }
+
+  async changeBackend(rule: string, backend: string, change: BackendChange): Promise<boolean> {
+    const replies = await Promise.all(this.links.map((link) => link.request({ type: "change-backend", rule, backend, change })));
+    // Some rules run in worker 0 only (see worker-main): the backend exists when any worker has it.
+    return replies.some((reply) => reply.ok && reply.found === true);
   }
 
   async forgetAddresses(): Promise<void> {

@@ -10,6 +10,7 @@ import { compilePattern } from "../access.ts";
 import { listenerKey } from "../config/validate.ts";
 import type { ApplySummary } from "../server.ts";
 import type { BackendStatus } from "../balance/pool.ts";
+import type { BackendChange } from "../backends.ts";
 import type { Refusal, SessionRecord } from "../session.ts";
 import type { AccessList, AccessRule, Backend, Config, ForwardRule } from "../types.ts";
 
@@ -135,7 +136,9 @@ export type Request =
   | { type: "live"; request: number }
   | { type: "stop-accepting"; request: number }
   | { type: "drain"; request: number }
-  | { type: "close-all"; request: number };
+  | { type: "close-all"; request: number }
+  /** The admin API drains a backend or sets its weight: every worker balances on its own, so each is told. */
+  | { type: "change-backend"; request: number; rule: string; backend: string; change: BackendChange };
 
 /** The first message a worker gets: who it is and where the shared counts are. */
 export interface WorkerInit {
@@ -146,7 +149,7 @@ export interface WorkerInit {
 }
 
 export type Reply =
-  | { type: "reply"; request: number; ok: true; summary?: ApplySummary; live?: LiveFigures }
+  | { type: "reply"; request: number; ok: true; summary?: ApplySummary; live?: LiveFigures; found?: boolean }
   | { type: "reply"; request: number; ok: false; message: string };
 
 /** Unprompted messages from a worker. */

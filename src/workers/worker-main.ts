@@ -82,6 +82,10 @@ class ForwardingWorker {
       case "close-all":
         this.server.closeAll();
         break;
+      case "change-backend": {
+        const found = this.server.backends.get(message.rule)?.change(message.backend, message.change) ?? false;
+        return { type: "reply", request: message.request, ok: true, found };
+      }
     }
     return { type: "reply", request: message.request, ok: true };
   }
@@ -109,6 +113,7 @@ class ForwardingWorker {
         name: status.name,
         key: status.key,
         weight: status.weight,
+        state: status.state,
         healthy: status.healthy,
         active: status.active,
         consecutiveFailures: status.consecutiveFailures,
