@@ -24,6 +24,8 @@ import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
+import { RecentErrors } from "./admin/recent-errors.ts";
+import { TrafficHistory } from "./admin/history.ts";
 import type { Config, ConfigIssue, ForwardRule, MetricsAddress } from "./types.ts";
 import type { ApplySummary } from "./server.ts";
 import { WorkerEngine } from "./workers/supervisor.ts";
@@ -120,7 +122,13 @@ export class Daemon {
     this.workers = options.workers ?? config.workers ?? 1;
     // With one worker the connections live in this thread's heap, which a full collection can shrink after a burst.
     this.trim = this.workers === 1 ? new MemoryTrim() : undefined;
-    const events = fanOut([consoleSessionEvents(options.verbose), this.logSlot, this.metrics, ...(this.trim === undefined ? [] : [this.trim])]);
+    const events = fanOut([
+      consoleSessionEvents(options.verbose),
+      this.logSlot,
+      this.metrics,
+      this.recentErrors,
+      ...(this.trim === undefined ? [] : [this.trim]),
+    ]);
     this.engine = this.workers > 1 ? new WorkerEngine(this.workers, config, events) : new LocalEngine(config, events);
     this.engine.onFailure?.((reason) => void this.fail(reason));
     this.status = new StatusReporter(this.metrics, this.workers > 1 ? () => this.engine.refresh() : undefined);
@@ -128,6 +136,13 @@ export class Daemon {
 
   private readonly workers: number;
   private readonly trim: MemoryTrim | undefined;
+  /** The last connections that did not end well, for the admin dashboard. */
+  readonly recentErrors = new RecentErrors();
+  /** The rules' traffic over the last minutes, for the dashboard's charts; sampled while an admin server runs. */
+  readonly history = new TrafficHistory(async () => {
+    if (this.workers > 1) await this.engine.refresh();
+    return this.metrics.snapshot().rules;
+  });
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -433,6 +448,7 @@ export class Daemon {
       throw new Error(`${settings.at.file}:${settings.at.line}: cannot serve the admin API on ${describeAdminAddress(settings.address)}: ${errorText(error)}`);
     }
     this.adminServer = server;
+    this.history.start();
   }
 
   /** A reload moves the admin server when its address changed, else gives it the new token and settings. */
@@ -443,6 +459,8 @@ export class Daemon {
     }
     this.adminServer?.stop(true);
     this.adminServer = undefined;
+    // Started again with the new server (the samples kept); stopped for good when the config has none.
+    this.history.stop();
     try {
       await this.startAdmin(config);
     } catch (error) {

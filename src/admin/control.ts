@@ -14,6 +14,7 @@ import { statusJson } from "../status.ts";
 import type { ConfigIssue, ForwardRule } from "../types.ts";
 import type { ApiAnswer } from "./http.ts";
 import type { AdminApi } from "./server.ts";
+import { HISTORY_INTERVAL_MS } from "./history.ts";
 import { parseRuleBody } from "./rule-body.ts";
 import { configYaml, ruleOptionsYaml } from "../config/yaml-writer.ts";
 import type { AdminState } from "../balance/pool.ts";
@@ -59,6 +60,16 @@ export class AdminControl implements AdminApi {
     await this.refresh();
     if (!this.daemon.running.rules.some((rule) => rule.name === name)) return error(404, `no rule named '${name}'`);
     return { status: 200, body: this.view(name) };
+  }
+
+  errors(): ApiAnswer {
+    return { status: 200, body: { errors: this.daemon.recentErrors.list() } };
+  }
+
+  history(since: string | null): ApiAnswer {
+    const after = since === null ? 0 : Number(since);
+    if (!Number.isFinite(after)) return error(400, `since must be a time in ms since the epoch, not '${since}'`);
+    return { status: 200, body: { interval_seconds: HISTORY_INTERVAL_MS / 1000, samples: this.daemon.history.samples(after) } };
   }
 
   async reload(): Promise<ApiAnswer> {

@@ -11,6 +11,7 @@ import { consola } from "consola";
 import { formatHostPort } from "../ip.ts";
 import { clearStaleSocket } from "../tcp/unix-socket.ts";
 import type { AdminAddress, AdminSettings } from "../types.ts";
+import { DASHBOARD_CSP, DASHBOARD_FILES } from "./dashboard/assets.ts";
 import { type ApiAnswer, answer, checkBearer, errorResponse, HttpError, json, MAX_BODY_BYTES, readBody } from "./http.ts";
 
 /** A backend's administrative state: `drain` takes no new connections, `maint` also stops its health probes. */
@@ -31,6 +32,10 @@ export interface AdminApi {
   putRule(name: string, body: string, contentType: string): Promise<ApiAnswer>;
   deleteRule(name: string): Promise<ApiAnswer>;
   config(format: string): Promise<ApiAnswer>;
+  /** The last connections that did not end well (see recent-errors.ts). */
+  errors(): ApiAnswer;
+  /** Each rule's counters every 2 s over the last minutes (see history.ts); `since`: only samples after that time (ms). */
+  history(since: string | null): ApiAnswer;
 }
 
 export function describeAdminAddress(address: AdminAddress): string {
@@ -76,7 +81,14 @@ export class AdminServer {
     private readonly api: AdminApi,
   ) {
     const rule = "/api/v1/rules/([^/]+)";
+    // The dashboard's files hold no data (the page asks the API, with the token when one is set): open, as the probes are.
+    const dashboard: Route[] = [...DASHBOARD_FILES].map(([path, file]) => ({
+      pattern: new RegExp(`^${path.replace(".", "\\.")}$`),
+      open: true,
+      methods: { GET: () => new Response(file.body, { headers: { "content-type": file.type, "content-security-policy": DASHBOARD_CSP, "cache-control": "no-cache" } }) },
+    }));
     this.routes = [
+      ...dashboard,
       { pattern: /^\/healthz$/, open: true, methods: { GET: () => new Response("ok\n", { headers: TEXT }) } },
       {
         pattern: /^\/readyz$/,
@@ -102,6 +114,8 @@ export class AdminServer {
         methods: { POST: async (request, [name, backend]) => answer(await api.setBackend(segment(name!), segment(backend!), await readBody(request))) },
       },
       { pattern: /^\/api\/v1\/reload$/, methods: { POST: async () => answer(await api.reload()) } },
+      { pattern: /^\/api\/v1\/errors$/, methods: { GET: () => answer(api.errors()) } },
+      { pattern: /^\/api\/v1\/history$/, methods: { GET: (_request, _params, url) => answer(api.history(url.searchParams.get("since"))) } },
       { pattern: /^\/api\/v1\/config$/, methods: { GET: async (_request, _params, url) => answer(await api.config(url.searchParams.get("format") ?? "yaml")) } },
     ];
   }

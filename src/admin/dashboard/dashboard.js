@@ -9,8 +9,6 @@
   /** Samples kept per rule for its chart: five minutes at one per refresh. */
   const HISTORY = 150;
   const TOKEN_KEY = "oi-admin-token";
-  /** Per rule name: its last byte counts and its bytes-per-second samples. */
-  const history = new Map();
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let timer;
 
@@ -61,26 +59,33 @@
     return `${unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
   }
 
-  function record(name, now, bytesIn, bytesOut) {
-    let entry = history.get(name);
-    if (entry === undefined) {
-      entry = { last: undefined, samples: [] };
-      history.set(name, entry);
-    }
-    const last = entry.last;
-    if (last !== undefined && now > last.now) {
-      const seconds = (now - last.now) / 1000;
-      // A counter that went down (a restart behind the same address) starts over.
-      const rateIn = bytesIn >= last.bytesIn ? (bytesIn - last.bytesIn) / seconds : 0;
-      const rateOut = bytesOut >= last.bytesOut ? (bytesOut - last.bytesOut) / seconds : 0;
-      entry.samples.push({ rateIn, rateOut });
-      if (entry.samples.length > HISTORY) entry.samples.shift();
-    }
-    entry.last = { now, bytesIn, bytesOut };
-    return entry;
+  /** The server's samples (GET /api/v1/history), oldest first, the last HISTORY of them. */
+  let samples = [];
+
+  async function updateHistory() {
+    const since = samples.length === 0 ? 0 : samples[samples.length - 1].time;
+    const answer = await api("GET", `/api/v1/history?since=${since}`);
+    samples = samples.concat(answer.samples).slice(-HISTORY);
   }
 
-  function draw(canvas, samples) {
+  /** A rule's bytes per second between consecutive samples (a counter that went down starts over). */
+  function rates(name) {
+    const out = [];
+    for (let i = 1; i < samples.length; i++) {
+      const before = samples[i - 1].rules[name];
+      const after = samples[i].rules[name];
+      if (before === undefined || after === undefined) continue;
+      const seconds = (samples[i].time - samples[i - 1].time) / 1000;
+      if (seconds <= 0) continue;
+      out.push({
+        rateIn: after[0] >= before[0] ? (after[0] - before[0]) / seconds : 0,
+        rateOut: after[1] >= before[1] ? (after[1] - before[1]) / seconds : 0,
+      });
+    }
+    return out;
+  }
+
+  function draw(canvas, series) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth || 600;
     const height = canvas.clientHeight || 80;
@@ -92,14 +97,14 @@
     context.clearRect(0, 0, width, height);
     const style = getComputedStyle(document.documentElement);
     let top = 1;
-    for (const sample of samples) top = Math.max(top, sample.rateIn, sample.rateOut);
-    const x = (i) => width - (samples.length - 1 - i) * (width / (HISTORY - 1));
+    for (const sample of series) top = Math.max(top, sample.rateIn, sample.rateOut);
+    const x = (i) => width - (series.length - 1 - i) * (width / (HISTORY - 1));
     const y = (value) => height - 2 - (value / top) * (height - 14);
     for (const [key, color] of [["rateIn", "--in"], ["rateOut", "--out"]]) {
       context.strokeStyle = style.getPropertyValue(color).trim() || "#888";
       context.lineWidth = 1.5;
       context.beginPath();
-      samples.forEach((sample, i) => (i === 0 ? context.moveTo(x(i), y(sample[key])) : context.lineTo(x(i), y(sample[key]))));
+      series.forEach((sample, i) => (i === 0 ? context.moveTo(x(i), y(sample[key])) : context.lineTo(x(i), y(sample[key]))));
       context.stroke();
     }
     context.fillStyle = style.getPropertyValue("color") || "#888";
@@ -119,7 +124,7 @@
 
   function backendRow(ruleName, backend, detail) {
     const state = (detail && detail.state) || "ready";
-    const healthy = backend.healthy !== false && !(detail && detail.healthy === false);
+    const healthy = backend.healthy !== false && !(detail && detail.health === "down");
     const buttons = element("td", {});
     for (const next of ["drain", "maint", "ready"]) {
       if (next === state) continue;
@@ -139,15 +144,14 @@
     );
   }
 
-  function ruleCard(rule, detail, entry) {
-    const samples = entry.samples;
-    const latest = samples[samples.length - 1] || { rateIn: 0, rateOut: 0 };
+  function ruleCard(rule, detail, series) {
+    const latest = series[series.length - 1] || { rateIn: 0, rateOut: 0 };
     const canvas = element("canvas", { "aria-label": `bytes per second of ${rule.name}` });
     const details = new Map(((detail && detail.backends) || []).map((backend) => [backend.name, backend]));
     const card = element(
       "article",
       { class: "rule", "data-rule": rule.name },
-      element("h3", {}, rule.name, element("span", { class: "bind" }, detail && detail.bind ? String(detail.bind) : ""), element("span", { class: "bind" }, rule.mode)),
+      element("h3", {}, rule.name, element("span", { class: "bind" }, detail && Array.isArray(detail.binds) ? detail.binds.join(" ") : ""), element("span", { class: "bind" }, rule.mode)),
       element(
         "div",
         { class: "figures" },
@@ -170,7 +174,7 @@
         ),
       );
     }
-    return { card, draw: () => draw(canvas, samples) };
+    return { card, draw: () => draw(canvas, series) };
   }
 
   function renderErrors(errors) {
@@ -207,10 +211,11 @@
         api("GET", "/api/v1/status"),
         api("GET", "/api/v1/rules").catch(() => undefined),
         api("GET", "/api/v1/errors").catch(() => undefined),
+        updateHistory().catch(() => undefined),
       ]);
       const now = Date.now();
-      const details = new Map(((rules && (Array.isArray(rules) ? rules : rules.rules)) || []).map((rule) => [rule.name, rule]));
-      const cards = status.rules.map((rule) => ruleCard(rule, details.get(rule.name), record(rule.name, now, rule.bytes_in, rule.bytes_out)));
+      const details = new Map(((rules && rules.rules) || []).map((rule) => [rule.name, rule]));
+      const cards = status.rules.map((rule) => ruleCard(rule, details.get(rule.name), rates(rule.name)));
       $("rules").replaceChildren(...cards.map((each) => each.card));
       for (const each of cards) each.draw();
       const connections = status.connections;
