@@ -19,6 +19,7 @@ import { MemoryTrim } from "./memory-trim.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
+import { Notifier } from "./systemd/notify.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
@@ -78,6 +79,8 @@ export class Daemon {
   private metricsServer: HttpServer<undefined> | undefined;
   private readonly status: StatusReporter;
   private stopping = false;
+  /** systemd's NOTIFY_SOCKET, when set (see systemd/notify.ts). */
+  private notifier: Notifier | undefined;
   /** Holds the process up while no rule listens (rinetd waits for a SIGHUP that brings rules). */
   private readonly keepAlive = setInterval(() => {}, 1 << 30);
 
@@ -131,12 +134,36 @@ export class Daemon {
     const count = config.rules.length;
     const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
     consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
+    await daemon.notifyReady();
     return daemon;
   }
 
-  /** SIGHUP: re-read the config and apply it; on any failure the running config stays in force. */
+  /** Every rule listens: systemd may go on (READY=1), and its watchdog starts when the unit has one. */
+  private async notifyReady(): Promise<void> {
+    this.notifier = await Notifier.fromEnvironment();
+    this.notifier?.ready(this.statusLine());
+    this.notifier?.startWatchdog(() => this.statusLine());
+  }
+
+  /** systemd's STATUS= line: `3 rules listening, 12 connections`. */
+  private statusLine(): string {
+    const rules = this.config.rules.length;
+    const open = this.engine.active;
+    return `${rules} rule${rules === 1 ? "" : "s"} listening, ${open} connection${open === 1 ? "" : "s"}`;
+  }
+
+  /** SIGHUP: re-read the config and apply it; on any failure the running config stays in force. systemd hears RELOADING=1 before and READY=1 after, either way. */
   async reload(): Promise<void> {
     if (this.stopping) return;
+    this.notifier?.reloading();
+    try {
+      await this.reloadConfig();
+    } finally {
+      if (!this.stopping) this.notifier?.ready(this.statusLine());
+    }
+  }
+
+  private async reloadConfig(): Promise<void> {
     consola.info(`SIGHUP: reloading ${this.options.configPath}`);
     // logrotate sends SIGHUP after moving the file away: write to a fresh one.
     this.reopenLogFile();
@@ -178,6 +205,7 @@ export class Daemon {
       await this.exitNow(0);
     }
     this.stopping = true;
+    this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
