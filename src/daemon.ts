@@ -20,6 +20,7 @@ import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { Notifier } from "./systemd/notify.ts";
+import { readInheritedSockets, warnUnclaimed } from "./systemd/inherited.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
@@ -118,9 +119,13 @@ export class Daemon {
     }
     const daemon = new Daemon(config, options);
     try {
+      const inherited = await readInheritedSockets();
+      // Worker threads each bind their own socket per port (SO_REUSEPORT); one inherited socket cannot be shared out.
+      if (inherited > 0 && daemon.workers > 1) throw new Error(`${inherited} listening socket(s) inherited (LISTEN_FDS): socket activation needs workers 1, not ${daemon.workers}`);
       daemon.openLogFile(config);
       daemon.writePidFile(config);
       await daemon.engine.apply(config);
+      warnUnclaimed();
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {

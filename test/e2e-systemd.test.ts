@@ -10,6 +10,8 @@ import { cleanUpAfterEachTest, greeter, greeting, onCleanup, until } from "./hel
 import { NotifySocket } from "./helpers/notify-socket.ts";
 import { startOi, writeTempFile } from "./helpers/oi-process.ts";
 import { freePort } from "./helpers/peers.ts";
+import { missingTools, testName, toolPath } from "./helpers/servers.ts";
+import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
 
@@ -67,5 +69,69 @@ describe("sd_notify", () => {
     expect(await greeting(port)).toBe("one");
     await until(() => `${oi.stdout.text}${oi.stderr.text}`.includes("cannot notify systemd"), 2000, "the warning");
     expect(await oi.stop()).toBe(0);
+  });
+});
+
+const noSocketActivate = missingTools(["systemd-socket-activate"]);
+
+/** Whether something is bound to 127.0.0.1:`port` (/proc/net: systemd-socket-activate binds before it execs oi). */
+async function bound(port: number, table: "tcp" | "udp"): Promise<boolean> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return (await Bun.file(`/proc/net/${table}`).text()).includes(` ${local} `);
+}
+
+async function untilBound(port: number, table: "tcp" | "udp"): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await bound(port, table))) {
+    if (Date.now() > deadline) throw new Error(`nothing bound 127.0.0.1:${port}/${table}`);
+    await Bun.sleep(20);
+  }
+}
+
+/**
+ * oi under `systemd-socket-activate -l ...`: it execs oi at the first
+ * connection, so that connection (made here) is what starts oi, and it must
+ * be served by oi on the inherited socket.
+ */
+async function activated(config: string, listen: string[]): Promise<{ oi: Awaited<ReturnType<typeof startOi>>; first: string }> {
+  const tool = toolPath("systemd-socket-activate")!;
+  const starting = startOi(writeTempFile("activated.conf", config), ["-v"], [tool, ...listen.flatMap((each) => ["-l", each])]);
+  const port = Number(listen[0]!.split(":").pop());
+  await untilBound(port, "tcp");
+  const first = await greeting(port);
+  const oi = await starting;
+  onCleanup(() => oi.stop());
+  return { oi, first };
+}
+
+describe("socket activation", () => {
+  for (const sockets of ["direct", "bun"]) {
+    test.skipIf(noSocketActivate !== undefined)(testName(`systemd-socket-activate: the rule on the passed port serves on it (sockets ${sockets}); an unmatched socket is named`, noSocketActivate), async () => {
+      const one = greeter("one");
+      const [port, spare] = [freePort(), freePort()];
+      const { oi, first } = await activated(`sockets ${sockets}\n127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`, [`127.0.0.1:${port}`, `127.0.0.1:${spare}`]);
+      expect(first).toBe("one");
+      expect(await greeting(port)).toBe("one");
+      expect(oi.stdout.text + oi.stderr.text).toContain(`inherited socket 127.0.0.1:${spare}/tcp matches no rule's bind: kept open unused`);
+      // oi could not have bound the port itself: systemd-socket-activate holds it.
+      expect(await oi.stop()).toBe(0);
+    });
+  }
+
+  test.skipIf(noSocketActivate !== undefined)(testName("systemd-socket-activate -d: a UDP rule serves on the passed datagram socket", noSocketActivate), async () => {
+    const echo = await startUdpBackend();
+    const port = await freeUdpPort();
+    const tool = toolPath("systemd-socket-activate")!;
+    const starting = startOi(writeTempFile("activated.conf", `127.0.0.1 ${port}/udp 127.0.0.1 ${echo.port}/udp\n`), [], [tool, "-d", "-l", `127.0.0.1:${port}`]);
+    // The first datagram starts oi; it waits in the socket until oi reads it.
+    await untilBound(port, "udp");
+    const client = await UdpClient.open("127.0.0.1", port);
+    client.send("first");
+    const oi = await starting;
+    onCleanup(() => oi.stop());
+    await client.waitCount(1);
+    client.send("second");
+    await client.waitCount(2);
+    expect(client.received.map((each) => new TextDecoder().decode(each.data))).toEqual(["first", "second"]);
   });
 });

@@ -18,6 +18,7 @@ import { type FdLoop, fdLoop } from "../fd/loop.ts";
 import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
 import type { StreamHandlers, StreamListener, StreamSocket } from "./stream-socket.ts";
 import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
+import { takeInherited } from "../systemd/inherited.ts";
 
 export interface ListenOptions {
   ipv6Only: boolean;
@@ -56,6 +57,8 @@ export class SocketLayer {
 
   /** Listen on `bind`; throws an Error saying why it cannot. */
   async listen(bind: Endpoint, options: ListenOptions, handlers: object): Promise<StreamListener> {
+    const inherited = takeInherited(bind);
+    if (inherited !== undefined) return this.adopt(inherited, bind, handlers);
     if (bind.transport === "unix") {
       await clearStaleSocket(bind.host);
       // Half-close must pass through unix sockets as through TCP (see below).
@@ -82,6 +85,15 @@ export class SocketLayer {
       socket: handlers,
       reusePort: options.reusePort,
     };
+    return Bun.listen<unknown>(bunOptions);
+  }
+
+  /** Serve on a listening socket inherited from systemd or from the oi before an upgrade (systemd/inherited.ts). */
+  private adopt(fd: number, bind: Endpoint, handlers: object): StreamListener {
+    const loop = this.direct();
+    if (loop !== undefined && bind.transport !== "unix" && isIpLiteral(bind.host)) return FdListener.adopt(loop, fd, handlers as StreamHandlers<unknown>);
+    // Bun's listen takes a descriptor though its types leave `fd` out; given an address too, it would bind that instead.
+    const bunOptions = { fd, allowHalfOpen: true, socket: handlers } as unknown as Bun.TCPSocketListenOptions<unknown>;
     return Bun.listen<unknown>(bunOptions);
   }
 

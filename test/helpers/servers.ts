@@ -24,6 +24,9 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   curl: "curl",
   openssl: "openssl",
   iperf3: "iperf3",
+  "systemd-socket-activate": "systemd",
+  "systemd-analyze": "systemd",
+  ab: "apache2-utils",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
