@@ -5,12 +5,13 @@
  * systemd-analyze.
  */
 import { describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { cleanUpAfterEachTest, greeter, greeting, onCleanup, until } from "./helpers/harness.ts";
 import { NotifySocket } from "./helpers/notify-socket.ts";
-import { startOi, writeTempFile } from "./helpers/oi-process.ts";
+import { startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { freePort } from "./helpers/peers.ts";
-import { missingTools, testName, toolPath } from "./helpers/servers.ts";
+import { missingTools, runTool, testName, toolPath } from "./helpers/servers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
@@ -133,5 +134,29 @@ describe("socket activation", () => {
     client.send("second");
     await client.waitCount(2);
     expect(client.received.map((each) => new TextDecoder().decode(each.data))).toEqual(["first", "second"]);
+  });
+});
+
+const noAnalyze = missingTools(["systemd-analyze"]);
+
+describe("shipped unit files", () => {
+  test.skipIf(noAnalyze !== undefined)(testName("contrib/systemd/oi.service and oi.socket pass systemd-analyze verify with nothing to say", noAnalyze), async () => {
+    const dir = tempDir();
+    const contrib = join(import.meta.dir, "..", "contrib", "systemd");
+    const service = readFileSync(join(contrib, "oi.service"), "utf8");
+    expect(service).toContain("Type=notify");
+    expect(service).toContain("ExecReload=/bin/kill -HUP $MAINPID");
+    expect(service).toContain("AmbientCapabilities=CAP_NET_BIND_SERVICE");
+    // verify checks that ExecStart's program exists: point it at one that does (the binary's place is the installer's choice).
+    writeFileSync(join(dir, "oi.service"), service.replace("ExecStart=/usr/local/bin/oi", `ExecStart=${process.execPath}`));
+    copyFileSync(join(contrib, "oi.socket"), join(dir, "oi.socket"));
+    const run = await runTool([toolPath("systemd-analyze")!, "verify", "--man=no", join(dir, "oi.service"), join(dir, "oi.socket")], { timeoutMs: 20_000 });
+    expect(`${run.stdout}${run.stderr}`.trim()).toBe("");
+    expect(run.code).toBe(0);
+
+    // The check can fail: a misspelt key is reported.
+    writeFileSync(join(dir, "oi.service"), service.replace("ExecStart=/usr/local/bin/oi", `ExecStart=${process.execPath}`).replace("NotifyAccess=", "NotifyAcess="));
+    const bad = await runTool([toolPath("systemd-analyze")!, "verify", "--man=no", join(dir, "oi.service")], { timeoutMs: 20_000 });
+    expect(`${bad.stdout}${bad.stderr}`).toContain("Unknown key 'NotifyAcess'");
   });
 });
