@@ -155,7 +155,7 @@ describe("shipped unit files", () => {
     expect(run.code).toBe(0);
 
     // The check can fail: a misspelt key is reported.
-    writeFileSync(join(dir, "oi.service"), service.replace("ExecStart=/usr/local/bin/oi", `ExecStart=${process.execPath}`).replace("NotifyAccess=", "NotifyAcess="));
+    writeFileSync(join(dir, "oi.service"), service.replace("ExecStart=/usr/local/bin/oi", `ExecStart=${process.execPath}`).replace("\nNotifyAccess=", "\nNotifyAcess="));
     const bad = await runTool([toolPath("systemd-analyze")!, "verify", "--man=no", join(dir, "oi.service")], { timeoutMs: 20_000 });
     expect(`${bad.stdout}${bad.stderr}`).toContain("Unknown key 'NotifyAcess'");
   });
