@@ -20,7 +20,10 @@ import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { Notifier } from "./systemd/notify.ts";
-import { readInheritedSockets, warnUnclaimed } from "./systemd/inherited.ts";
+import { bindAddress, readInheritedSockets, unclaimedInherited, warnUnclaimed } from "./systemd/inherited.ts";
+import { handOverSocketFiles } from "./tcp/unix-socket.ts";
+import { listeningSockets, startSuccessor, UPGRADED_FROM_ENV } from "./upgrade.ts";
+import { portAt, portCount } from "./endpoint.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
@@ -143,11 +146,102 @@ export class Daemon {
     return daemon;
   }
 
-  /** Every rule listens: systemd may go on (READY=1), and its watchdog starts when the unit has one. */
+  /**
+   * Every rule listens: systemd may go on (READY=1), and its watchdog starts
+   * when the unit has one. After an upgrade this process tells systemd it is
+   * the service's main process now (MAINPID=).
+   */
   private async notifyReady(): Promise<void> {
+    const upgradedFrom = process.env[UPGRADED_FROM_ENV];
+    delete process.env[UPGRADED_FROM_ENV];
+    if (upgradedFrom !== undefined) consola.info(`upgrade: took over the listening sockets of pid ${upgradedFrom}`);
     this.notifier = await Notifier.fromEnvironment();
-    this.notifier?.ready(this.statusLine());
+    if (upgradedFrom !== undefined) this.notifier?.mainPid(process.pid, this.statusLine());
+    else this.notifier?.ready(this.statusLine());
     this.notifier?.startWatchdog(() => this.statusLine());
+  }
+
+  private upgrading = false;
+  /** An upgrade's new process serves the sockets now: at exit, leave the pid file, socket files and status file to it. */
+  private handedOver = false;
+
+  /**
+   * SIGUSR2: start the program again from its path with its arguments,
+   * handing it every listening socket; once it listens, stop accepting and
+   * drain as at SIGTERM. If it cannot start, this process carries on.
+   */
+  async upgrade(): Promise<void> {
+    if (this.stopping || this.upgrading) {
+      consola.warn(`SIGUSR2: ${this.stopping ? "stopping" : "an upgrade is under way"}; ignored`);
+      return;
+    }
+    if (this.workers > 1) {
+      consola.error(`SIGUSR2: upgrades need workers 1 (each of the ${this.workers} workers has its own listening sockets); ignored`);
+      return;
+    }
+    this.upgrading = true;
+    try {
+      const sockets = await listeningSockets(this.handedAddresses());
+      if (typeof sockets === "string") {
+        consola.error(`upgrade failed: ${sockets}; pid ${process.pid} keeps serving`);
+        return;
+      }
+      consola.info(`SIGUSR2: upgrading: starting ${process.execPath} with ${sockets.length} listening socket(s): ${sockets.map((each) => each.label).join(", ")}`);
+      // The new process serves its own metrics endpoint on the same address: free it (a gap in metrics only).
+      this.metricsServer?.stop(true);
+      this.metricsServer = undefined;
+      const successor = await startSuccessor(sockets);
+      if ("failed" in successor) {
+        consola.error(`upgrade failed: ${successor.failed}; pid ${process.pid} keeps serving`);
+        this.restoreAfterFailedUpgrade();
+        return;
+      }
+      consola.info(`upgrade: pid ${successor.pid} listens; pid ${process.pid} stops accepting and drains`);
+      this.handedOver = true;
+      handOverSocketFiles();
+      this.notifier?.stopWatchdog();
+      this.notifier?.mainPid(successor.pid, `upgraded: pid ${successor.pid} serves`);
+      await this.shutdown("upgrade");
+    } finally {
+      this.upgrading = false;
+    }
+  }
+
+  /** Which listening sockets an upgrade hands over: those of the rules' binds (every port of a range), and inherited ones no rule took. */
+  private handedAddresses(): (address: string) => boolean {
+    const exact = new Set<string>(unclaimedInherited().map((socket) => socket.address ?? ""));
+    // A bind on a host name: the socket's address is what the name resolved to, so any address on that port and transport.
+    const anyHost = new Set<string>();
+    for (const rule of this.config.rules) {
+      for (let offset = 0; offset < portCount(rule.bind); offset++) {
+        const endpoint = portAt(rule.bind, offset);
+        const address = bindAddress(endpoint);
+        if (address !== undefined) exact.add(address);
+        else anyHost.add(`${endpoint.transport} ${endpoint.port}`);
+      }
+    }
+    return (address) => {
+      if (exact.has(address)) return true;
+      const [transport, , port] = address.split(" ");
+      return anyHost.has(`${transport} ${port}`);
+    };
+  }
+
+  /** The new process gave up: it may have removed the pid file and held the metrics port; take both back. */
+  private restoreAfterFailedUpgrade(): void {
+    const path = this.pidPath(this.config);
+    if (path !== undefined) {
+      try {
+        this.pidFile = new PidFile(path);
+      } catch (error) {
+        consola.error(`cannot write pid file ${path}: ${errorText(error)}`);
+      }
+    }
+    try {
+      this.startMetrics(this.config.metrics);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
   }
 
   /** systemd's STATUS= line: `3 rules listening, 12 connections`. */
@@ -210,7 +304,8 @@ export class Daemon {
       await this.exitNow(0);
     }
     this.stopping = true;
-    this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
+    // After an upgrade the service goes on in the new process: systemd must not hear that it stops.
+    if (!this.handedOver) this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
@@ -231,8 +326,8 @@ export class Daemon {
   private async exitNow(code: number): Promise<never> {
     this.exiting = true;
     await this.engine.closeAll();
-    // The last counts, for a script that reads them after oi stopped.
-    await this.status.writeNow();
+    // The last counts, for a script that reads them after oi stopped (after an upgrade the file is the new process's).
+    if (!this.handedOver) await this.status.writeNow();
     // Connections closed just now log their end: give those lines their chance too.
     await this.releaseFiles();
     consoleLog.drops.notice();
@@ -253,6 +348,9 @@ export class Daemon {
     });
     process.on("SIGTERM", () => void this.shutdown("SIGTERM"));
     process.on("SIGINT", () => void this.shutdown("SIGINT"));
+    process.on("SIGUSR2", () => {
+      this.upgrade().catch((error: unknown) => consola.error(`upgrade failed: ${errorText(error)}`));
+    });
   }
 
   private async releaseFiles(): Promise<void> {

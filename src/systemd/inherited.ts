@@ -32,7 +32,12 @@ export interface InheritedSocket {
   address: string | undefined;
   /** How it reads in the log: `127.0.0.1:8080/tcp`, `/run/oi.sock`. */
   label: string;
+  /** Handed over by the oi before an upgrade (named so), not made by systemd. */
+  fromOi: boolean;
 }
+
+/** LISTEN_FDNAMES of the sockets an upgrade hands over start with this (the rest is the address, for people). */
+export const UPGRADE_NAME_PREFIX = "oi-upgrade";
 
 /** Inherited sockets not taken by a rule yet. */
 const pool: InheritedSocket[] = [];
@@ -45,12 +50,13 @@ export function bindAddress(endpoint: Endpoint): string | undefined {
   return ip === undefined ? undefined : `${endpoint.transport} ${formatIp(ip)} ${endpoint.port}`;
 }
 
-/** What descriptor `fd` listens on, from the kernel's own view of it. */
-function describe(libc: Libc, fd: number, name: string): InheritedSocket {
+/** What descriptor `fd` listens on, from the kernel's own view of it (address undefined: not a listening socket oi can serve on). */
+export function describeSocket(libc: Libc, fd: number, name: string): InheritedSocket {
   const type = libc.getIntOption(fd, SOL_SOCKET, SO_TYPE);
   const bytes = new Uint8Array(ADDRESS_BYTES);
   const length = new Uint32Array([ADDRESS_BYTES]);
-  const unknown = { fd, name, address: undefined, label: `descriptor ${fd}${name === "" ? "" : ` (${name})`}` };
+  const fromOi = name.startsWith(UPGRADE_NAME_PREFIX);
+  const unknown = { fd, name, fromOi, address: undefined, label: `descriptor ${fd}${name === "" ? "" : ` (${name})`}` };
   if (type < 0 || libc.getsockname(fd, bytes, length) !== 0) return { ...unknown, label: `${unknown.label}: not a socket` };
   const view = new DataView(bytes.buffer);
   const family = view.getUint16(0, true);
@@ -59,7 +65,9 @@ function describe(libc: Libc, fd: number, name: string): InheritedSocket {
     // An abstract name starts with a NUL byte; a path ends with one.
     const path = raw[0] === 0 ? `@${new TextDecoder().decode(raw.subarray(1))}` : new TextDecoder().decode(raw).replace(/\0.*$/s, "");
     if (type !== SOCK_STREAM) return { ...unknown, label: `${path} (a unix datagram socket: oi serves unix stream sockets only)` };
-    return { fd, name, address: `unix ${path}`, label: path };
+    // An accepted connection has its listener's address too.
+    if (libc.getIntOption(fd, SOL_SOCKET, SO_ACCEPTCONN) !== 1) return { ...unknown, label: `${path} is not listening` };
+    return { fd, name, fromOi, address: `unix ${path}`, label: path };
   }
   if (family !== AF_INET && family !== AF_INET6) return { ...unknown, label: `${unknown.label}: address family ${family}` };
   const ip = family === AF_INET ? bytes.subarray(4, 8) : bytes.subarray(8, 24);
@@ -67,9 +75,11 @@ function describe(libc: Libc, fd: number, name: string): InheritedSocket {
   const host = formatIp(ip);
   if (type === SOCK_STREAM) {
     if (libc.getIntOption(fd, SOL_SOCKET, SO_ACCEPTCONN) !== 1) return { ...unknown, label: `${host}:${port}/tcp is not listening` };
-    return { fd, name, address: `tcp ${host} ${port}`, label: `${family === AF_INET6 ? `[${host}]` : host}:${port}/tcp` };
+    return { fd, name, fromOi, address: `tcp ${host} ${port}`, label: `${family === AF_INET6 ? `[${host}]` : host}:${port}/tcp` };
   }
-  if (type === SOCK_DGRAM) return { fd, name, address: `udp ${host} ${port}`, label: `${family === AF_INET6 ? `[${host}]` : host}:${port}/udp` };
+  // A connected datagram socket (a UDP backend's) is not one clients send to.
+  if (type === SOCK_DGRAM && libc.getpeername(fd, bytes, new Uint32Array([ADDRESS_BYTES])) === 0) return { ...unknown, label: `${host}:${port}/udp is connected` };
+  if (type === SOCK_DGRAM) return { fd, name, fromOi, address: `udp ${host} ${port}`, label: `${family === AF_INET6 ? `[${host}]` : host}:${port}/udp` };
   return { ...unknown, label: `${unknown.label}: socket type ${type}` };
 }
 
@@ -103,13 +113,13 @@ export async function readInheritedSockets(env: NodeJS.ProcessEnv = process.env)
     // systemd passes blocking sockets; both of oi's socket layers expect non-blocking ones.
     const flags = libc.fcntl(fd, F_GETFL, 0);
     if (flags >= 0) libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    pool.push(describe(libc, fd, names[index] ?? ""));
+    pool.push(describeSocket(libc, fd, names[index] ?? ""));
   }
   return count;
 }
 
-/** An inherited socket listening on `endpoint`'s address, taken out of the pool: its descriptor, or undefined. */
-export function takeInherited(endpoint: Endpoint): number | undefined {
+/** An inherited socket listening on `endpoint`'s address, taken out of the pool, or undefined. */
+export function takeInherited(endpoint: Endpoint): InheritedSocket | undefined {
   if (pool.length === 0) return undefined;
   const address = bindAddress(endpoint);
   if (address === undefined) return undefined;
@@ -117,7 +127,7 @@ export function takeInherited(endpoint: Endpoint): number | undefined {
   if (index < 0) return undefined;
   const [socket] = pool.splice(index, 1);
   consola.debug(`listening on inherited ${socket!.label}`);
-  return socket!.fd;
+  return socket;
 }
 
 /** Inherited sockets no rule took (for the warning, and for an upgrade to hand on). */

@@ -9,22 +9,13 @@
  * cannot be sent is logged once and dropped.
  */
 import { consola } from "consola";
+import { encodeUnixAddress } from "../fd/address.ts";
 import { AF_UNIX, type Libc, loadLibc, MSG_NOSIGNAL, O_CLOEXEC, O_NONBLOCK, SOCK_DGRAM } from "../libc.ts";
-
-/** sockaddr_un: a 2-byte family, then up to 108 bytes of path. */
-const SUN_PATH_BYTES = 108;
 
 /** The socket address of `NOTIFY_SOCKET`'s value, or why it cannot be used. */
 export function notifyAddress(value: string): { bytes: Uint8Array; length: number } | string {
-  const abstract = value.startsWith("@");
-  if (!abstract && !value.startsWith("/")) return `NOTIFY_SOCKET=${value}: neither an absolute path nor @name`;
-  const name = new TextEncoder().encode(abstract ? value.slice(1) : value);
-  // An abstract name starts with a NUL byte; a path ends with one.
-  if (name.length + 1 > SUN_PATH_BYTES) return `NOTIFY_SOCKET=${value}: longer than a unix socket address holds`;
-  const bytes = new Uint8Array(2 + SUN_PATH_BYTES);
-  new DataView(bytes.buffer).setUint16(0, AF_UNIX, true);
-  bytes.set(name, abstract ? 3 : 2);
-  return { bytes, length: 2 + name.length + 1 };
+  if (!value.startsWith("@") && !value.startsWith("/")) return `NOTIFY_SOCKET=${value}: neither an absolute path nor @name`;
+  return encodeUnixAddress(value) ?? `NOTIFY_SOCKET=${value}: longer than a unix socket address holds`;
 }
 
 export class Notifier {

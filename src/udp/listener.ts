@@ -215,7 +215,7 @@ export class UdpListener implements Forwarder {
   }
 
   private async listenOn(endpoint: Endpoint): Promise<ListenSocket> {
-    const inherited = takeInherited(endpoint);
+    const inherited = takeInherited(endpoint)?.fd;
     // Bun's udpSocket takes a descriptor (systemd's, or the oi's before an upgrade) though its types leave `fd` out.
     const where = inherited === undefined ? { hostname: endpoint.host, port: endpoint.port } : ({ fd: inherited } as unknown as { hostname: string });
     const socket: ListenSocket = await Bun.udpSocket({

@@ -301,7 +301,7 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
 
   private listenOn(endpoint: Endpoint): TCPSocketListener<unknown> {
     // ipv6Only and fd are honoured by Bun's listen though its types leave them out (hence the typed variable).
-    const inherited = takeInherited(endpoint);
+    const inherited = takeInherited(endpoint)?.fd;
     // With a descriptor, no address: Bun would bind one instead.
     const where = inherited === undefined ? { hostname: endpoint.host, port: endpoint.port } : ({ fd: inherited } as unknown as { hostname: string; port: number });
     const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean } = {
