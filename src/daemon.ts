@@ -22,7 +22,7 @@ import { StatusReporter } from "./status.ts";
 import { Notifier } from "./systemd/notify.ts";
 import { bindAddress, readInheritedSockets, unclaimedInherited, warnUnclaimed } from "./systemd/inherited.ts";
 import { handOverSocketFiles } from "./tcp/unix-socket.ts";
-import { listeningSockets, startSuccessor, UPGRADED_FROM_ENV } from "./upgrade.ts";
+import { listeningSockets, startSuccessor, upgradeCommand, UPGRADED_FROM_ENV } from "./upgrade.ts";
 import { portAt, portCount } from "./endpoint.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
@@ -186,7 +186,7 @@ export class Daemon {
         consola.error(`upgrade failed: ${sockets}; pid ${process.pid} keeps serving`);
         return;
       }
-      consola.info(`SIGUSR2: upgrading: starting ${process.execPath} with ${sockets.length} listening socket(s): ${sockets.map((each) => each.label).join(", ")}`);
+      consola.info(`SIGUSR2: upgrading: starting ${upgradeCommand()} with ${sockets.length} listening socket(s): ${sockets.map((each) => each.label).join(", ")}`);
       // The new process serves its own metrics endpoint on the same address: free it (a gap in metrics only).
       this.metricsServer?.stop(true);
       this.metricsServer = undefined;

@@ -31,10 +31,10 @@ const STARTUP_STDERR_FD = 5;
 export const READY_WORD = "listening\n";
 
 /** Where `bun build --compile` puts a binary's own entry point (argv[1] is then not a script to pass on). */
-const EMBEDDED_ROOT = "/$bunfs/";
+export const EMBEDDED_ROOT = "/$bunfs/";
 
 /** The command that runs this program again, with `args`. */
-export function selfCommand(args: string[]): string[] {
+function selfCommand(args: string[]): string[] {
   const script = process.argv[1];
   if (script === undefined || script.startsWith(EMBEDDED_ROOT)) return [process.execPath, ...args];
   return [process.execPath, script, ...args];

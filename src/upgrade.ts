@@ -11,12 +11,28 @@
  * carries on.
  */
 import { readdirSync } from "node:fs";
-import { READY_ENV, READY_WORD, selfCommand } from "./detach.ts";
+import { EMBEDDED_ROOT, READY_ENV, READY_WORD } from "./detach.ts";
 import { loadLibc } from "./libc.ts";
 import { describeSocket, LISTEN_FDS_START, UPGRADE_NAME_PREFIX } from "./systemd/inherited.ts";
 
 /** Set in the new process: the pid of the oi it takes over from. */
 export const UPGRADED_FROM_ENV = "OI_UPGRADED_FROM";
+/**
+ * The executable's path as it was at start: once the file is replaced, the
+ * kernel's name for the running one (/proc/self/exe) gets " (deleted)", and
+ * the upgrade must run what is at the path now.
+ */
+const STARTED_FROM = process.execPath.replace(/ \(deleted\)$/, "");
+
+/** The command that runs this program again with its own arguments: the binary's path, or bun with its flags and the script. */
+function ownCommand(): string[] {
+  const script = process.argv[1];
+  // argv[1] is the script, or the compiled binary's embedded entry point: the arguments start after it.
+  const args = process.argv.slice(2);
+  if (script === undefined || script.startsWith(EMBEDDED_ROOT)) return [STARTED_FROM, ...args];
+  return [STARTED_FROM, ...process.execArgv, script, ...args];
+}
+
 /** How long the new process gets to load its config and listen. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -47,6 +63,11 @@ function nameOf(socket: HandedSocket): string {
   return `${UPGRADE_NAME_PREFIX},${socket.address.replaceAll(" ", ",").replaceAll(":", ".")}`;
 }
 
+/** What an upgrade runs, for the log. */
+export function upgradeCommand(): string {
+  return ownCommand().join(" ");
+}
+
 export type Successor = { pid: number } | { failed: string };
 
 /**
@@ -68,15 +89,14 @@ export async function startSuccessor(sockets: HandedSocket[]): Promise<Successor
   delete env.WATCHDOG_PID;
   let child;
   try {
-    // argv[1] is the script, or the compiled binary's embedded entry point: the arguments start after it.
-    child = Bun.spawn(selfCommand(process.argv.slice(2)), {
+    child = Bun.spawn(ownCommand(), {
       // The same name: the same defaults (config, pid file) as this process.
       argv0: process.argv0,
       stdio: ["ignore", "inherit", "inherit", ...sockets.map((socket) => socket.fd), "pipe"],
       env,
     });
   } catch (error) {
-    return { failed: `cannot start ${process.execPath}: ${error instanceof Error ? error.message : String(error)}` };
+    return { failed: `cannot start ${STARTED_FROM}: ${error instanceof Error ? error.message : String(error)}` };
   }
   const ready = child.stdio[readyFd];
   let word = "";

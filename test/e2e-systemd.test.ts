@@ -61,6 +61,32 @@ describe("sd_notify", () => {
     expect(order).toEqual(["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]);
   });
 
+  test("across an upgrade (SIGUSR2): MAINPID= names the new process, which pings the watchdog; systemd never hears STOPPING=1", async () => {
+    const notify = new NotifySocket();
+    onCleanup(() => notify.close());
+    const one = greeter("one");
+    const port = freePort();
+    const configPath = writeTempFile("notify.conf", `127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`);
+    const oi = await startOi(configPath, [], [], { NOTIFY_SOCKET: notify.path, WATCHDOG_USEC: "200000", WATCHDOG_PID: "1" });
+    onCleanup(() => oi.stop());
+    await until(() => notify.withLine("READY=1").length === 1, 5000, "READY=1");
+    // WATCHDOG_PID names another process: this one must not ping.
+    await Bun.sleep(300);
+    expect(notify.withLine("WATCHDOG=1")).toHaveLength(0);
+    oi.signal("SIGUSR2");
+    expect(await oi.proc.exited).toBe(0);
+    const pid = Number(/pid (\d+) listens/.exec(oi.stdout.text)?.[1]);
+    onCleanup(() => process.kill(pid, "SIGTERM"));
+    // From the old process and from the new one.
+    await until(() => notify.withLine(`MAINPID=${pid}`).length === 2, 5000, `two MAINPID=${pid}`);
+    // The new process is the watchdog's now (WATCHDOG_PID is not passed on).
+    await until(() => notify.withLine("WATCHDOG=1").length >= 2, 2000, "WATCHDOG=1 from the new process");
+    expect(notify.withLine("STOPPING=1")).toHaveLength(0);
+    expect(await greeting(port)).toBe("one");
+    process.kill(pid, "SIGTERM");
+    await until(() => notify.withLine("STOPPING=1").length === 1, 5000, "STOPPING=1 from the new process at its SIGTERM");
+  });
+
   test("an unreachable NOTIFY_SOCKET does not stop oi", async () => {
     const one = greeter("one");
     const port = freePort();

@@ -60,7 +60,7 @@ export class SocketLayer {
     const inherited = takeInherited(bind);
     if (inherited !== undefined) return this.adopt(inherited, bind, handlers);
     if (bind.transport === "unix") {
-      const listener = await listenUnix(bind.host, this.backlog ?? LISTEN_BACKLOG, handlers);
+      const listener = await listenUnix(bind.host, handlers);
       applySocketMode(bind.host, options.socketMode);
       return listener;
     }

@@ -51,6 +51,9 @@ function errnoName(errno: number): string {
   return `errno ${errno}`;
 }
 
+/** The backlog of unix listeners: 512, as when Bun made them (`listen-backlog` is about TCP on direct sockets). */
+const UNIX_BACKLOG = 512;
+
 /** Set once an upgrade handed the listening sockets to a new process: their files are its now. */
 let socketFilesHandedOver = false;
 
@@ -81,11 +84,11 @@ class UnixListener implements StreamListener {
 }
 
 /**
- * Listen on the unix socket `path` (made free first) with `backlog`. The
+ * Listen on the unix socket `path` (made free first). The
  * socket is made through libc where it can be; elsewhere Bun makes it (and
  * removes the file when it stops, upgrade or not).
  */
-export async function listenUnix(path: string, backlog: number, handlers: object): Promise<StreamListener> {
+export async function listenUnix(path: string, handlers: object): Promise<StreamListener> {
   await clearStaleSocket(path);
   const loaded = await loadLibc();
   const address = encodeUnixAddress(path);
@@ -94,7 +97,7 @@ export async function listenUnix(path: string, backlog: number, handlers: object
   const { libc } = loaded;
   const fd = libc.socket(AF_UNIX, SOCK_STREAM | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd < 0) throw new Error(errnoName(libc.errno()));
-  if (libc.bind(fd, address.bytes, address.length) !== 0 || libc.listen(fd, backlog) !== 0) {
+  if (libc.bind(fd, address.bytes, address.length) !== 0 || libc.listen(fd, UNIX_BACKLOG) !== 0) {
     const errno = libc.errno();
     libc.close(fd);
     throw new Error(errnoName(errno));
