@@ -20,7 +20,7 @@ import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { Notifier } from "./systemd/notify.ts";
-import { bindAddress, readInheritedSockets, unclaimedInherited, warnUnclaimed } from "./systemd/inherited.ts";
+import { bindAddress, readInheritedSockets, settleUnclaimed, unclaimedInherited } from "./systemd/inherited.ts";
 import { handOverSocketFiles } from "./tcp/unix-socket.ts";
 import { listeningSockets, startSuccessor, upgradeCommand, UPGRADED_FROM_ENV } from "./upgrade.ts";
 import { portAt, portCount } from "./endpoint.ts";
@@ -128,7 +128,7 @@ export class Daemon {
       daemon.openLogFile(config);
       daemon.writePidFile(config);
       await daemon.engine.apply(config);
-      warnUnclaimed();
+      await settleUnclaimed();
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
     } catch (error) {

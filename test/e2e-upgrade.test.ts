@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
+import { connectionRefused, connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
 import { missingTools, startNginx, testName, toolPath } from "./helpers/servers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
@@ -145,17 +145,18 @@ describe("SIGUSR2 upgrade", () => {
     );
   }
 
-  test("an upgrade whose config no longer loads leaves the old process serving; a later one with a good config goes through", async () => {
+  test("an upgrade whose config no longer loads leaves the old process serving; a later one with a good config goes through, closing the port of the rule it dropped", async () => {
     const one = greeter("one");
-    const port = freePort();
+    const [port, dropped] = [freePort(), freePort()];
     const pidPath = join(tempDir(), "oi.pid");
     const good = `pidlogfile ${pidPath}\n127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`;
-    const configPath = writeTempFile("upgrade.conf", good);
+    const configPath = writeTempFile("upgrade.conf", `${good}127.0.0.1 ${dropped} 127.0.0.1 ${one.port}\n`);
     const old = await oiOnFile(configPath);
     writeFileSync(configPath, `${good}this line is not a rule\n`);
     old.signal("SIGUSR2");
     await old.stderr.waitFor(new RegExp(`upgrade failed: pid \\d+ exited with 1 before listening; pid ${old.proc.pid} keeps serving`), 15_000);
     expect(old.stderr.text).toContain("upgrade.conf:3");
+    expect(await greeting(dropped)).toBe("one");
     expect(await greeting(port)).toBe("one");
     expect(readFileSync(pidPath, "utf8").trim()).toBe(String(old.proc.pid));
     expect(old.proc.exitCode).toBeNull();
@@ -166,5 +167,8 @@ describe("SIGUSR2 upgrade", () => {
     const pid = await newPid(pidPath, old.proc.pid);
     stopAfterTest(pid);
     expect(await greeting(port)).toBe("one");
+    // The new config has no rule on `dropped`: the socket handed over for it is closed, as a reload would close it.
+    expect(old.stdout.text).toContain(`inherited socket 127.0.0.1:${dropped}/tcp: no rule of this config listens there any more; closed`);
+    expect(await connectionRefused(dropped)).toBe(true);
   });
 });

@@ -8,7 +8,8 @@
  * whose bind has that address takes the socket instead of binding. Sockets
  * no rule takes stay open (systemd keeps its own copy and would only queue
  * connections on it anyway) for a later reload's new rules, and are handed on
- * by an upgrade; they are named in a warning.
+ * by an upgrade; they are named in a warning. Sockets an upgrade handed over
+ * that no rule takes are closed.
  */
 import { consola } from "consola";
 import { formatIp, parseIp } from "../ip.ts";
@@ -135,9 +136,21 @@ export function unclaimedInherited(): readonly InheritedSocket[] {
   return pool;
 }
 
-/** After the first config applied: name the inherited sockets no rule uses (they stay open for a later reload). */
-export function warnUnclaimed(): void {
-  for (const socket of pool) {
-    consola.warn(`inherited socket ${socket.label} matches no rule's bind: kept open unused (a reload that adds a rule on it will use it)`);
+/**
+ * After the first config applied: name the inherited sockets no rule uses.
+ * systemd's stay open for a later reload (systemd holds a copy anyway); those
+ * an upgrade handed over for a rule the new config no longer has are closed,
+ * as a reload would close them.
+ */
+export async function settleUnclaimed(): Promise<void> {
+  const loaded = await loadLibc();
+  for (const socket of [...pool]) {
+    if (socket.fromOi && "libc" in loaded) {
+      consola.info(`inherited socket ${socket.label}: no rule of this config listens there any more; closed`);
+      loaded.libc.close(socket.fd);
+      pool.splice(pool.indexOf(socket), 1);
+    } else {
+      consola.warn(`inherited socket ${socket.label} matches no rule's bind: kept open unused (a reload that adds a rule on it will use it)`);
+    }
   }
 }
