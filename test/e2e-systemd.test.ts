@@ -5,12 +5,12 @@
  * systemd-analyze.
  */
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanUpAfterEachTest, greeter, greeting, onCleanup, until } from "./helpers/harness.ts";
 import { NotifySocket } from "./helpers/notify-socket.ts";
 import { startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { freePort } from "./helpers/peers.ts";
+import { connectPeer, freePort } from "./helpers/peers.ts";
 import { missingTools, runTool, testName, toolPath } from "./helpers/servers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
@@ -87,6 +87,23 @@ describe("sd_notify", () => {
     await until(() => notify.withLine("STOPPING=1").length === 1, 5000, "STOPPING=1 from the new process at its SIGTERM");
   });
 
+  test("an abstract NOTIFY_SOCKET (@name), and --workers 2 (the main thread notifies)", async () => {
+    const notify = new NotifySocket(true);
+    onCleanup(() => notify.close());
+    const one = greeter("one");
+    const port = freePort();
+    const configPath = writeTempFile("notify.conf", `127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`);
+    const oi = await startOi(configPath, ["--workers", "2"], [], { NOTIFY_SOCKET: notify.path });
+    onCleanup(() => oi.stop());
+    await until(() => notify.withLine("READY=1").length === 1, 5000, "READY=1");
+    expect(await greeting(port)).toBe("one");
+    oi.signal("SIGHUP");
+    await until(() => notify.withLine("READY=1").length === 2, 5000, "READY=1 after the reload");
+    expect(await oi.stop()).toBe(0);
+    await until(() => notify.withLine("STOPPING=1").length === 1, 2000, "STOPPING=1");
+    expect(firstLines(notify.messages)).toEqual(["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]);
+  });
+
   test("an unreachable NOTIFY_SOCKET does not stop oi", async () => {
     const one = greeter("one");
     const port = freePort();
@@ -100,6 +117,16 @@ describe("sd_notify", () => {
 });
 
 const noSocketActivate = missingTools(["systemd-socket-activate"]);
+
+/** What a unix socket's server says before its FIN. */
+async function unixGreeting(path: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let done: () => void = () => {};
+  const closed = new Promise<void>((resolve) => (done = resolve));
+  await Bun.connect({ unix: path, socket: { data: (_socket, chunk) => void chunks.push(chunk), end: (socket) => void socket.end(), close: () => done() } });
+  await closed;
+  return Buffer.concat(chunks).toString();
+}
 
 /** Whether something is bound to 127.0.0.1:`port` (/proc/net: systemd-socket-activate binds before it execs oi). */
 async function bound(port: number, table: "tcp" | "udp"): Promise<boolean> {
@@ -144,6 +171,32 @@ describe("socket activation", () => {
       expect(await oi.stop()).toBe(0);
     });
   }
+
+  test.skipIf(noSocketActivate !== undefined)(testName("systemd-socket-activate on a unix socket path: the unix rule serves on it and leaves systemd's file in place at exit", noSocketActivate), async () => {
+    const one = greeter("one");
+    const path = join(tempDir(), "activated.sock");
+    const tool = toolPath("systemd-socket-activate")!;
+    const starting = startOi(writeTempFile("activated.conf", `unix:${path} 127.0.0.1 ${one.port}\n`), [], [tool, "-l", path]);
+    await until(() => existsSync(path), 5000, "the socket file");
+    const first = await unixGreeting(path);
+    const oi = await starting;
+    onCleanup(() => oi.stop());
+    expect(first).toBe("one");
+    expect(await unixGreeting(path)).toBe("one");
+    expect(await oi.stop()).toBe(0);
+    expect(existsSync(path)).toBe(true);
+  });
+
+  test.skipIf(noSocketActivate !== undefined)(testName("inherited sockets with --workers 2: refused at start with the reason", noSocketActivate), async () => {
+    const port = freePort();
+    const tool = toolPath("systemd-socket-activate")!;
+    const starting = startOi(writeTempFile("activated.conf", `127.0.0.1 ${port} 127.0.0.1 9\n`), ["--workers", "2"], [tool, "-l", `127.0.0.1:${port}`]);
+    await untilBound(port, "tcp");
+    const trigger = await connectPeer("127.0.0.1", port);
+    const failure = await starting.then(() => "started", (error: unknown) => String(error));
+    trigger.socket?.end();
+    expect(failure).toContain("1 listening socket(s) inherited (LISTEN_FDS): socket activation needs workers 1, not 2");
+  });
 
   test.skipIf(noSocketActivate !== undefined)(testName("systemd-socket-activate -d: a UDP rule serves on the passed datagram socket", noSocketActivate), async () => {
     const echo = await startUdpBackend();

@@ -27,13 +27,16 @@ export class NotifySocket {
   private readonly buffer = new Uint8Array(4096);
   private readonly timer: Timer;
 
-  constructor() {
-    this.path = join(tempDir(), "notify.sock");
+  /** On a fresh path, or with `abstract` on a name in Linux's abstract namespace (`@name`, as NOTIFY_SOCKET writes it). */
+  constructor(abstract = false) {
+    const name = abstract ? `oi-test-notify-${process.pid}-${Math.random().toString(36).slice(2)}` : join(tempDir(), "notify.sock");
+    this.path = abstract ? `@${name}` : name;
     this.fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     const address = new Uint8Array(110);
     new DataView(address.buffer).setUint16(0, AF_UNIX, true);
-    address.set(new TextEncoder().encode(this.path), 2);
-    if (this.fd < 0 || c.bind(this.fd, address, 2 + this.path.length + 1) !== 0) throw new Error(`cannot bind ${this.path}`);
+    // An abstract name follows a NUL byte; a path ends with one.
+    address.set(new TextEncoder().encode(name), abstract ? 3 : 2);
+    if (this.fd < 0 || c.bind(this.fd, address, 2 + name.length + 1) !== 0) throw new Error(`cannot bind ${this.path}`);
     this.timer = setInterval(() => this.drain(), 5);
   }
 
