@@ -201,6 +201,7 @@ export class Daemon {
       handOverSocketFiles();
       this.notifier?.stopWatchdog();
       this.notifier?.mainPid(successor.pid, `upgraded: pid ${successor.pid} serves`);
+      this.engine.closeDatagramRules?.();
       await this.shutdown("upgrade");
     } finally {
       this.upgrading = false;

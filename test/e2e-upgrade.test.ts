@@ -93,6 +93,12 @@ describe("SIGUSR2 upgrade", () => {
           }
         })();
 
+        // A UDP client with a session in the old process, sending all through the upgrade.
+        const chatty = await UdpClient.open("127.0.0.1", udpPort);
+        const chatter = setInterval(() => chatty.send("still here"), 20);
+        onCleanup(() => clearInterval(chatter));
+        await chatty.waitCount(3);
+
         const ab = Bun.spawn([toolPath("ab")!, "-q", "-n", String(requests), "-c", "20", `http://127.0.0.1:${port}/`], { stdout: "pipe", stderr: "pipe" });
         onCleanup(() => ab.kill());
         await Bun.sleep(300);
@@ -102,6 +108,15 @@ describe("SIGUSR2 upgrade", () => {
         const pid = await newPid(pidPath, oldPid);
         stopAfterTest(pid);
         const handedOverWhileAbRan = ab.exitCode === null;
+
+        // While the old process drains, new UDP clients are all answered: the old one reads the shared socket no more.
+        const newcomers = await Promise.all(Array.from({ length: 50 }, () => UdpClient.open("127.0.0.1", udpPort)));
+        for (const each of newcomers) each.send("new client");
+        await Promise.all(newcomers.map((each) => each.waitCount(1, 5000)));
+        // The client whose session was in the old process goes on in the new one.
+        const heard = chatty.received.length;
+        await chatty.waitCount(heard + 5, 5000);
+        clearInterval(chatter);
 
         const abCode = await ab.exited;
         const abOut = await new Response(ab.stdout).text();
