@@ -20,10 +20,9 @@ import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
 import { Notifier } from "./systemd/notify.ts";
-import { bindAddress, readInheritedSockets, settleUnclaimed, unclaimedInherited } from "./systemd/inherited.ts";
+import { readInheritedSockets, settleUnclaimed } from "./systemd/inherited.ts";
 import { handOverSocketFiles } from "./tcp/unix-socket.ts";
-import { listeningSockets, startSuccessor, upgradeCommand, UPGRADED_FROM_ENV } from "./upgrade.ts";
-import { portAt, portCount } from "./endpoint.ts";
+import { handedAddresses, listeningSockets, startSuccessor, upgradeCommand, UPGRADED_FROM_ENV } from "./upgrade.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import type { Config, MetricsAddress } from "./types.ts";
@@ -181,7 +180,7 @@ export class Daemon {
     }
     this.upgrading = true;
     try {
-      const sockets = await listeningSockets(this.handedAddresses());
+      const sockets = await listeningSockets(handedAddresses(this.config.rules));
       if (typeof sockets === "string") {
         consola.error(`upgrade failed: ${sockets}; pid ${process.pid} keeps serving`);
         return;
@@ -206,26 +205,6 @@ export class Daemon {
     } finally {
       this.upgrading = false;
     }
-  }
-
-  /** Which listening sockets an upgrade hands over: those of the rules' binds (every port of a range), and inherited ones no rule took. */
-  private handedAddresses(): (address: string) => boolean {
-    const exact = new Set<string>(unclaimedInherited().map((socket) => socket.address ?? ""));
-    // A bind on a host name: the socket's address is what the name resolved to, so any address on that port and transport.
-    const anyHost = new Set<string>();
-    for (const rule of this.config.rules) {
-      for (let offset = 0; offset < portCount(rule.bind); offset++) {
-        const endpoint = portAt(rule.bind, offset);
-        const address = bindAddress(endpoint);
-        if (address !== undefined) exact.add(address);
-        else anyHost.add(`${endpoint.transport} ${endpoint.port}`);
-      }
-    }
-    return (address) => {
-      if (exact.has(address)) return true;
-      const [transport, , port] = address.split(" ");
-      return anyHost.has(`${transport} ${port}`);
-    };
   }
 
   /** The new process gave up: it may have removed the pid file and held the metrics port; take both back. */

@@ -13,7 +13,9 @@
 import { readdirSync } from "node:fs";
 import { EMBEDDED_ROOT, READY_ENV, READY_WORD } from "./detach.ts";
 import { loadLibc } from "./libc.ts";
-import { describeSocket, LISTEN_FDS_START, UPGRADE_NAME_PREFIX } from "./systemd/inherited.ts";
+import { portAt, portCount } from "./endpoint.ts";
+import { bindAddress, describeSocket, LISTEN_FDS_START, unclaimedInherited, UPGRADE_NAME_PREFIX } from "./systemd/inherited.ts";
+import type { ForwardRule } from "./types.ts";
 
 /** Set in the new process: the pid of the oi it takes over from. */
 export const UPGRADED_FROM_ENV = "OI_UPGRADED_FROM";
@@ -41,6 +43,26 @@ export interface HandedSocket {
   fd: number;
   address: string;
   label: string;
+}
+
+/** Which listening sockets an upgrade hands over: those of the rules' binds (every port of a range), and inherited ones no rule took. */
+export function handedAddresses(rules: readonly ForwardRule[]): (address: string) => boolean {
+  const exact = new Set<string>(unclaimedInherited().map((socket) => socket.address ?? ""));
+  // A bind on a host name: the socket's address is what the name resolved to, so any address on that port and transport.
+  const anyHost = new Set<string>();
+  for (const rule of rules) {
+    for (let offset = 0; offset < portCount(rule.bind); offset++) {
+      const endpoint = portAt(rule.bind, offset);
+      const address = bindAddress(endpoint);
+      if (address !== undefined) exact.add(address);
+      else anyHost.add(`${endpoint.transport} ${endpoint.port}`);
+    }
+  }
+  return (address) => {
+    if (exact.has(address)) return true;
+    const [transport, , port] = address.split(" ");
+    return anyHost.has(`${transport} ${port}`);
+  };
 }
 
 /** The listening sockets of this process that `wanted` accepts, one per address (from /proc/self/fd and the kernel's view of each). */

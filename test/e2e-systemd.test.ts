@@ -128,10 +128,16 @@ async function unixGreeting(path: string): Promise<string> {
   return Buffer.concat(chunks).toString();
 }
 
-/** Whether something is bound to 127.0.0.1:`port` (/proc/net: systemd-socket-activate binds before it execs oi). */
+/**
+ * Whether a socket is bound to 127.0.0.1:`port` and waiting for clients
+ * (/proc/net: systemd-socket-activate binds before it execs oi): a TCP
+ * socket in LISTEN (0A), or an unconnected UDP one (07), not an old
+ * connection's entry on that port.
+ */
 async function bound(port: number, table: "tcp" | "udp"): Promise<boolean> {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return (await Bun.file(`/proc/net/${table}`).text()).includes(` ${local} `);
+  const state = table === "tcp" ? "0A" : "07";
+  return (await Bun.file(`/proc/net/${table}`).text()).includes(` ${local} 00000000:0000 ${state} `);
 }
 
 async function untilBound(port: number, table: "tcp" | "udp"): Promise<void> {
