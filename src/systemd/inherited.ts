@@ -143,6 +143,7 @@ export function unclaimedInherited(): readonly InheritedSocket[] {
  * as a reload would close them.
  */
 export async function settleUnclaimed(): Promise<void> {
+  if (pool.length === 0) return;
   const loaded = await loadLibc();
   for (const socket of [...pool]) {
     if (socket.fromOi && "libc" in loaded) {
