@@ -22,6 +22,10 @@ import { MemoryTrim } from "./memory-trim.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
 import { PidFile } from "./pid-file.ts";
 import { StatusReporter } from "./status.ts";
+import { Notifier } from "./systemd/notify.ts";
+import { readInheritedSockets, settleUnclaimed } from "./systemd/inherited.ts";
+import { handOverSocketFiles } from "./tcp/unix-socket.ts";
+import { handedAddresses, listeningSockets, startSuccessor, upgradeCommand, UPGRADED_FROM_ENV } from "./upgrade.ts";
 import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import { RecentErrors } from "./admin/recent-errors.ts";
@@ -103,6 +107,8 @@ export class Daemon {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly status: StatusReporter;
   private stopping = false;
+  /** systemd's NOTIFY_SOCKET, when set (see systemd/notify.ts). */
+  private notifier: Notifier | undefined;
   /** Holds the process up while no rule listens (rinetd waits for a SIGHUP that brings rules). */
   private readonly keepAlive = setInterval(() => {}, 1 << 30);
 
@@ -154,11 +160,15 @@ export class Daemon {
     }
     const daemon = new Daemon(config, options);
     try {
+      const inherited = await readInheritedSockets();
+      // Worker threads each bind their own socket per port (SO_REUSEPORT); one inherited socket cannot be shared out.
+      if (inherited > 0 && daemon.workers > 1) throw new Error(`${inherited} listening socket(s) inherited (LISTEN_FDS): socket activation needs workers 1, not ${daemon.workers}`);
       daemon.openLogFile(config);
       daemon.writePidFile(config);
       // Before the rules, so /readyz can say 503 until every rule listens.
       await daemon.startAdmin(config);
       await daemon.engine.apply(config);
+      await settleUnclaimed();
       daemon.listening = true;
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
@@ -174,7 +184,101 @@ export class Daemon {
     const count = config.rules.length;
     const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
     consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
+    await daemon.notifyReady();
     return daemon;
+  }
+
+  /**
+   * Every rule listens: systemd may go on (READY=1), and its watchdog starts
+   * when the unit has one. After an upgrade this process tells systemd it is
+   * the service's main process now (MAINPID=).
+   */
+  private async notifyReady(): Promise<void> {
+    const upgradedFrom = process.env[UPGRADED_FROM_ENV];
+    delete process.env[UPGRADED_FROM_ENV];
+    if (upgradedFrom !== undefined) consola.info(`upgrade: took over the listening sockets of pid ${upgradedFrom}`);
+    this.notifier = await Notifier.fromEnvironment();
+    if (upgradedFrom !== undefined) this.notifier?.mainPid(process.pid, this.statusLine());
+    else this.notifier?.ready(this.statusLine());
+    this.notifier?.startWatchdog(() => this.statusLine());
+  }
+
+  private upgrading = false;
+  /** An upgrade's new process serves the sockets now: at exit, leave the pid file, socket files and status file to it. */
+  private handedOver = false;
+
+  /**
+   * SIGUSR2: start the program again from its path with its arguments,
+   * handing it every listening socket; once it listens, stop accepting and
+   * drain as at SIGTERM. If it cannot start, this process carries on.
+   */
+  async upgrade(): Promise<void> {
+    if (this.stopping || this.upgrading) {
+      consola.warn(`SIGUSR2: ${this.stopping ? "stopping" : "an upgrade is under way"}; ignored`);
+      return;
+    }
+    if (this.workers > 1) {
+      consola.error(`SIGUSR2: upgrades need workers 1 (each of the ${this.workers} workers has its own listening sockets); ignored`);
+      return;
+    }
+    this.upgrading = true;
+    try {
+      const sockets = await listeningSockets(handedAddresses(this.config.rules));
+      if (typeof sockets === "string") {
+        consola.error(`upgrade failed: ${sockets}; pid ${process.pid} keeps serving`);
+        return;
+      }
+      consola.info(`SIGUSR2: upgrading: starting ${upgradeCommand()} with ${sockets.length} listening socket(s): ${sockets.map((each) => each.label).join(", ")}`);
+      // The new process serves its own metrics endpoint and admin server on the same addresses: free them (a gap in those only).
+      this.metricsServer?.stop(true);
+      this.metricsServer = undefined;
+      this.adminServer?.stop();
+      this.adminServer = undefined;
+      const successor = await startSuccessor(sockets);
+      if ("failed" in successor) {
+        consola.error(`upgrade failed: ${successor.failed}; pid ${process.pid} keeps serving`);
+        await this.restoreAfterFailedUpgrade();
+        return;
+      }
+      consola.info(`upgrade: pid ${successor.pid} listens; pid ${process.pid} stops accepting and drains`);
+      this.handedOver = true;
+      handOverSocketFiles();
+      this.notifier?.stopWatchdog();
+      this.notifier?.mainPid(successor.pid, `upgraded: pid ${successor.pid} serves`);
+      this.engine.closeDatagramRules?.();
+      await this.shutdown("upgrade");
+    } finally {
+      this.upgrading = false;
+    }
+  }
+
+  /** The new process gave up: it may have removed the pid file and held the metrics and admin addresses; take them back. */
+  private async restoreAfterFailedUpgrade(): Promise<void> {
+    const path = this.pidPath(this.config);
+    if (path !== undefined) {
+      try {
+        this.pidFile = new PidFile(path);
+      } catch (error) {
+        consola.error(`cannot write pid file ${path}: ${errorText(error)}`);
+      }
+    }
+    try {
+      this.startMetrics(this.config.metrics);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
+    try {
+      await this.startAdmin(this.config);
+    } catch (error) {
+      consola.error(errorText(error));
+    }
+  }
+
+  /** systemd's STATUS= line: `3 rules listening, 12 connections`. */
+  private statusLine(): string {
+    const rules = this.config.rules.length;
+    const open = this.engine.active;
+    return `${rules} rule${rules === 1 ? "" : "s"} listening, ${open} connection${open === 1 ? "" : "s"}`;
   }
 
   /** Run `task` after every reload or rule change already asked for. */
@@ -184,9 +288,21 @@ export class Daemon {
     return run;
   }
 
-  /** SIGHUP (or POST /api/v1/reload): re-read the config and apply it; on any failure the running config stays in force. */
+  /**
+   * SIGHUP (or POST /api/v1/reload): re-read the config and apply it; on any
+   * failure the running config stays in force. systemd hears RELOADING=1
+   * before and READY=1 after, either way.
+   */
   reload(trigger = "SIGHUP"): Promise<ApplyOutcome> {
-    return this.exclusive(() => this.reloadNow(trigger));
+    return this.exclusive(async () => {
+      if (this.stopping) return this.reloadNow(trigger);
+      this.notifier?.reloading();
+      try {
+        return await this.reloadNow(trigger);
+      } finally {
+        if (!this.stopping) this.notifier?.ready(this.statusLine());
+      }
+    });
   }
 
   private async reloadNow(trigger: string): Promise<ApplyOutcome> {
@@ -240,6 +356,8 @@ export class Daemon {
     this.stopping = true;
     // /readyz answers 503 from here on; the admin server stays up while connections drain.
     this.listening = false;
+    // After an upgrade the service goes on in the new process: systemd must not hear that it stops.
+    if (!this.handedOver) this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
@@ -261,8 +379,8 @@ export class Daemon {
     this.exiting = true;
     this.adminServer?.stop();
     await this.engine.closeAll();
-    // The last counts, for a script that reads them after oi stopped.
-    await this.status.writeNow();
+    // The last counts, for a script that reads them after oi stopped (after an upgrade the file is the new process's).
+    if (!this.handedOver) await this.status.writeNow();
     // Connections closed just now log their end: give those lines their chance too.
     await this.releaseFiles();
     consoleLog.drops.notice();
@@ -283,6 +401,9 @@ export class Daemon {
     });
     process.on("SIGTERM", () => void this.shutdown("SIGTERM"));
     process.on("SIGINT", () => void this.shutdown("SIGINT"));
+    process.on("SIGUSR2", () => {
+      this.upgrade().catch((error: unknown) => consola.error(`upgrade failed: ${errorText(error)}`));
+    });
   }
 
   private async releaseFiles(): Promise<void> {

@@ -22,16 +22,16 @@ import { closeSync, fstatSync, writeSync } from "node:fs";
 import type { LineStream } from "./log/bounded-stream.ts";
 import { consoleLog } from "./log/console.ts";
 
-const READY_ENV = "OI_READY_FD";
+export const READY_ENV = "OI_READY_FD";
 const CONSOLE_ENV = "OI_STARTUP_CONSOLE_FDS";
 /** The copy's descriptors: the pipe for its word, then the starter's stdout and stderr. */
 const READY_FD = 3;
 const STARTUP_STDOUT_FD = 4;
 const STARTUP_STDERR_FD = 5;
-const READY_WORD = "listening\n";
+export const READY_WORD = "listening\n";
 
 /** Where `bun build --compile` puts a binary's own entry point (argv[1] is then not a script to pass on). */
-const EMBEDDED_ROOT = "/$bunfs/";
+export const EMBEDDED_ROOT = "/$bunfs/";
 
 /** The command that runs this program again, with `args`. */
 function selfCommand(args: string[]): string[] {

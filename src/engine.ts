@@ -31,6 +31,8 @@ export interface Engine {
   drain(): Promise<void>;
   /** Close every connection and session still open. */
   closeAll(): Promise<void>;
+  /** An upgrade's new process has the listening sockets: UDP rules stop at once (see Server.closeDatagramRules). */
+  closeDatagramRules?(): void;
   /** Connections and sessions open now, on current and removed rules. */
   readonly active: number;
   readonly sources: EngineSources;
@@ -80,6 +82,10 @@ export class LocalEngine implements Engine {
 
   async closeAll(): Promise<void> {
     this.server.closeAll();
+  }
+
+  closeDatagramRules(): void {
+    this.server.closeDatagramRules();
   }
 
   get active(): number {

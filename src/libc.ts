@@ -34,6 +34,12 @@ export const IPV6_V6ONLY = 26;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const AF_UNIX = 1;
+export const SO_TYPE = 3;
+export const SO_ACCEPTCONN = 30;
+export const MSG_NOSIGNAL = 0x4000;
+export const CLOCK_MONOTONIC = 1;
 export const SHUT_WR = 1;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
@@ -67,6 +73,12 @@ export interface Libc {
   accept4(fd: Fd, address: Uint8Array | null, length: Uint32Array | null, flags: number): Fd;
   connect(fd: Fd, address: Uint8Array, length: number): number;
   getsockname(fd: Fd, address: Uint8Array, length: Uint32Array): number;
+  /** getpeername: 0 when the socket is connected to a peer. */
+  getpeername(fd: Fd, address: Uint8Array, length: Uint32Array): number;
+  /** sendto a socket address (a unix datagram socket's, for sd_notify). */
+  sendto(fd: Fd, bytes: Uint8Array, length: number, flags: number, address: Uint8Array, addressLength: number): number;
+  /** clock_gettime(CLOCK_MONOTONIC) in microseconds, the clock systemd's MONOTONIC_USEC means. */
+  monotonicMicros(): bigint;
   /** setsockopt with an int value. */
   setIntOption(fd: Fd, level: number, name: number, value: number): number;
   /** getsockopt of an int value: the value, or -1 when it failed. */
@@ -115,6 +127,9 @@ async function bind(): Promise<LibcResult> {
       accept4: { args: [T.i32, T.ptr, T.ptr, T.i32], returns: T.i32 },
       connect: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
       getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+      getpeername: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+      sendto: { args: [T.i32, T.ptr, T.u64, T.i32, T.ptr, T.u32], returns: T.i64 },
+      clock_gettime: { args: [T.i32, T.ptr], returns: T.i32 },
       getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
       close: { args: [T.i32], returns: T.i32 },
       pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
@@ -139,6 +154,7 @@ async function bind(): Promise<LibcResult> {
     const epollEvent = new DataView(new ArrayBuffer(EPOLL_EVENT_SIZE));
     const epollEventBytes = new Uint8Array(epollEvent.buffer);
     const optionLength = new Uint32Array(1);
+    const timespec = new BigInt64Array(2);
     return {
       libc: {
         socket: (domain, type, protocol) => c.socket(domain, type, protocol),
@@ -147,6 +163,12 @@ async function bind(): Promise<LibcResult> {
         accept4: (fd, address, length, flags) => c.accept4(fd, address, length, flags),
         connect: (fd, address, length) => c.connect(fd, address, length),
         getsockname: (fd, address, length) => c.getsockname(fd, address, length),
+        getpeername: (fd, address, length) => c.getpeername(fd, address, length),
+        sendto: (fd, bytes, length, flags, address, addressLength) => Number(c.sendto(fd, bytes, length, flags, address, addressLength)),
+        monotonicMicros: () => {
+          c.clock_gettime(CLOCK_MONOTONIC, timespec);
+          return timespec[0]! * 1_000_000n + timespec[1]! / 1000n;
+        },
         setIntOption: (fd, level, name, value) => {
           option[0] = value;
           return c.setsockopt(fd, level, name, option, 4);

@@ -334,6 +334,17 @@ export class Server {
     for (const listening of this.retired) listening.drain();
   }
 
+  /**
+   * An upgrade handed the listening sockets to a new process: UDP rules stop
+   * at once, sessions and all. Both processes would otherwise read the shared
+   * socket, and every datagram of a new client the old one read would be lost
+   * while it drains; a client's next datagram starts a session in the new one.
+   */
+  closeDatagramRules(): void {
+    for (const listening of [...this.listeners.values(), ...this.retired]) if (listening.rule.bind.transport === "udp") listening.closeAll();
+    this.pruneRetired();
+  }
+
   /** Close every connection and session still open, on current and removed rules. */
   closeAll(): void {
     for (const listening of this.listeners.values()) listening.closeAll();

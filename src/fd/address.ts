@@ -4,7 +4,7 @@
  * encoded for bind and connect, and decoded from accept and getsockname in
  * the text Bun's sockets use (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`).
  */
-import { AF_INET, AF_INET6 } from "../libc.ts";
+import { AF_INET, AF_INET6, AF_UNIX } from "../libc.ts";
 import { formatIp, parseIp } from "../ip.ts";
 
 /** Room for either kind (sockaddr_in6 is the larger, 28 bytes). */
@@ -59,4 +59,22 @@ export function encodeAddressCached(host: string, port: number): SocketAddress |
     encoded.set(key, address);
   }
   return address;
+}
+
+/** sockaddr_un holds a 2-byte family, then up to 108 bytes of path. */
+const SUN_PATH_BYTES = 108;
+
+/**
+ * A unix socket address: a path, or `@name` for Linux's abstract namespace
+ * (whose name starts with a NUL byte, where a path ends with one); its bytes
+ * and the length to give bind, connect or sendto. Undefined when too long.
+ */
+export function encodeUnixAddress(path: string): { bytes: Uint8Array; length: number } | undefined {
+  const abstract = path.startsWith("@");
+  const name = new TextEncoder().encode(abstract ? path.slice(1) : path);
+  if (name.length + 1 > SUN_PATH_BYTES) return undefined;
+  const bytes = new Uint8Array(2 + SUN_PATH_BYTES);
+  new DataView(bytes.buffer).setUint16(0, AF_UNIX, true);
+  bytes.set(name, abstract ? 3 : 2);
+  return { bytes, length: 2 + name.length + 1 };
 }

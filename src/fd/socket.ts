@@ -386,6 +386,15 @@ export class FdListener implements StreamListener, FdOwner {
     return listener;
   }
 
+  /** Serve on `fd`, a listening socket made elsewhere (inherited: see systemd/inherited.ts); throws when the loop cannot watch it. */
+  static adopt(loop: FdLoop, fd: number, handlers: StreamHandlers<unknown>): FdListener {
+    // As open() does: accepted sockets inherit it (systemd's sockets, and Bun's, do not have it on the listener).
+    loop.libc.setIntOption(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    const listener = new FdListener(loop, fd, handlers);
+    if (!loop.add(fd, listener, LISTEN_EVENTS)) throw errnoError(loop.libc.errno());
+    return listener;
+  }
+
   get fd(): number {
     return this.descriptor;
   }

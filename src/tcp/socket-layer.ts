@@ -9,7 +9,7 @@
  */
 import { consola } from "consola";
 import type { DialTarget } from "../backends.ts";
-import { bunUnixPath, formatEndpoint } from "../endpoint.ts";
+import { formatEndpoint } from "../endpoint.ts";
 import { isIpLiteral } from "../ip.ts";
 import { connectStream } from "../stream-connect.ts";
 import { connectTls } from "../tls/client-leg.ts";
@@ -17,7 +17,8 @@ import type { Endpoint, SocketsMode } from "../types.ts";
 import { type FdLoop, fdLoop } from "../fd/loop.ts";
 import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
 import type { StreamHandlers, StreamListener, StreamSocket } from "./stream-socket.ts";
-import { applySocketMode, clearStaleSocket } from "./unix-socket.ts";
+import { adoptUnix, applySocketMode, listenUnix } from "./unix-socket.ts";
+import { type InheritedSocket, takeInherited } from "../systemd/inherited.ts";
 
 export interface ListenOptions {
   ipv6Only: boolean;
@@ -56,10 +57,10 @@ export class SocketLayer {
 
   /** Listen on `bind`; throws an Error saying why it cannot. */
   async listen(bind: Endpoint, options: ListenOptions, handlers: object): Promise<StreamListener> {
+    const inherited = takeInherited(bind);
+    if (inherited !== undefined) return this.adopt(inherited, bind, handlers);
     if (bind.transport === "unix") {
-      await clearStaleSocket(bind.host);
-      // Half-close must pass through unix sockets as through TCP (see below).
-      const listener = Bun.listen<unknown>({ unix: bunUnixPath(bind.host), allowHalfOpen: true, socket: handlers });
+      const listener = await listenUnix(bind.host, handlers);
       applySocketMode(bind.host, options.socketMode);
       return listener;
     }
@@ -82,6 +83,17 @@ export class SocketLayer {
       socket: handlers,
       reusePort: options.reusePort,
     };
+    return Bun.listen<unknown>(bunOptions);
+  }
+
+  /** Serve on a listening socket inherited from systemd or from the oi before an upgrade (systemd/inherited.ts). */
+  private adopt({ fd, fromOi }: InheritedSocket, bind: Endpoint, handlers: object): StreamListener {
+    // A socket file systemd made is systemd's; one the oi before an upgrade made is this oi's to remove at its end.
+    if (bind.transport === "unix") return adoptUnix(fd, fromOi && !bind.host.startsWith("@") ? bind.host : undefined, handlers);
+    const loop = this.direct();
+    if (loop !== undefined && isIpLiteral(bind.host)) return FdListener.adopt(loop, fd, handlers as StreamHandlers<unknown>);
+    // Bun's listen takes a descriptor though its types leave `fd` out; given an address too, it would bind that instead.
+    const bunOptions = { fd, allowHalfOpen: true, socket: handlers } as unknown as Bun.TCPSocketListenOptions<unknown>;
     return Bun.listen<unknown>(bunOptions);
   }
 

@@ -10,6 +10,7 @@
  * only. How a session reaches its backend (a connected UDP socket, or a TCP
  * connection) is the session class's business.
  */
+import { takeInherited } from "../systemd/inherited.ts";
 import type { udp } from "bun";
 import { isAllowed, parseClientAddress } from "../access.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
@@ -214,9 +215,11 @@ export class UdpListener implements Forwarder {
   }
 
   private async listenOn(endpoint: Endpoint): Promise<ListenSocket> {
+    const inherited = takeInherited(endpoint)?.fd;
+    // Bun's udpSocket takes a descriptor (systemd's, or the oi's before an upgrade) though its types leave `fd` out.
+    const where = inherited === undefined ? { hostname: endpoint.host, port: endpoint.port } : ({ fd: inherited } as unknown as { hostname: string });
     const socket: ListenSocket = await Bun.udpSocket({
-      hostname: endpoint.host,
-      port: endpoint.port,
+      ...where,
       binaryType: "uint8array",
       socket: listenHandlers,
     });

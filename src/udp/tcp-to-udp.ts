@@ -14,6 +14,7 @@
  * (as the TCP forwarder does): the address in it is the client's for the
  * access rules, the log, the balancer and the PROXY header sent on.
  */
+import { takeInherited } from "../systemd/inherited.ts";
 import type { TCPSocketListener } from "bun";
 import type { StreamHandlers, StreamSocket } from "../tcp/stream-socket.ts";
 import { DialPlan, type RuleBackends } from "../backends.ts";
@@ -299,10 +300,12 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
   }
 
   private listenOn(endpoint: Endpoint): TCPSocketListener<unknown> {
-    // ipv6Only is honoured by Bun's listen though its types leave it out (hence the typed variable).
+    // ipv6Only and fd are honoured by Bun's listen though its types leave them out (hence the typed variable).
+    const inherited = takeInherited(endpoint)?.fd;
+    // With a descriptor, no address: Bun would bind one instead.
+    const where = inherited === undefined ? { hostname: endpoint.host, port: endpoint.port } : ({ fd: inherited } as unknown as { hostname: string; port: number });
     const options: Bun.TCPSocketListenOptions<unknown> & { ipv6Only: boolean } = {
-      hostname: endpoint.host,
-      port: endpoint.port,
+      ...where,
       // The client's FIN must arrive as `end`, so what is queued for it can still be written.
       allowHalfOpen: true,
       ipv6Only: this.rule.bindIpv6Only === true,

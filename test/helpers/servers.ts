@@ -25,6 +25,9 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   openssl: "openssl",
   iperf3: "iperf3",
   chromium: "chromium",
+  "systemd-socket-activate": "systemd",
+  "systemd-analyze": "systemd",
+  ab: "apache2-utils",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
