@@ -4,13 +4,13 @@
  * completes intact through the old process while it drains, the old process
  * exits, the pid file names the new one, which serves TCP, UDP and unix
  * rules on the sockets it was handed; and an upgrade whose config no longer
- * loads leaves the old process serving.
+ * loads, or whose program cannot start, leaves the old process serving.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
-import { tempDir, writeTempFile } from "./helpers/oi-process.ts";
+import { startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
 import { missingTools, startNginx, testName, toolPath } from "./helpers/servers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
@@ -190,5 +190,22 @@ describe("SIGUSR2 upgrade", () => {
     expect(await connectionRefused(dropped)).toBe(true);
     // The new process serves the admin API on the same address, with its config.
     expect(await rulesOnAdmin()).toEqual([`127.0.0.1:${port}/tcp`]);
+  });
+
+  test("an upgrade to a program that cannot start (a broken build in place of the one running) leaves the old process serving", async () => {
+    const one = greeter("one");
+    const port = freePort();
+    // A copy of the program, under node_modules so its imports still resolve, to break while it runs.
+    const copy = mkdtempSync(join(import.meta.dir, "..", "node_modules", ".oi-upgrade-test-"));
+    onCleanup(() => rmSync(copy, { recursive: true, force: true }));
+    cpSync(join(import.meta.dir, "..", "src"), join(copy, "src"), { recursive: true });
+    cpSync(join(import.meta.dir, "..", "package.json"), join(copy, "package.json"));
+    const old = await startOi(writeTempFile("upgrade.conf", `127.0.0.1 ${port} 127.0.0.1 ${one.port}\n`), [], [], undefined, join(copy, "src", "cli.ts"));
+    onCleanup(() => old.stop());
+    writeFileSync(join(copy, "src", "cli.ts"), "this is not ( a program\n");
+    old.signal("SIGUSR2");
+    await old.stderr.waitFor(new RegExp(`upgrade failed: pid \\d+ exited with \\d+ before listening; pid ${old.proc.pid} keeps serving`), 15_000);
+    expect(await greeting(port)).toBe("one");
+    expect(old.proc.exitCode).toBeNull();
   });
 });

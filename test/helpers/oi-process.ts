@@ -109,9 +109,16 @@ export async function runOi(args: string[], timeoutMs = 15000): Promise<{ code: 
  * half-open connections behind, so the shutdown grace is short unless a test
  * gives its own `--grace`.
  */
-export async function startOi(configPath: string, extraArgs: string[] = [], prefix: string[] = [], env?: Record<string, string>): Promise<OiProcess> {
+export async function startOi(
+  configPath: string,
+  extraArgs: string[] = [],
+  prefix: string[] = [],
+  env?: Record<string, string>,
+  /** The program to run: the repository's src/cli.ts unless a test gives a copy. */
+  cli = CLI,
+): Promise<OiProcess> {
   const grace = extraArgs.includes("--grace") ? [] : ["--grace", "0.2"];
-  const proc = Bun.spawn([...prefix, process.execPath, CLI, "-c", configPath, ...grace, ...extraArgs], {
+  const proc = Bun.spawn([...prefix, process.execPath, cli, "-c", configPath, ...grace, ...extraArgs], {
     ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
     stdout: "pipe",
     stderr: "pipe",
