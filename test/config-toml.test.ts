@@ -313,6 +313,7 @@ describe("TOML errors, each with its line", () => {
       config: undefined,
       errors: [{ file: path, line: 0, reason: "cannot read config: no such file" }],
       warnings: [],
+      files: [path],
     });
   });
 });
