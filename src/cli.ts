@@ -29,7 +29,7 @@ export const DEFAULT_CONFIG_PATHS = OI.configPaths;
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
-const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--workers", "--help"]);
+const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--workers", "--watch", "--help"]);
 const KNOWN_SHORT = "cfvdh";
 /** Options of `oi check` only. */
 const CHECK_OPTIONS = new Set(["--resolve", "--no-resolve"]);
@@ -123,6 +123,10 @@ export const main = defineCommand({
       description: "Forwarding worker threads, overriding the config's `workers` (default 1)",
       valueHint: "N",
     },
+    watch: {
+      type: "boolean",
+      description: "Reload when the config file or a file it includes changes (as the config's `watch`; ConfigMap symlink swaps included)",
+    },
   },
   subCommands: { check },
   async run({ args }) {
@@ -138,6 +142,7 @@ export const main = defineCommand({
       workers: parseWorkerCount(args.workers),
       version: pkg.version,
       defaultPidFile: personality.pidFile,
+      watch: args.watch === true,
     });
     // Every rule listens: a starting process waiting for that (see detach.ts) may return now.
     announceListening();
@@ -173,7 +178,7 @@ export function runCli(): void {
   }
   const unknown = unknownOption(rawArgs);
   if (unknown !== undefined) {
-    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--workers N] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
+    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--workers N] [--watch] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
     process.exitCode = 1;
     return;
   }

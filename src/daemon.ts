@@ -33,6 +33,7 @@ import { TrafficHistory } from "./admin/history.ts";
 import type { Config, ConfigIssue, ForwardRule, MetricsAddress } from "./types.ts";
 import type { ApplySummary } from "./server.ts";
 import { WorkerEngine } from "./workers/supervisor.ts";
+import { ConfigWatch, watchTrigger } from "./config-watch.ts";
 
 export interface DaemonOptions {
   configPath: string;
@@ -44,6 +45,8 @@ export interface DaemonOptions {
   workers?: number | undefined;
   /** The pid file to write when the config names none (rinetd's default, when started as rinetd). */
   defaultPidFile?: string | undefined;
+  /** `--watch`: reload when the config file or an included file changes, whatever the config's `watch` says. */
+  watch?: boolean | undefined;
 }
 
 /** How often a shutdown looks whether the last connection has ended. */
@@ -60,11 +63,11 @@ export async function loadReporting(path: string): Promise<Config | undefined> {
   return (await loadWithIssues(path)).config;
 }
 
-async function loadWithIssues(path: string): Promise<{ config: Config | undefined; errors: ConfigIssue[] }> {
+async function loadWithIssues(path: string): Promise<{ config: Config | undefined; errors: ConfigIssue[]; files: string[] }> {
   const result = await loadConfig(path);
   for (const warning of result.warnings) consola.warn(formatIssue(warning));
   for (const error of result.errors) consola.error(formatIssue(error));
-  return { config: result.errors.length === 0 ? result.config : undefined, errors: result.errors };
+  return { config: result.errors.length === 0 ? result.config : undefined, errors: result.errors, files: result.files };
 }
 
 /** How a reload (SIGHUP, the API) or a change of rules through the API went. */
@@ -152,7 +155,7 @@ export class Daemon {
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
-    const config = await loadReporting(options.configPath);
+    const { config, files } = await loadWithIssues(options.configPath);
     if (config === undefined) {
       consola.error(`${options.configPath}: not started`);
       await consoleLog.flush(LOG_FLUSH_MS);
@@ -181,6 +184,7 @@ export class Daemon {
       process.exit(1);
     }
     daemon.handleSignals();
+    daemon.updateWatch(config, files);
     const count = config.rules.length;
     const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
     consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
@@ -312,7 +316,9 @@ export class Daemon {
     this.reopenLogFile();
     // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
     await this.engine.forgetAddresses();
-    const { config, errors } = await loadWithIssues(this.options.configPath);
+    const { config, errors, files } = await loadWithIssues(this.options.configPath);
+    // A broken file is watched too (with the files of the config in force), so its fix is seen.
+    this.updateWatch(config ?? this.fileConfig, config === undefined ? [...new Set([...this.watchedFiles, ...files])] : files);
     if (config === undefined) {
       consola.error("reload failed: the running configuration stays in force");
       return { ok: false, status: 422, message: "the new configuration has errors: the running configuration stays in force", errors };
@@ -347,6 +353,28 @@ export class Daemon {
     return { ok: true, summary, active: this.engine.active };
   }
 
+  /** `--watch` or the config's `watch`: the config's files are watched, and a change reloads as a SIGHUP does. */
+  private configWatch: ConfigWatch | undefined;
+  /** The files of the last load that the watch follows. */
+  private watchedFiles: string[] = [];
+
+  private updateWatch(config: Config, files: string[]): void {
+    this.watchedFiles = files;
+    const wanted = this.options.watch === true || config.watch === true;
+    if (!wanted || this.stopping) {
+      this.configWatch?.stop();
+      this.configWatch = undefined;
+      return;
+    }
+    if (this.configWatch === undefined) {
+      this.configWatch = new ConfigWatch((path) => {
+        this.reload(watchTrigger(path)).catch((error: unknown) => consola.error(`reload failed: ${errorText(error)}`));
+      });
+      consola.info(`watch: reloading when ${files.length === 1 ? files[0] : `${files.length} config files (${files.join(", ")})`} change${files.length === 1 ? "s" : ""}`);
+    }
+    this.configWatch.setFiles(files);
+  }
+
   /** SIGTERM/SIGINT: close quiet connections, let busy ones finish within the grace period, then close the rest and exit 0. */
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
@@ -354,6 +382,7 @@ export class Daemon {
       await this.exitNow(0);
     }
     this.stopping = true;
+    this.configWatch?.stop();
     // /readyz answers 503 from here on; the admin server stays up while connections drain.
     this.listening = false;
     // After an upgrade the service goes on in the new process: systemd must not hear that it stops.

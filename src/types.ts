@@ -345,6 +345,8 @@ export interface Config {
   listenBacklog: number | undefined;
   /** Forwarding worker threads (src/workers/); undefined: one, in the main thread. `--workers` overrides it. */
   workers: number | undefined;
+  /** Reload when the config file or a file it includes changes (`watch`; `--watch` sets it from the command line). */
+  watch?: boolean;
 }
 
 export interface StatusFileOptions {
@@ -369,6 +371,8 @@ export interface LoadResult {
   config: Config | undefined;
   errors: ConfigIssue[];
   warnings: ConfigIssue[];
+  /** Every file the load read (the config, then its includes), whether or not it loaded cleanly: what `--watch` watches. */
+  files: string[];
 }
 
 export const DEFAULT_UDP_TIMEOUT_SECONDS = 72;

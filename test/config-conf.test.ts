@@ -422,6 +422,7 @@ describe(".conf errors, each with its line", () => {
       config: undefined,
       errors: [{ file: path, line: 0, reason: "cannot read config: no such file" }],
       warnings: [],
+      files: [path],
     });
     expect(formatIssue(result.errors[0] ?? { file: "", line: 0, reason: "" })).toBe(
       `${path}: cannot read config: no such file`,

@@ -228,6 +228,10 @@ function parseGlobalLine(state: ConfState, keyword: string, spec: GlobalSpec, ar
     else report(state, line, spec.apply({ config: state.config, defaults: state.defaults, at: { file: state.issues.file, line } }, true));
     return;
   }
+  if (spec.bareMeansOn === true && args.length === 0) {
+    report(state, line, spec.apply({ config: state.config, defaults: state.defaults, at: { file: state.issues.file, line } }, true));
+    return;
+  }
   const [text] = args;
   if (args.length !== 1 || text === undefined) {
     const form = spec.type === "path" ? "PATH" : spec.type === "switch" ? "on|off" : spec.type === "switch-or-word" ? "on|off|auto" : "VALUE";

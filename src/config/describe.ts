@@ -44,6 +44,7 @@ export function describeConfig(config: Config): string {
     `sockets: ${SOCKETS_DESCRIPTIONS[config.sockets]}`,
     ...(config.listenBacklog === undefined ? [] : [`listen backlog: ${config.listenBacklog}`]),
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
+    ...(config.watch === true ? ["watch: on (reload when the config or an included file changes)"] : []),
     ...config.rules.map(describeRule),
   ].join("\n");
 }

@@ -42,6 +42,8 @@ export interface GlobalSpec {
   apply(target: GlobalTarget, value: GlobalValue): string | undefined;
   /** For settings accepted but without effect in oi: why, for the warning (which names the setting as written). */
   noEffect?: string;
+  /** A `switch` that may also stand alone in .conf (`watch` as `watch on`). */
+  bareMeansOn?: boolean;
 }
 
 function integerIn(name: string, value: GlobalValue, min: number, max: number): number | string {
@@ -372,6 +374,18 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "listen_backlog",
     type: "integer",
     apply: bounded("listen-backlog", 1, 65_535, (target, value) => (target.config.listenBacklog = value)),
+  },
+  {
+    conf: ["watch"],
+    toml: "watch",
+    yaml: "watch",
+    type: "switch",
+    bareMeansOn: true,
+    apply: (target, value) => {
+      if (typeof value !== "boolean") return `watch must be on or off, got '${String(value)}'`;
+      target.config.watch = value;
+      return undefined;
+    },
   },
 ];
 

@@ -27,6 +27,7 @@ export async function loadConfig(path: string): Promise<LoadResult> {
       config: undefined,
       errors: [{ file: path, line: 0, reason: `cannot read config: ${describeReadError(error)}` }],
       warnings: [],
+      files: [path],
     };
   }
   return loadConfigText(text, path);
@@ -54,6 +55,7 @@ export function loadConfigText(text: string, file: string): LoadResult {
     config: errors.length === 0 ? parsed.config : undefined,
     errors,
     warnings: inReadingOrder(parsed.files, [...parsed.warnings, ...findIneffectiveOptions(rules, label)]),
+    files: parsed.files,
   };
 }
 
