@@ -103,13 +103,18 @@ describe("--watch", () => {
     const path = join(tempDir(), "oi.conf");
     writeFileSync(path, rule(first, one.port));
     const oi = await oiOnFile(path, ["--watch"]);
-    const started = Date.now();
+    let last = Date.now();
+    let widestGap = 0;
     for (let write = 1; write <= 20; write++) {
       // Every write a different file; the last one adds the second rule.
       writeFileSync(path, rule(first, one.port) + `# write ${write}\n` + (write === 20 ? rule(second, two.port) : ""));
+      // A few ms apart, so a watcher without a quiet period would reload more than once.
       await Bun.sleep(2);
+      widestGap = Math.max(widestGap, Date.now() - last);
+      last = Date.now();
     }
-    expect(Date.now() - started).toBeLessThan(200);
+    // The premise: no pause between two writes as long as the quiet period (200 ms), even on a loaded machine.
+    expect(widestGap).toBeLessThan(150);
     await oi.stdout.waitFor("reloaded:", 5000);
     // Well past the quiet period: a second reload would have shown by now.
     await Bun.sleep(1000);
