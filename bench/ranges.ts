@@ -23,11 +23,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { freeBlock } from "../test/helpers/port-block.ts";
 
 const CLI = join(import.meta.dir, "..", "src", "cli.ts");
 const STEP_TIMEOUT_MS = 30_000;
-const LOWEST = 10_000;
-const HIGHEST = 32_000;
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -38,27 +37,6 @@ const sizes = option("sizes", "10,1000,10000").split(",").map(Number);
 const rounds = Number(option("rounds", "3"));
 const sockets = option("sockets", "auto");
 const directory = mkdtempSync(join(tmpdir(), "oi-bench-ranges-"));
-
-function tcpFree(port: number): boolean {
-  try {
-    Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The first of `count` consecutive free TCP ports on 127.0.0.1, below the ephemeral range, outside the `avoid` blocks. */
-function freeBlock(count: number, avoid: Array<[first: number, count: number]> = []): number {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const first = LOWEST + Math.floor(Math.random() * (HIGHEST - LOWEST - count));
-    if (avoid.some(([start, length]) => first < start + length && start < first + count)) continue;
-    let free = true;
-    for (let port = first; port < first + count && free; port++) free = tcpFree(port);
-    if (free) return first;
-  }
-  throw new Error(`no block of ${count} free ports`);
-}
 
 function rssAnonKiB(pid: number): number {
   return Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? Number.NaN);
@@ -176,10 +154,10 @@ const hardLimit = Number((await new Response(Bun.spawn(["sh", "-c", "ulimit -Hn"
 console.log(`oi port ranges: ${rounds} round(s) per size, sockets ${sockets}, descriptor hard limit ${hardLimit}, ${process.execPath} ${Bun.version}`);
 const widest = Math.max(...sizes);
 if (Number.isFinite(hardLimit) && widest + 10 + 100 > hardLimit) throw new Error(`a range of ${widest} ports needs about ${widest + 110} descriptors; the hard limit is ${hardLimit}`);
-let first = freeBlock(widest + 10);
+let first = await freeBlock(widest + 10);
 // The backend ports (the other rule's moves to the next one) and the other rule's port lie outside the range.
-const backendPort = freeBlock(2, [[first, widest + 10]]);
-const other = freeBlock(1, [[first, widest + 10], [backendPort, 2]]);
+const backendPort = await freeBlock(2, [[first, widest + 10]]);
+const other = await freeBlock(1, [[first, widest + 10], [backendPort, 2]]);
 // Backends that accept, so oi does not reset the probe connections (a reset can beat the client's own handshake report).
 const backends = [0, 1].map((offset) => Bun.listen({ hostname: "127.0.0.1", port: backendPort + offset, socket: { data() {} } }));
 
@@ -190,7 +168,7 @@ async function measured(width: number): Promise<Figures> {
     return await round(width, first, backendPort, other);
   } catch (error) {
     if (!String(error).includes("EADDRINUSE")) throw error;
-    first = freeBlock(widest + 10, [[backendPort, 2], [other, 1]]);
+    first = await freeBlock(widest + 10, [[backendPort, 2], [other, 1]]);
     return await round(width, first, backendPort, other);
   }
 }
