@@ -1,0 +1,115 @@
+/**
+ * Backends from DNS SRV records and the global `dns-servers`, end to end
+ * against a real dnsmasq on a loopback port: weights split the clients,
+ * a higher priority is a backup that serves only while the lower ones are
+ * down, a changed record set is followed after its TTL, and ordinary A
+ * lookups go to the given server too (the names exist nowhere else).
+ */
+import { describe, expect, test } from "bun:test";
+import { cleanUpAfterEachTest, greeting, oi, onCleanup } from "./helpers/harness.ts";
+import { type Dnsmasq, type DnsRecords, startDnsmasq } from "./helpers/dnsmasq.ts";
+import { type Backend, freePort, startBackend } from "./helpers/peers.ts";
+import type { OiProcess } from "./helpers/oi-process.ts";
+import { missingTools, testName } from "./helpers/servers.ts";
+
+cleanUpAfterEachTest();
+
+const skip = missingTools(["dnsmasq"]);
+const SRV = "_svc._tcp.x.test";
+
+/** A backend that greets each connection with `name` and counts it. */
+function counted(name: string, counts: Map<string, number>): Backend {
+  const server = startBackend((peer) => {
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    void peer.send(name, true);
+  });
+  onCleanup(() => server.stop());
+  return server;
+}
+
+/** Every target of the test's names is 127.0.0.1: ports tell the backends apart. */
+function records(srv: Array<[target: string, port: number, priority: number, weight: number]>, ttl: number, extraHosts: string[] = []): DnsRecords {
+  const targets = [...new Set(srv.map(([target]) => target)), ...extraHosts];
+  return {
+    srv: srv.map(([target, port, priority, weight]) => `${SRV},${target},${port},${priority},${weight}`),
+    hosts: targets.map((target) => `${target},127.0.0.1`),
+    ttl,
+  };
+}
+
+async function startWithSrv(dns: Dnsmasq, entries: number, options = ""): Promise<OiProcess> {
+  const port = freePort();
+  const process = await oi(`dns-servers 127.0.0.1:${dns.port}\n127.0.0.1 ${port} srv:${SRV}${options}\n`, ["-d"]);
+  // Each SRV target becomes a backend `srv:NAME[n]`, logged when it joins.
+  await process.stdout.waitFor(new RegExp(`(a target of srv:${SRV.replaceAll(".", "\\.")}[^\\n]*\\n[^]*){${entries}}`), 10_000);
+  (process as OiProcess & { port: number }).port = port;
+  return process;
+}
+
+const portOf = (process: OiProcess) => (process as OiProcess & { port: number }).port;
+
+async function greetings(port: number, count: number): Promise<string[]> {
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) names.push(await greeting(port));
+  return names;
+}
+
+describe("backends from DNS SRV records", () => {
+  test.skipIf(skip !== undefined)(testName("weights 1 and 3 split the clients 1:3; the priority-10 backup takes none", skip), async () => {
+    const counts = new Map<string, number>();
+    const [a, b, c] = [counted("a", counts), counted("b", counts), counted("c", counts)];
+    const dns = await startDnsmasq(records([["a.x.test", a.port, 0, 1], ["b.x.test", b.port, 0, 3], ["c.x.test", c.port, 10, 1]], 60));
+    const process = await startWithSrv(dns, 3, " [lb=random]");
+    const answered = await greetings(portOf(process), 400);
+    expect(answered.every((name) => name === "a" || name === "b")).toBe(true);
+    // Expected 100 and 300 (binomial standard deviation about 8.7): within 4 of them, and the backup never.
+    expect(Math.abs((counts.get("a") ?? 0) - 100)).toBeLessThan(35);
+    expect(Math.abs((counts.get("b") ?? 0) - 300)).toBeLessThan(35);
+    expect(counts.get("c")).toBeUndefined();
+  });
+
+  test.skipIf(skip !== undefined)(testName("with both primaries stopped, the backup serves", skip), async () => {
+    const counts = new Map<string, number>();
+    const [a, b, c] = [counted("a", counts), counted("b", counts), counted("c", counts)];
+    const dns = await startDnsmasq(records([["a.x.test", a.port, 0, 1], ["b.x.test", b.port, 0, 3], ["c.x.test", c.port, 10, 1]], 60));
+    const process = await startWithSrv(dns, 3);
+    expect(new Set(await greetings(portOf(process), 8))).toEqual(new Set(["a", "b"]));
+    a.stop();
+    b.stop();
+    // Every client is served: by the backup, after its failed tries of the primaries until those are marked down.
+    const answered = await greetings(portOf(process), 20);
+    expect(answered).toEqual(Array(20).fill("c"));
+    expect(process.stdout.text + process.stderr.text).toMatch(/out of service/);
+  });
+
+  test.skipIf(skip !== undefined)(testName("a changed record set is picked up after its TTL, and the vanished targets drained", skip), async () => {
+    const counts = new Map<string, number>();
+    const [a, b, d] = [counted("a", counts), counted("b", counts), counted("d", counts)];
+    const dns = await startDnsmasq(records([["a.x.test", a.port, 0, 1], ["b.x.test", b.port, 0, 1]], 2));
+    const process = await startWithSrv(dns, 2);
+    expect(new Set(await greetings(portOf(process), 4))).toEqual(new Set(["a", "b"]));
+    await dns.restart(records([["d.x.test", d.port, 0, 1]], 2));
+    const deadline = Date.now() + 15_000;
+    while ((await greeting(portOf(process))) !== "d") {
+      if (Date.now() > deadline) throw new Error(`the new record set was not picked up:\n${process.stdout.text}`);
+      await Bun.sleep(100);
+    }
+    // The TTL is 2 s: oi asked again within a few seconds, not at dns-refresh's 600.
+    expect(Date.now()).toBeLessThan(deadline);
+    expect(await greetings(portOf(process), 10)).toEqual(Array(10).fill("d"));
+    expect(process.stdout.text).toMatch(/removed: a\.x\.test:\d+ is no longer a target of srv:_svc\._tcp\.x\.test/);
+  });
+});
+
+describe("dns-servers", () => {
+  test.skipIf(skip !== undefined)(testName("an ordinary backend host name is looked up at the given server", skip), async () => {
+    const counts = new Map<string, number>();
+    const a = counted("a", counts);
+    // plain.x.test exists only in this dnsmasq: reaching the backend proves the lookup went there.
+    const dns = await startDnsmasq({ hosts: ["plain.x.test,127.0.0.1"], ttl: 60 });
+    const port = freePort();
+    const process = await oi(`dns-servers 127.0.0.1:${dns.port}\n127.0.0.1 ${port} plain.x.test ${a.port}\n`, ["-d"]);
+    expect(await greeting(port)).toBe("a");
+    expect(process.stdout.text).toMatch(/DNS plain\.x\.test -> 127\.0\.0\.1 \(kept 60s\)/);
+  });
+});
