@@ -568,6 +568,15 @@ export class DialPlan {
       this.index = -1;
       return undefined;
     }
+    if (addresses.length === 0 && this.backends.pool.isRetired(index)) {
+      // The entry was replaced while this client waited (an SRV name's first answer): no failed attempt; pick among what replaced it.
+      this.backends.pool.closed(index, 0, 0);
+      this.attempts--;
+      // Its slot may be given to a new entry later: that one is not tried yet.
+      this.tried &= ~(1 << index);
+      this.index = -1;
+      return this.next();
+    }
     this.addresses = addresses;
     return this.next();
   }
