@@ -3,11 +3,12 @@
  * in the three config formats, and their mistakes reported at their line.
  */
 import { describe, expect, test } from "bun:test";
+import type { Endpoint } from "../src/types.ts";
 import { linesAndReasons, textLoader } from "./helpers/config.ts";
 
 const loadText = textLoader();
 
-const SRV_ENDPOINT = { host: "_web._tcp.svc.cluster.local", port: 0, transport: "tcp", srv: true };
+const SRV_ENDPOINT: Endpoint = { host: "_web._tcp.svc.cluster.local", port: 0, transport: "tcp", srv: true };
 const SERVERS = [
   { host: "127.0.0.1", port: 5353 },
   { host: "::1", port: 53 },
