@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { cleanUpAfterEachTest, greeting, oi, onCleanup } from "./helpers/harness.ts";
 import { type Dnsmasq, type DnsRecords, startDnsmasq } from "./helpers/dnsmasq.ts";
 import { type Backend, freePort, startBackend } from "./helpers/peers.ts";
-import type { OiProcess } from "./helpers/oi-process.ts";
+import { type OiProcess, runOi, writeTempFile } from "./helpers/oi-process.ts";
 import { missingTools, testName } from "./helpers/servers.ts";
 
 cleanUpAfterEachTest();
@@ -82,6 +82,32 @@ describe("backends from DNS SRV records", () => {
     expect(process.stdout.text + process.stderr.text).toMatch(/out of service/);
   });
 
+  test.skipIf(skip !== undefined)(testName("primaries drained through the admin API: the backup serves; metrics show each target", skip), async () => {
+    const counts = new Map<string, number>();
+    const [a, b, c] = [counted("a", counts), counted("b", counts), counted("c", counts)];
+    const dns = await startDnsmasq(records([["a.x.test", a.port, 0, 1], ["b.x.test", b.port, 0, 3], ["c.x.test", c.port, 10, 1]], 60));
+    const [port, adminPort] = [freePort(), freePort()];
+    const process = await oi(`admin 127.0.0.1:${adminPort}\ndns-servers 127.0.0.1:${dns.port}\n127.0.0.1 ${port} srv:${SRV}\n`);
+    const rule = `127.0.0.1:${port}/tcp`;
+    // The log says which entry is which target: `backend srv:NAME[n] -> a.x.test:PORT (a target of ...)`.
+    await process.stdout.waitFor(/(backend \S+ -> [abc]\.x\.test:\d+[^]*){3}/, 10_000);
+    const entryOf = (target: string) => new RegExp(`backend (\\S+) -> ${target}\\.x\\.test:`).exec(process.stdout.text)?.[1] ?? "";
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    for (const target of ["a", "b", "c"]) expect(metrics).toContain(`oi_backend_up{rule="${rule}",backend="${entryOf(target)}"} 1`);
+    const setState = async (target: string, state: string) => {
+      const url = `http://127.0.0.1:${adminPort}/api/v1/rules/${encodeURIComponent(rule)}/backends/${encodeURIComponent(entryOf(target))}`;
+      const response = await fetch(url, { method: "POST", body: JSON.stringify({ state }) });
+      expect(response.status).toBe(200);
+    };
+    expect(new Set(await greetings(port, 8))).toEqual(new Set(["a", "b"]));
+    await setState("a", "drain");
+    expect(await greetings(port, 4)).toEqual(Array(4).fill("b"));
+    await setState("b", "maint");
+    expect(await greetings(port, 10)).toEqual(Array(10).fill("c"));
+    await setState("a", "ready");
+    expect(await greetings(port, 4)).toEqual(Array(4).fill("a"));
+  });
+
   test.skipIf(skip !== undefined)(testName("a changed record set is picked up after its TTL, and the vanished targets drained", skip), async () => {
     const counts = new Map<string, number>();
     const [a, b, d] = [counted("a", counts), counted("b", counts), counted("d", counts)];
@@ -111,5 +137,22 @@ describe("dns-servers", () => {
     const process = await oi(`dns-servers 127.0.0.1:${dns.port}\n127.0.0.1 ${port} plain.x.test ${a.port}\n`, ["-d"]);
     expect(await greeting(port)).toBe("a");
     expect(process.stdout.text).toMatch(/DNS plain\.x\.test -> 127\.0\.0\.1 \(kept 60s\)/);
+  });
+});
+
+describe("oi check", () => {
+  test.skipIf(skip !== undefined)(testName("shows what an srv: backend's records list now; --no-resolve asks nothing", skip), async () => {
+    const dns = await startDnsmasq(records([["a.x.test", 8001, 0, 1], ["c.x.test", 8003, 10, 2]], 30));
+    const path = writeTempFile("check.conf", `dns-servers 127.0.0.1:${dns.port}\n127.0.0.1 8080 srv:${SRV}\n127.0.0.1 8081 srv:_none._tcp.x.test\n`);
+    const checked = await runOi(["check", "-c", path]);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain(`dns servers: 127.0.0.1:${dns.port} (every lookup)`);
+    expect(checked.stdout).toContain(`127.0.0.1:8080 -> srv:${SRV}`);
+    expect(checked.stdout).toContain(`srv:${SRV} now lists a.x.test:8001 weight 1 priority 0, c.x.test:8003 weight 2 priority 10 (TTL 30s)`);
+    expect(checked.stderr).toContain(`check.conf:3: SRV name 'srv:_none._tcp.x.test' has no usable records here (EREFUSED)`);
+    const offline = await runOi(["check", "--no-resolve", "-c", path]);
+    expect(offline.code).toBe(0);
+    expect(offline.stdout).not.toContain("now lists");
+    expect(offline.stderr).not.toContain("no usable records");
   });
 });
