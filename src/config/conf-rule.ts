@@ -20,7 +20,7 @@ import { backendOf } from "./model.ts";
 import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
 import { isPortRange, parsePortRange, type PortSpan } from "./port-range.ts";
 import { resolveService } from "./services.ts";
-import { isSrvAddress, parseSrvAddress, SRV_WEIGHT_REASON } from "./srv-address.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
 export const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
@@ -88,7 +88,7 @@ export function parseRuleFields(fields: string[], optionGroups: string[], reason
     const path = take(checkUnixPath(bindText.slice(UNIX_PREFIX.length), "bind address"));
     if (path !== undefined) bind = { host: path, port: 0, transport: "unix" };
   } else if (isSrvAddress(bindText)) {
-    reasons.push(`bind address '${bindText}': srv: names backends; oi listens on an IP address or host name`);
+    reasons.push(srvBindReason("bind", bindText));
     position++;
   } else {
     const host = take(checkHost(bindText, "bind address"));

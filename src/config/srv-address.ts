@@ -28,5 +28,10 @@ export function parseSrvAddress(text: string, role: string): Checked<Endpoint> {
   return { ok: true, value: { host: host.value, port: 0, transport: protocol === "_udp" ? "udp" : "tcp", srv: true } };
 }
 
+/** The reason `srv:` was written where oi listens. */
+export function srvBindReason(role: string, text: string): string {
+  return `${role} address '${text}': srv: names backends; oi listens on an IP address or host name`;
+}
+
 /** The reason a weight was given to an `srv:` backend. */
 export const SRV_WEIGHT_REASON = "an srv: backend takes its weights from the SRV records; give it no weight";

@@ -35,7 +35,7 @@ import {
   TableReader,
 } from "./table-reader.ts";
 import { parsePortRange, type PortSpan } from "./port-range.ts";
-import { isSrvAddress, parseSrvAddress, SRV_WEIGHT_REASON } from "./srv-address.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { indexTomlLines, locateTomlSyntaxError } from "./toml-lines.ts";
 import { checkHost, checkPort, checkSourceAddress, checkUnixPath, compileAccessRule } from "./validate.ts";
 
@@ -158,7 +158,7 @@ function readEndpoint(reader: TableReader, addressKey: string, portKey: string, 
 /** `srv:_service._proto.name`: a connect address without a port key, whose protocol label agrees with the rule's `protocol`. */
 function readSrvEndpoint(reader: TableReader, address: string, addressKey: string, portKey: string, role: string, transport: Transport): Endpoint | undefined {
   if (role !== "connect") {
-    reader.report(addressKey, `${role} address '${address}': srv: names backends; oi listens on an IP address or host name`);
+    reader.report(addressKey, srvBindReason(role, address));
     return undefined;
   }
   const endpoint = reader.check(addressKey, parseSrvAddress(address, `${role} address`));

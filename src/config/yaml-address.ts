@@ -9,7 +9,7 @@
 import type { Endpoint, Transport } from "../types.ts";
 import { isPortRange, parsePortRange } from "./port-range.ts";
 import { resolveService } from "./services.ts";
-import { isSrvAddress, parseSrvAddress } from "./srv-address.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason } from "./srv-address.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
 const UNIX_PREFIX = "unix:";
@@ -24,7 +24,7 @@ function fail<T>(reason: string): Checked<T> {
  */
 export function parseAddress(text: string, role: string, unsuffixed: Transport): Checked<Endpoint> {
   if (isSrvAddress(text)) {
-    if (role !== "connect") return fail(`${role} address '${text}': srv: names backends; oi listens on an IP address or host name`);
+    if (role !== "connect") return fail(srvBindReason(role, text));
     return parseSrvAddress(text, `${role} address`);
   }
   if (text.toLowerCase().startsWith(UNIX_PREFIX)) {
