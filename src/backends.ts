@@ -445,8 +445,11 @@ export class RuleBackends {
       const slot = this.slots[index]!;
       const member = slot.key === undefined ? undefined : members.find((candidate) => candidate.key === slot.key);
       if (member !== undefined) {
-        // An SRV record may change its weight or priority and stay: the entry follows (unless the API set its weight).
-        if (override?.weight === undefined && this.pool.backends[index]?.weight !== member.weight) this.pool.setWeight(index, member.weight);
+        // An SRV record may change its weight or priority and stay: the entry follows. A weight the API set stays until DNS changes it.
+        if (member.weight !== slot.record.weight) {
+          slot.record = { ...slot.record, weight: member.weight };
+          if (override?.weight === undefined) this.pool.setWeight(index, member.weight);
+        }
         this.pool.setTier(index, member.tier);
         continue;
       }
