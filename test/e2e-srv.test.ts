@@ -140,6 +140,24 @@ describe("dns-servers", () => {
   });
 });
 
+describe("dns-multi-ip-expand through the same machinery", () => {
+  test.skipIf(skip !== undefined)(testName("a name's addresses become backends, and follow the records", skip), async () => {
+    const one = startBackend((peer) => void peer.send("one", true), "127.0.0.1");
+    onCleanup(() => one.stop());
+    // The same port on a second loopback address: the name's second A record.
+    const two = startBackend((peer) => void peer.send("two", true), "127.0.0.2", one.port);
+    onCleanup(() => two.stop());
+    const dns = await startDnsmasq({ hosts: ["multi.x.test,127.0.0.1", "multi.x.test,127.0.0.2"], ttl: 1 });
+    const port = freePort();
+    const process = await oi(`dns-servers 127.0.0.1:${dns.port}\ndns-multi-ip-expand on\ndns-refresh 1\n127.0.0.1 ${port} multi.x.test ${one.port}\n`);
+    await process.stdout.waitFor(/(backend multi\.x\.test:\d+\[\d\] -> 127\.0\.0\.[12] \(an address of multi\.x\.test\)[^]*){2}/, 10_000);
+    expect(new Set(await greetings(port, 6))).toEqual(new Set(["one", "two"]));
+    await dns.restart({ hosts: ["multi.x.test,127.0.0.2"], ttl: 1 });
+    await process.stdout.waitFor(/removed: 127\.0\.0\.1 is no longer an address of multi\.x\.test/, 10_000);
+    expect(await greetings(port, 6)).toEqual(Array(6).fill("two"));
+  });
+});
+
 describe("oi check", () => {
   test.skipIf(skip !== undefined)(testName("shows what an srv: backend's records list now; --no-resolve asks nothing", skip), async () => {
     const dns = await startDnsmasq(records([["a.x.test", 8001, 0, 1], ["c.x.test", 8003, 10, 2]], 30));
