@@ -11,6 +11,7 @@ import { type Dnsmasq, type DnsRecords, startDnsmasq } from "./helpers/dnsmasq.t
 import { type Backend, freePort, startBackend } from "./helpers/peers.ts";
 import { type OiProcess, runOi, writeTempFile } from "./helpers/oi-process.ts";
 import { missingTools, testName } from "./helpers/servers.ts";
+import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
 
@@ -124,6 +125,21 @@ describe("backends from DNS SRV records", () => {
     expect(Date.now()).toBeLessThan(deadline);
     expect(await greetings(portOf(process), 10)).toEqual(Array(10).fill("d"));
     expect(process.stdout.text).toMatch(/removed: a\.x\.test:\d+ is no longer a target of srv:_svc\._tcp\.x\.test/);
+  });
+});
+
+describe("UDP", () => {
+  test.skipIf(skip !== undefined)(testName("a _udp SRV name gives UDP backends: datagrams reach the target's port", skip), async () => {
+    const echo = await startUdpBackend();
+    const dns = await startDnsmasq({ srv: [`_echo._udp.x.test,u.x.test,${echo.port},0,1`], hosts: ["u.x.test,127.0.0.1"], ttl: 60 });
+    const port = await freeUdpPort();
+    const process = await oi(`dns-servers 127.0.0.1:${dns.port}\n127.0.0.1 ${port}/udp srv:_echo._udp.x.test\n`);
+    await process.stdout.waitFor(/backend srv:_echo\._udp\.x\.test\[0\] -> u\.x\.test:\d+/, 10_000);
+    const client = await UdpClient.open("127.0.0.1", port);
+    client.send("ping");
+    await client.waitCount(1);
+    expect(new TextDecoder().decode(client.received[0]?.data)).toBe("ping");
+    expect(echo.received).toHaveLength(1);
   });
 });
 
