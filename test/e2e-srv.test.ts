@@ -12,6 +12,7 @@ import { type Backend, freePort, startBackend } from "./helpers/peers.ts";
 import { type OiProcess, runOi, writeTempFile } from "./helpers/oi-process.ts";
 import { missingTools, testName } from "./helpers/servers.ts";
 import { freeUdpPort, startUdpBackend, UdpClient } from "./helpers/udp.ts";
+import { lookupSrv } from "../src/srv.ts";
 
 cleanUpAfterEachTest();
 
@@ -188,5 +189,19 @@ describe("oi check", () => {
     expect(offline.code).toBe(0);
     expect(offline.stdout).not.toContain("now lists");
     expect(offline.stderr).not.toContain("no usable records");
+  });
+});
+
+describe("lookupSrv", () => {
+  test.skipIf(skip !== undefined)(testName("an answer too long for UDP is fetched again over TCP (its TTL then unknown)", skip), async () => {
+    const long = Array.from({ length: 30 }, (_, i) => `_big._tcp.x.test,target-${i}.a-rather-long-domain-name.x.test,${8000 + i},0,1`);
+    const dns = await startDnsmasq({ srv: [...long, `${SRV},a.x.test,8001,0,1`], hosts: ["a.x.test,127.0.0.1"], ttl: 9 });
+    const server = [{ host: "127.0.0.1", port: dns.port }];
+    const small = await lookupSrv(SRV, server);
+    expect(small).toEqual([{ priority: 0, weight: 1, port: 8001, target: "a.x.test", ttl: 9 }]);
+    const big = await lookupSrv("_big._tcp.x.test", server);
+    expect(big).toHaveLength(30);
+    expect(new Set(big.map((record) => record.port)).size).toBe(30);
+    expect(big.every((record) => record.ttl === Number.POSITIVE_INFINITY)).toBe(true);
   });
 });
