@@ -198,16 +198,19 @@ export class RuleBackends {
     this.applyOverrides();
     const interval = balance.probeInterval;
     if (interval !== undefined) {
+      // Entries of expanded names and SRV targets come and go: every slot the pool may hold is watched, the empty and retired ones skipped.
+      const dynamic = this.expanded.length > 0 || this.srvNames.length > 0;
+      const unprobed = (index: number) => this.pool.backends[index] === undefined || this.pool.isRetired(index) || this.pool.backends[index]?.state === "maint";
       this.prober = new HealthProber({
-        count: rule.backends.length,
+        count: dynamic ? MAX_BACKENDS : rule.backends.length,
         intervalMs: interval * MS,
         timeoutMs: Math.min(balance.probeTimeout, interval) * MS,
         targets: (index) => this.probeTargets(index),
         report: (index, up) => {
-          // A probe already under way when the backend went into maintenance says nothing.
-          if (this.pool.backends[index]?.state !== "maint") this.pool.setProbeResult(index, up);
+          // A probe already under way when the backend went into maintenance (or left) says nothing.
+          if (!unprobed(index)) this.pool.setProbeResult(index, up);
         },
-        paused: (index) => this.pool.backends[index]?.state === "maint",
+        paused: unprobed,
       });
       this.prober.start();
     }

@@ -84,6 +84,19 @@ describe("backends from DNS SRV records", () => {
     expect(process.stdout.text + process.stderr.text).toMatch(/out of service/);
   });
 
+  test.skipIf(skip !== undefined)(testName("with probes, stopped primaries are taken out before a client meets them", skip), async () => {
+    const counts = new Map<string, number>();
+    const [a, b, c] = [counted("a", counts), counted("b", counts), counted("c", counts)];
+    const dns = await startDnsmasq(records([["a.x.test", a.port, 0, 1], ["b.x.test", b.port, 0, 3], ["c.x.test", c.port, 10, 1]], 60));
+    const process = await startWithSrv(dns, 3, " [probe=0.2,probe_timeout=0.2,health_threshold=1]");
+    expect(new Set(await greetings(portOf(process), 8))).toEqual(new Set(["a", "b"]));
+    a.stop();
+    b.stop();
+    // Every entry is probed, whatever its slot: both primaries are found down.
+    await process.stderr.waitFor(/(backend srv:_svc\._tcp\.x\.test\[\d\] is out of service[^]*){2}/, 10_000);
+    expect(await greetings(portOf(process), 10)).toEqual(Array(10).fill("c"));
+  });
+
   test.skipIf(skip !== undefined)(testName("primaries drained through the admin API: the backup serves; metrics show each target", skip), async () => {
     const counts = new Map<string, number>();
     const [a, b, c] = [counted("a", counts), counted("b", counts), counted("c", counts)];
