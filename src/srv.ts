@@ -85,6 +85,7 @@ export async function lookupSrv(name: string, servers: readonly DnsServer[]): Pr
 /** One query to one server over UDP: the answer with the query's ID from that server, or undefined after the timeout. */
 async function ask(server: DnsServer, query: Uint8Array, id: number): Promise<Uint8Array | undefined> {
   const { promise, resolve } = Promise.withResolvers<Uint8Array | undefined>();
+  // No socket of that family here (IPv6 off, say): this server cannot be asked, the next may.
   const socket = await Bun.udpSocket({
     hostname: server.host.includes(":") ? "::" : "0.0.0.0",
     binaryType: "uint8array",
@@ -98,7 +99,8 @@ async function ask(server: DnsServer, query: Uint8Array, id: number): Promise<Ui
         resolve(undefined);
       },
     },
-  });
+  }).catch(() => undefined);
+  if (socket === undefined) return undefined;
   const timer = setTimeout(() => resolve(undefined), TRY_TIMEOUT_MS);
   try {
     // An unreachable server shows up as an error on send (ICMP): treat as no answer.
