@@ -14,7 +14,7 @@ import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
 import { consoleLog } from "./log/console.ts";
 import pkg from "../package.json" with { type: "json" };
-import { findUnresolvedNames } from "./config/check-names.ts";
+import { findUnresolvedNames, lookUpSrvNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
 import { announceListening, detach, useStartupConsole } from "./detach.ts";
@@ -89,8 +89,9 @@ const check = defineCommand({
       consola.error(`${path}: invalid`);
       process.exit(1);
     }
-    if (args.resolve) for (const warning of await findUnresolvedNames(config)) consola.warn(formatIssue(warning));
-    process.stdout.write(`${describeConfig(config)}\n`);
+    const srv = args.resolve ? await lookUpSrvNames(config) : { lines: [], issues: [] };
+    if (args.resolve) for (const warning of [...(await findUnresolvedNames(config)), ...srv.issues]) consola.warn(formatIssue(warning));
+    process.stdout.write(`${[describeConfig(config), ...srv.lines].join("\n")}\n`);
   },
 });
 
