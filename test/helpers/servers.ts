@@ -28,6 +28,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "systemd-socket-activate": "systemd",
   "systemd-analyze": "systemd",
   ab: "apache2-utils",
+  catatonit: "catatonit",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
