@@ -21,7 +21,7 @@
  * never run, so the probes are asked here, as the kubelet would.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { engine, engineMissing, engineRun, removeTestImage, testImage, uniqueName } from "./helpers/container.ts";
 import { backend, cleanUpAfterEachTest, onCleanup } from "./helpers/harness.ts";
@@ -121,7 +121,8 @@ async function playAndForward(kind: "Deployment" | "DaemonSet"): Promise<void> {
   const port = await freeBlock(2);
   const server = backend();
   const variant: Variant = { name: uniqueName(kind.toLowerCase()), image: await testImage(), port, adminPort: port + 1, backendPort: server.port };
-  const file = join(tempDir(), "play.yaml");
+  const dir = tempDir();
+  const file = join(dir, "play.yaml");
   writeFileSync(file, playable(kind, variant).map((doc) => JSON.stringify(doc, null, 2)).join("\n---\n"));
   // As a Deployment, podman names the pod NAME-pod-0; a Pod keeps its name. Containers are POD-CONTAINER.
   const pod = kind === "Deployment" ? `${variant.name}-pod-0` : variant.name;
@@ -130,6 +131,7 @@ async function playAndForward(kind: "Deployment" | "DaemonSet"): Promise<void> {
     await engineRun(["kube", "down", file]);
     // podman keeps a ConfigMap's volume after `kube down`.
     await engineRun(["volume", "rm", "--force", `${variant.name}-config`, `${variant.name}-token`]);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const played = await engineRun(["kube", "play", file], 120_000);

@@ -4,7 +4,7 @@
  * removed when the run ends; and containers run from it with host
  * networking, watched through their output, removed after the test.
  */
-import { chmodSync, writeFileSync } from "node:fs";
+import { chmodSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { buildImage } from "../../contrib/image/build.ts";
@@ -73,9 +73,10 @@ export async function removeTestImage(): Promise<void> {
   if (tag !== undefined) await engineRun(["rmi", "--force", tag]);
 }
 
-/** A folder the image's non-root user can read (temporary folders are 0700), holding `files`; mounted read-only by the tests. */
+/** A folder the image's non-root user can read (temporary folders are 0700), holding `files`; mounted read-only by the tests, removed after the test. */
 export function readableDir(files: Record<string, string>): string {
   const dir = tempDir();
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o755);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text, { mode: 0o644 });
   return dir;
