@@ -28,6 +28,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "systemd-socket-activate": "systemd",
   "systemd-analyze": "systemd",
   ab: "apache2-utils",
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
