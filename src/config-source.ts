@@ -32,7 +32,7 @@ export function configSource(path: string, etcd: EtcdOptions, purpose: "run" | "
   const address = parseEtcdAddress(path);
   if (typeof address === "string") return address;
   try {
-    return new EtcdSource(path, address, purpose === "check" ? { ...etcd, cache: undefined } : etcd);
+    return new EtcdSource(path, address, purpose === "check" ? { ...etcd, cache: undefined, checking: true } : etcd);
   } catch (error) {
     return `${path}: ${error instanceof Error ? error.message : String(error)}`;
   }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, lstatSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, onCleanup } from "./helpers/harness.ts";
+import { makeTestCa } from "./helpers/certs.ts";
 import { type Etcd, startEtcd } from "./helpers/etcd.ts";
 import { type OiProcess, runOi, startOi, tempDir } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
@@ -18,7 +19,7 @@ import { missingTools, testName } from "./helpers/servers.ts";
 
 cleanUpAfterEachTest();
 
-const skip = missingTools(["etcd"]);
+const skip = missingTools(["etcd", "openssl"]);
 /** Within this a change in etcd must serve (the task: applied within a second; 2 s for a loaded machine's rule to listen). */
 const APPLY_MS = 2000;
 
@@ -248,5 +249,54 @@ describe.skipIf(skip !== undefined)(testName("etcd unreachable", skip), () => {
     expect(readFileSync(target, "utf8")).toBe("precious\n");
     expect(lstatSync(cache).isSymbolicLink()).toBe(false);
     expect(existsSync(`${cache}.${oi.proc.pid}.tmp`)).toBe(false);
+  });
+});
+
+describe.skipIf(skip !== undefined)(testName("etcd with TLS and authentication", skip), () => {
+  test("etcds:// with --etcd-ca, --etcd-cert and --etcd-key; without the client certificate etcd is unreachable", async () => {
+    const ca = makeTestCa();
+    const server = ca.issue(["localhost"], { ips: ["127.0.0.1"], clientAuth: true });
+    const client = ca.issue(["oi-client"], { clientAuth: true });
+    const own = await startEtcd({ certFile: server.certFile, keyFile: server.keyFile, caFile: ca.certFile, clientCertFile: client.certFile, clientKeyFile: client.keyFile });
+    onCleanup(() => own.stop());
+    const port = freePort();
+    await own.put("oi/rules/web", rule(port, greeter("web").port));
+    const url = `etcds://127.0.0.1:${own.port}/oi`;
+    const tlsArgs = ["--etcd-ca", ca.certFile, "--etcd-cert", client.certFile, "--etcd-key", client.keyFile];
+    await oiOn(url, tlsArgs);
+    expect(await greeting(port)).toBe("web");
+    const changed = freePort();
+    await own.put("oi/rules/web", rule(changed, greeter("changed").port));
+    await eventually(() => greets(changed, "changed"), APPLY_MS, "a change over TLS applies");
+
+    const anonymous = await runOi(["check", "--no-resolve", "-c", url, "--etcd-ca", ca.certFile]);
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toContain(`${url}: etcd unreachable: https://127.0.0.1:${own.port}: EPROTO: The TLS handshake failed`);
+  });
+
+  test("--etcd-user-file logs in with USER:PASSWORD; a wrong password is refused with the reason", async () => {
+    const own = await startEtcd();
+    onCleanup(() => own.stop());
+    await own.enableAuth("s3cret:with-colon");
+    const port = freePort();
+    await own.put("oi/rules/web", rule(port, greeter("web").port));
+    const dir = tempDir();
+    const userFile = join(dir, "etcd-user");
+    writeFileSync(userFile, "root:s3cret:with-colon\n", { mode: 0o600 });
+    const url = `etcd://127.0.0.1:${own.port}/oi`;
+    await oiOn(url, ["--etcd-user-file", userFile]);
+    expect(await greeting(port)).toBe("web");
+    const changed = freePort();
+    await own.put("oi/rules/web", rule(changed, greeter("changed").port));
+    await eventually(() => greets(changed, "changed"), APPLY_MS, "a change applies through an authenticated watch");
+
+    const wrong = join(dir, "wrong");
+    writeFileSync(wrong, "root:nope\n");
+    const refused = await runOi(["check", "--no-resolve", "-c", url, "--etcd-user-file", wrong]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("login as 'root' refused: etcdserver: authentication failed, invalid user ID or password");
+    const anonymous = await runOi(["check", "--no-resolve", "-c", url]);
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toContain(`${url}: etcd refused the read: /v3/kv/range: HTTP 400: etcdserver: user name is empty\n`);
   });
 });

@@ -12,11 +12,13 @@ import type { LoadResult } from "../types.ts";
 import { type EtcdAddress, keyLabel, keyOf } from "./address.ts";
 import { assemble, type KeySet, keySetOf } from "./assemble.ts";
 import { readCache, writeCache } from "./cache.ts";
-import { EtcdClient, type EtcdClientOptions } from "./client.ts";
+import { EtcdClient, type EtcdClientOptions, EtcdError } from "./client.ts";
 
 export interface EtcdOptions extends EtcdClientOptions {
   /** `--cache FILE`. */
   cache?: string | undefined;
+  /** `oi check`: what is stored is judged, nothing else (no cache, no fallbacks). */
+  checking?: boolean | undefined;
 }
 
 /** Changes that come in a burst (several `etcdctl put`s) make one reload. */
@@ -54,7 +56,7 @@ export class EtcdSource implements ConfigSource {
   ) {
     this.client = new EtcdClient(address, options);
     // A key refused at start keeps the version the last run applied.
-    if (options.cache !== undefined) {
+    if (options.cache !== undefined && options.checking !== true) {
       const cached = readCache(options.cache);
       if (typeof cached !== "string" && cached.source === label) this.inForce = cached.keys;
     }
@@ -70,9 +72,9 @@ export class EtcdSource implements ConfigSource {
     try {
       read = await this.client.range();
     } catch (error) {
-      const reason = `etcd unreachable: ${reasonOf(error)}`;
+      const reason = error instanceof EtcdError ? `etcd refused the read: ${reasonOf(error)}` : `etcd unreachable: ${reasonOf(error)}`;
       if (!this.started && this.options.cache !== undefined) return this.loadCache(reason);
-      const more = this.started ? "" : this.options.cache === undefined ? " (and no --cache FILE to start from)" : "";
+      const more = this.started || this.options.checking === true ? "" : " (and no --cache FILE to start from)";
       return { config: undefined, errors: [{ file: this.label, line: 0, reason: `${reason}${more}` }], warnings: [], files: [] };
     }
     const skip = this.address.prefix === "" ? 0 : this.address.prefix.length + 1;
