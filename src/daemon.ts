@@ -365,7 +365,8 @@ export class Daemon {
 
   private updateWatch(config: Config, files: string[]): void {
     this.watchedFiles = files;
-    const wanted = this.options.watch === true || config.watch === true;
+    // etcd's keys are followed by their source itself: there is no file to watch.
+    const wanted = (this.options.watch === true || config.watch === true) && files.length > 0;
     if (!wanted || this.stopping) {
       this.configWatch?.stop();
       this.configWatch = undefined;

@@ -48,21 +48,21 @@ function unbase64(text: string | undefined): string {
   return Buffer.from(text ?? "", "base64").toString("utf8");
 }
 
-/** The first key after every key that starts with `prefix` (etcd's `range_end` for a prefix); "\0" for all keys. */
-export function prefixEnd(prefix: string): string {
+/** The first key (as bytes) after every key that starts with `prefix`: etcd's `range_end` for a prefix; a zero byte for "to the end". */
+export function prefixEnd(prefix: string): Uint8Array {
   const bytes = [...encoder.encode(prefix)];
   while (bytes.length > 0) {
     const last = bytes.pop()!;
-    if (last < 0xff) return Buffer.from([...bytes, last + 1]).toString("latin1");
+    if (last < 0xff) return Uint8Array.from([...bytes, last + 1]);
   }
-  return "\0";
+  return Uint8Array.of(0);
 }
 
 /** The key and range_end of every key under `prefix/` (every key when the prefix is empty), base64. */
 function rangeOf(prefix: string): { key: string; range_end: string } {
   if (prefix === "") return { key: base64("\0"), range_end: base64("\0") };
   const start = `${prefix}/`;
-  return { key: base64(start), range_end: Buffer.from(prefixEnd(start), "latin1").toString("base64") };
+  return { key: base64(start), range_end: Buffer.from(prefixEnd(start)).toString("base64") };
 }
 
 const CONNECT_ERRORS: Record<string, string> = {
@@ -228,7 +228,8 @@ export class EtcdClient {
   }
 }
 
-function watchMessage(line: string): WatchMessage {
+/** One line of a watch stream, as oi needs it (exported for its tests). */
+export function watchMessage(line: string): WatchMessage {
   let parsed: { result?: Record<string, unknown>; error?: { message?: string } };
   try {
     parsed = JSON.parse(line) as typeof parsed;
