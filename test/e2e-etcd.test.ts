@@ -233,6 +233,23 @@ describe.skipIf(skip !== undefined)(testName("etcd unreachable", skip), () => {
     expect(missing.stderr).toContain(`no cache file ${join(dir, "none.json")}`);
   });
 
+  test("a watch that goes quiet until fetch's idle timeout ends it is opened again without a word, and changes still apply", async () => {
+    const own = await startEtcd();
+    onCleanup(() => own.stop());
+    const url = `etcd://127.0.0.1:${own.port}/oi`;
+    const port = freePort();
+    await own.put("oi/rules/web", rule(port, greeter("web").port));
+    // The idle timeout in seconds (5 minutes by default); Bun checks it every few seconds.
+    const oi = await startOi(url, ["-d"], [], { BUN_CONFIG_HTTP_IDLE_TIMEOUT: "1" });
+    onCleanup(() => oi.stop());
+    await oi.stdout.waitFor(`${url}: the watch ended after`, 30_000);
+    expect(oi.stdout.text).toContain("watching again");
+    const later = freePort();
+    await own.put("oi/rules/later", rule(later, greeter("later").port));
+    await eventually(() => greets(later, "later"), APPLY_MS, "a change after the watch was opened again applies");
+    expect(oi.stderr.text).not.toContain("lost etcd");
+  });
+
   test("the cache is replaced by rename, never written through a symbolic link", async () => {
     const own = await startEtcd();
     onCleanup(() => own.stop());

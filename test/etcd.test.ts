@@ -43,9 +43,9 @@ describe("watch messages", () => {
   test("created, events (puts and deletes) and a cancel after compaction", () => {
     expect(watchMessage('{"result":{"header":{"revision":"2"},"created":true}}')).toEqual({ kind: "created" });
     const key = Buffer.from("oi/rules/a").toString("base64");
-    expect(watchMessage(`{"result":{"header":{"revision":"3"},"events":[{"type":"DELETE","kv":{"key":"${key}"}}]}}`)).toEqual({
+    expect(watchMessage(`{"result":{"header":{"revision":"9"},"events":[{"kv":{"key":"${key}","mod_revision":"2"}},{"type":"DELETE","kv":{"key":"${key}","mod_revision":"3"}}]}}`)).toEqual({
       kind: "events",
-      keys: ["oi/rules/a"],
+      keys: ["oi/rules/a", "oi/rules/a"],
       revision: 3,
     });
     expect(watchMessage('{"result":{"header":{},"canceled":true,"compact_revision":"3"}}')).toEqual({

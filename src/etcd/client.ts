@@ -31,6 +31,7 @@ export interface KeyValue {
 /** One message of a watch stream, as oi needs it. */
 export type WatchMessage =
   | { kind: "created" }
+  /** `revision`: the latest change among them; every change of the prefix up to it has been delivered. */
   | { kind: "events"; keys: string[]; revision: number }
   /** The watch ended on etcd's side (its start revision was compacted away, or it was cancelled): read again. */
   | { kind: "canceled"; reason: string };
@@ -242,10 +243,10 @@ export function watchMessage(line: string): WatchMessage {
     const compacted = result.compact_revision === undefined ? "" : ` (revision compacted up to ${String(result.compact_revision)})`;
     return { kind: "canceled", reason: `${typeof result.cancel_reason === "string" ? result.cancel_reason : "watch cancelled"}${compacted}` };
   }
-  const events = Array.isArray(result.events) ? (result.events as Array<{ kv?: { key?: string } }>) : [];
+  const events = Array.isArray(result.events) ? (result.events as Array<{ kv?: { key?: string; mod_revision?: string } }>) : [];
   if (events.length > 0) {
-    const header = result.header as { revision?: string } | undefined;
-    return { kind: "events", keys: events.map((event) => unbase64(event.kv?.key)), revision: Number(header?.revision ?? 0) };
+    const revision = Math.max(...events.map((event) => Number(event.kv?.mod_revision ?? 0)));
+    return { kind: "events", keys: events.map((event) => unbase64(event.kv?.key)), revision };
   }
   return { kind: "created" };
 }

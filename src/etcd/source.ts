@@ -25,6 +25,12 @@ export interface EtcdOptions extends EtcdClientOptions {
 const GATHER_MS = 50;
 const FIRST_BACKOFF_MS = 250;
 const LAST_BACKOFF_MS = 5000;
+/**
+ * A watch that ran at least this long and then ended (fetch's idle timeout
+ * ends a quiet stream after 5 minutes) is opened again at once, without a
+ * word; only when that fails is etcd lost.
+ */
+const HEALTHY_WATCH_MS = 1000;
 /** How many changed keys a reload's log line names. */
 const NAMED_KEYS = 3;
 
@@ -38,7 +44,7 @@ export class EtcdSource implements ConfigSource {
   private inForce: KeySet = { rules: {} };
   /** What the last load made, until it is applied. */
   private loaded: { used: KeySet; revision: number; fromEtcd: boolean } | undefined;
-  /** The revision of the last read from etcd. */
+  /** Every change up to this revision has been seen: by the last read, or since by the watch. */
   private revision: number | undefined;
   private started = false;
   /** Since etcd could not be reached (at start, or by the watch); cleared when the watch is back. */
@@ -79,7 +85,7 @@ export class EtcdSource implements ConfigSource {
     }
     const skip = this.address.prefix === "" ? 0 : this.address.prefix.length + 1;
     const { keys, ignored } = keySetOf(read.kvs.map((kv) => ({ name: kv.key.slice(skip), value: kv.value })));
-    this.revision = read.revision;
+    this.revision = Math.max(this.revision ?? 0, read.revision);
     const built = assemble(keys, this.inForce, (name) => this.keyName(name), this.label);
     const warnings = [
       ...built.warnings,
@@ -139,16 +145,19 @@ export class EtcdSource implements ConfigSource {
       this.abort = abort;
       let cancelled: string | undefined;
       let reason = "the watch stream ended";
+      let createdAt: number | undefined;
       try {
         const start = this.revision === undefined || reread ? undefined : this.revision + 1;
         await this.client.watch(start, abort.signal, (message) => {
           if (message.kind === "created") {
+            createdAt = Date.now();
             backoff = FIRST_BACKOFF_MS;
             if (this.unreachable) consola.info(`${this.label}: etcd reachable again: reading the keys`);
             this.unreachable = false;
             if (reread) this.changed("etcd: watch (re)started");
             reread = false;
           } else if (message.kind === "events") {
+            this.revision = Math.max(this.revision ?? 0, message.revision);
             for (const key of message.keys) this.changed(key);
           } else {
             cancelled = message.reason;
@@ -159,6 +168,11 @@ export class EtcdSource implements ConfigSource {
         reason = reasonOf(error);
       }
       if (this.stopped) break;
+      // A stream that served a while and ended (an idle timeout, a member restarted): open it again at once, from what was seen.
+      if (cancelled === undefined && createdAt !== undefined && Date.now() - createdAt >= HEALTHY_WATCH_MS) {
+        consola.debug(`${this.label}: the watch ended after ${Math.round((Date.now() - createdAt) / 1000)} s (${reason}): watching again`);
+        continue;
+      }
       if (cancelled !== undefined) consola.warn(`${this.label}: etcd ended the watch (${cancelled}): reading the keys again`);
       else if (!this.unreachable) {
         consola.warn(`${this.label}: lost etcd (${reason}): the running configuration stays; reconnecting`);
