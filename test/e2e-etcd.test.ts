@@ -160,6 +160,19 @@ describe.skipIf(skip !== undefined)(testName("oi -c etcd://", skip), () => {
     expect(await greeting(port)).toBe("zeta");
   });
 
+  test("several members: one that does not answer is passed over, for the read and for the watch", async () => {
+    const prefix = freshPrefix();
+    const url = `etcd://127.0.0.1:${freePort()},127.0.0.1:${etcd!.port}/${prefix}`;
+    const port = freePort();
+    await etcd!.put(`${prefix}/rules/web`, rule(port, greeter("web").port));
+    const oi = await oiOn(url);
+    expect(oi.stdout.text).toContain(`1 rule listening (${url})`);
+    expect(await greeting(port)).toBe("web");
+    const later = freePort();
+    await etcd!.put(`${prefix}/rules/later`, rule(later, greeter("later").port));
+    await eventually(() => greets(later, "later"), APPLY_MS, "a change seen through the second member applies");
+  });
+
   test("oi check -c etcd://... exits 0 on good keys and 1 with each bad key's name and reason", async () => {
     const prefix = freshPrefix();
     const url = `etcd://127.0.0.1:${etcd!.port}/${prefix}`;

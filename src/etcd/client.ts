@@ -148,41 +148,41 @@ export class EtcdClient {
     }
   }
 
-  /** The watch's response, from the first member that takes it, from the one that answered last. */
-  private async openWatch(create: Record<string, unknown>, signal: AbortSignal): Promise<Response & { body: ReadableStream<Uint8Array> }> {
-    const failures: string[] = [];
-    const count = this.address.endpoints.length;
-    for (let attempt = 0; attempt < count; attempt++) {
-      const index = (this.current + attempt) % count;
-      const endpoint = this.address.endpoints[index]!;
-      try {
+  /** The watch's response, from the first member that takes it. */
+  private openWatch(create: Record<string, unknown>, signal: AbortSignal): Promise<Response & { body: ReadableStream<Uint8Array> }> {
+    return this.onSomeMember(
+      async (endpoint) => {
         if (this.credentials !== undefined && this.token === undefined) await this.login(endpoint);
         const response = await this.post(endpoint, "/v3/watch", { create_request: create }, signal);
         if (response.status === 401) this.token = undefined;
         if (!response.ok || response.body === null) throw new EtcdError(`watch refused: HTTP ${response.status} ${await response.text()}`);
-        this.current = index;
         return response as Response & { body: ReadableStream<Uint8Array> };
-      } catch (error) {
-        if (signal.aborted) throw error;
-        failures.push(`${endpoint}: ${reasonOf(error)}`);
-      }
-    }
-    throw new Error(failures.join("; "));
+      },
+      () => signal.aborted,
+    );
   }
 
-  /** POST to the members in turn, from the one that answered last; etcd's own errors are not retried elsewhere. */
-  private async call(path: string, body: unknown): Promise<unknown> {
+  /** POST to the members in turn; etcd's own errors are not retried elsewhere. */
+  private call(path: string, body: unknown): Promise<unknown> {
+    return this.onSomeMember(
+      (endpoint) => this.callOne(endpoint, path, body),
+      (error) => error instanceof EtcdError,
+    );
+  }
+
+  /** `attempt` on the members in turn, from the one that answered last, until one succeeds; an error `final` says so of ends the tries. */
+  private async onSomeMember<T>(attempt: (endpoint: string) => Promise<T>, final: (error: unknown) => boolean): Promise<T> {
     const failures: string[] = [];
     const count = this.address.endpoints.length;
-    for (let attempt = 0; attempt < count; attempt++) {
-      const index = (this.current + attempt) % count;
+    for (let tried = 0; tried < count; tried++) {
+      const index = (this.current + tried) % count;
       const endpoint = this.address.endpoints[index]!;
       try {
-        const answer = await this.callOne(endpoint, path, body);
+        const result = await attempt(endpoint);
         this.current = index;
-        return answer;
+        return result;
       } catch (error) {
-        if (error instanceof EtcdError) throw error;
+        if (final(error)) throw error;
         failures.push(`${endpoint}: ${reasonOf(error)}`);
       }
     }
