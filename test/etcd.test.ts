@@ -89,6 +89,18 @@ describe("the config of the keys", () => {
     expect(built.errors[0]?.file).toBe(label("rules/alpha"));
   });
 
+  test("a changed key that clashes falls back to its last good version; of two new keys that clash, the first by name stays", () => {
+    const previous = { rules: { web: rule(8001), api: rule(8002) } };
+    const built = assemble({ rules: { web: rule(8001), api: rule(8001) } }, previous, label, "etcd://e/oi");
+    expect(built.config.rules.map((each) => [each.name, each.bind.port])).toEqual([["api", 8002], ["web", 8001]]);
+    expect(built.errors.map((issue) => issue.file)).toEqual([label("rules/api"), label("rules/api")]);
+    expect(built.errors[1]?.reason).toBe("refused: its last good version stays in force");
+
+    const fresh = assemble({ rules: { b: rule(8001), a: rule(8001) } }, { rules: {} }, label, "etcd://e/oi");
+    expect(fresh.config.rules.map((each) => each.name)).toEqual(["a"]);
+    expect(fresh.errors.at(-1)).toEqual({ file: label("rules/b"), line: 0, reason: "refused: left out" });
+  });
+
   test("a rule read on its own with a global section counts lines in its own text", () => {
     const read = readYamlRule("web", 'bind: "127.0.0.1:1/tcp"\nconnect: "127.0.0.1:x"\n', "k", { text: "dns_refresh: 30\nconnect_timeout: 2\n", file: "g" });
     expect(read.ok === false && read.errors).toEqual([{ file: "k", line: 2, reason: "rule 'web': connect port in '127.0.0.1:x' is neither a port number nor a known tcp service name" }]);

@@ -78,43 +78,62 @@ export function assemble(keys: KeySet, previous: KeySet, label: (name: string) =
   }
   if (keys.global !== undefined && used.global === undefined) errors.push(outcome(GLOBAL_KEY, false));
 
-  // Rules whose text is what ran before go in first: a new or changed key that clashes with them is the one refused.
-  const names = [...new Set([...Object.keys(keys.rules), ...Object.keys(previous.rules)])].sort();
-  const unchanged = (name: string) => keys.rules[name] !== undefined && keys.rules[name] === previous.rules[name];
-  const order = [...names.filter(unchanged), ...names.filter((name) => !unchanged(name))];
-  const chosen = new Map<string, ForwardRule[]>();
-  for (const name of order) {
+  // Each key's versions that read well, the one put first; a version that does not read is reported if it is the one put.
+  const names = Object.keys(keys.rules).sort();
+  const versions = new Map<string, RuleVersion[]>();
+  for (const name of names) {
     const ruleLabel = label(`${RULES_DIRECTORY}${name}`);
-    // A key deleted from etcd is gone, whatever it was before.
-    if (keys.rules[name] === undefined) continue;
+    const readable: RuleVersion[] = [];
     for (const [index, text] of candidates(keys.rules[name], previous.rules[name]).entries()) {
       const read = readYamlRule(name, text, ruleLabel, global);
-      const problems = read.ok ? clashes(base, chosen, read.rules) : read.errors.length > 0 ? read.errors : [{ file: ruleLabel, line: 0, reason: read.message }];
-      if (problems.length > 0) {
-        if (index === 0) errors.push(...problems);
-        continue;
-      }
-      if (read.ok) {
-        if (index === 0) warnings.push(...read.warnings);
-        else errors.push(outcome(`${RULES_DIRECTORY}${name}`, true));
-        chosen.set(name, read.rules);
-        used.rules[name] = text;
-      }
-      break;
+      if (read.ok) readable.push({ text, rules: read.rules, warnings: read.warnings, put: index === 0 });
+      else if (index === 0) errors.push(...(read.errors.length > 0 ? read.errors : [{ file: ruleLabel, line: 0, reason: read.message }]));
     }
-    if (used.rules[name] === undefined) errors.push(outcome(`${RULES_DIRECTORY}${name}`, false));
+    versions.set(name, readable);
   }
-  const rules = [...chosen.keys()].sort().flatMap((name) => chosen.get(name)!);
+  // Then the checks that span rules, on all of them at once. Rules whose text ran before come first, so a new or
+  // changed key that clashes with them is the one the checks name; each key named falls back to its next version (or
+  // is left out), until the set passes.
+  const unchanged = (name: string) => keys.rules[name] === previous.rules[name];
+  const order = [...names.filter(unchanged), ...names.filter((name) => !unchanged(name))];
+  for (;;) {
+    const current = order.flatMap((name) => versions.get(name)?.[0]?.rules ?? []);
+    const issues = checkRunningRules({ ...base, rules: renumbered(current) });
+    if (issues.length === 0) break;
+    const named = order.filter((name) => issues.some((issue) => issue.file === label(`${RULES_DIRECTORY}${name}`)));
+    // Each round drops at least one version: the last key in the order, if no issue names a key.
+    const refused = named.length > 0 ? named : order.filter((name) => (versions.get(name)?.length ?? 0) > 0).slice(-1);
+    for (const name of refused) {
+      const dropped = versions.get(name)?.shift();
+      const ruleLabel = label(`${RULES_DIRECTORY}${name}`);
+      if (dropped?.put === true) errors.push(...issues.filter((issue) => issue.file === ruleLabel || named.length === 0));
+    }
+  }
+  for (const name of names) {
+    const chosen = versions.get(name)?.[0];
+    const key = `${RULES_DIRECTORY}${name}`;
+    if (chosen === undefined) errors.push(outcome(key, false));
+    else {
+      if (chosen.put) warnings.push(...chosen.warnings);
+      else errors.push(outcome(key, true));
+      used.rules[name] = chosen.text;
+    }
+  }
+  const rules = names.flatMap((name) => versions.get(name)?.[0]?.rules ?? []);
   return { config: { ...base, rules: renumbered(rules) }, errors, warnings, used };
+}
+
+/** A version of a rule key that reads well. */
+interface RuleVersion {
+  text: string;
+  rules: ForwardRule[];
+  warnings: ConfigIssue[];
+  /** The value in etcd now (else the last good one). */
+  put: boolean;
 }
 
 /** The value to try, then the one that ran before when it differs. */
 function candidates(now: string | undefined, before: string | undefined): string[] {
   if (now === undefined) return [];
   return before === undefined || before === now ? [now] : [now, before];
-}
-
-/** What the checks that span rules say once `rules` join the rules chosen so far (which passed them): each is a reason to refuse `rules`. */
-function clashes(base: Config, chosen: ReadonlyMap<string, ForwardRule[]>, rules: ForwardRule[]): ConfigIssue[] {
-  return checkRunningRules({ ...base, rules: renumbered([...[...chosen.values()].flat(), ...rules]) });
 }
