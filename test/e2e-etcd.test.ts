@@ -304,8 +304,9 @@ describe.skipIf(skip !== undefined)(testName("etcd with TLS and authentication",
     expect(anonymous.stderr).toContain(`${url}: etcd unreachable: https://127.0.0.1:${own.port}: EPROTO: The TLS handshake failed`);
   });
 
-  test("--etcd-user-file logs in with USER:PASSWORD; a wrong password is refused with the reason", async () => {
-    const own = await startEtcd();
+  test("--etcd-user-file logs in with USER:PASSWORD, and again once the token expired; a wrong password is refused with the reason", async () => {
+    // Tokens live 1 s: the reload after the change below finds its token expired.
+    const own = await startEtcd(undefined, ["--auth-token-ttl", "1"]);
     onCleanup(() => own.stop());
     await own.enableAuth("s3cret:with-colon");
     const port = freePort();
@@ -314,11 +315,13 @@ describe.skipIf(skip !== undefined)(testName("etcd with TLS and authentication",
     const userFile = join(dir, "etcd-user");
     writeFileSync(userFile, "root:s3cret:with-colon\n", { mode: 0o600 });
     const url = `etcd://127.0.0.1:${own.port}/oi`;
-    await oiOn(url, ["--etcd-user-file", userFile]);
+    const oi = await oiOn(url, ["--etcd-user-file", userFile]);
     expect(await greeting(port)).toBe("web");
+    await Bun.sleep(2500);
     const changed = freePort();
     await own.put("oi/rules/web", rule(changed, greeter("changed").port));
-    await eventually(() => greets(changed, "changed"), APPLY_MS, "a change applies through an authenticated watch");
+    await eventually(() => greets(changed, "changed"), APPLY_MS, "a change applies through an authenticated watch, read with a new token");
+    expect(oi.stderr.text).toBe("");
 
     const wrong = join(dir, "wrong");
     writeFileSync(wrong, "root:nope\n");

@@ -143,7 +143,11 @@ export class EtcdClient {
       while ((newline = pending.indexOf("\n")) !== -1) {
         const line = pending.slice(0, newline).trim();
         pending = pending.slice(newline + 1);
-        if (line !== "") onMessage(watchMessage(line));
+        if (line === "") continue;
+        const message = watchMessage(line);
+        // A watch refused for its token (expired while the stream was closed) opens again with a fresh one.
+        if (message.kind === "canceled") this.token = undefined;
+        onMessage(message);
       }
     }
   }

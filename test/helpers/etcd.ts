@@ -58,8 +58,8 @@ async function call(endpoint: string, path: string, body: unknown, options: Call
   return response.json();
 }
 
-/** Start a member; with `tls` it serves https, client certificates required. */
-export async function startEtcd(tls?: EtcdTls): Promise<Etcd> {
+/** Start a member; with `tls` it serves https, client certificates required; `extraArgs` go to etcd as they are. */
+export async function startEtcd(tls?: EtcdTls, extraArgs: string[] = []): Promise<Etcd> {
   const dir = tempDir();
   const port = freePort();
   const peerPort = freePort();
@@ -76,6 +76,7 @@ export async function startEtcd(tls?: EtcdTls): Promise<Etcd> {
     "--initial-advertise-peer-urls", `http://127.0.0.1:${peerPort}`,
     "--initial-cluster", `default=http://127.0.0.1:${peerPort}`,
     ...(tls === undefined ? [] : ["--cert-file", tls.certFile, "--key-file", tls.keyFile, "--trusted-ca-file", tls.caFile, "--client-cert-auth"]),
+    ...extraArgs,
   ];
   const options: CallOptions = {
     tls: tls === undefined ? undefined : { ca: readFileSync(tls.caFile, "utf8"), cert: readFileSync(tls.clientCertFile, "utf8"), key: readFileSync(tls.clientKeyFile, "utf8") },
