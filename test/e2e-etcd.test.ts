@@ -70,7 +70,7 @@ async function greets(port: number, name: string): Promise<boolean> {
 }
 
 describe.skipIf(skip !== undefined)(testName("oi -c etcd://", skip), () => {
-  test("a rule put into etcd listens within 2 s; a deleted rule stops listening", async () => {
+  test("a rule put into etcd listens within 2 s; a deleted rule stops listening; SIGHUP reads the keys again", async () => {
     const prefix = freshPrefix();
     const url = `etcd://127.0.0.1:${etcd!.port}/${prefix}`;
     const oi = await oiOn(url);
@@ -83,6 +83,12 @@ describe.skipIf(skip !== undefined)(testName("oi -c etcd://", skip), () => {
 
     await etcd!.del(`${prefix}/rules/web`);
     await eventually(() => connectionRefused(port), APPLY_MS, "the deleted rule stops listening");
+
+    // SIGHUP reads etcd again, through the same reload.
+    const reloads = count(oi.stdout.text, "reloaded:");
+    oi.signal("SIGHUP");
+    await oi.stdout.waitFor(`SIGHUP: reloading ${url}`, 5000);
+    await eventually(async () => count(oi.stdout.text, "reloaded:") > reloads, 5000, "the SIGHUP reload ends");
   });
 
   test("a changed backend takes new connections while an open transfer to the old one completes", async () => {
