@@ -305,6 +305,13 @@ describe.skipIf(skip !== undefined)(testName("etcd with TLS and authentication",
     await own.put("oi/rules/web", rule(changed, greeter("changed").port));
     await eventually(() => greets(changed, "changed"), APPLY_MS, "a change over TLS applies");
 
+    const halfPair = await runOi(["check", "-c", url, "--etcd-cert", client.certFile]);
+    expect(halfPair.code).toBe(1);
+    expect(halfPair.stderr).toContain(`${url}: --etcd-cert and --etcd-key go together`);
+    const plain = await runOi(["check", "-c", url.replace("etcds:", "etcd:"), ...tlsArgs]);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain("--etcd-ca, --etcd-cert and --etcd-key are for etcds:// addresses (TLS)");
+
     const anonymous = await runOi(["check", "--no-resolve", "-c", url, "--etcd-ca", ca.certFile]);
     expect(anonymous.code).toBe(1);
     expect(anonymous.stderr).toContain(`${url}: etcd unreachable: https://127.0.0.1:${own.port}: EPROTO: The TLS handshake failed`);

@@ -102,6 +102,9 @@ export class EtcdClient {
     options: EtcdClientOptions = {},
   ) {
     const read = (path: string | undefined) => (path === undefined ? undefined : readFileSync(path, "utf8"));
+    const tlsGiven = [options.ca, options.cert, options.key].some((path) => path !== undefined);
+    if (tlsGiven && !address.tls) throw new Error("--etcd-ca, --etcd-cert and --etcd-key are for etcds:// addresses (TLS)");
+    if ((options.cert === undefined) !== (options.key === undefined)) throw new Error("--etcd-cert and --etcd-key go together");
     if (address.tls) {
       const tls: { ca?: string; cert?: string; key?: string } = {};
       const ca = read(options.ca);
