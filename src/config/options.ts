@@ -74,6 +74,7 @@ export type RuleDefaults = Pick<
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "dnsServers"
   | "keepalive"
   | "bufferSize"
   | "maxConnectionsPerClient"
@@ -115,6 +116,7 @@ export function defaultRuleOptions(): RuleOptions {
     dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
     dnsFamily: "ipv4",
     dnsSpread: false,
+    dnsServers: undefined,
     match: undefined,
     peekTimeout: undefined,
     tls: undefined,
@@ -505,6 +507,7 @@ export function defaultRuleDefaults(): RuleDefaults {
     dnsRefresh: options.dnsRefresh,
     dnsFamily: options.dnsFamily,
     dnsSpread: options.dnsSpread,
+    dnsServers: options.dnsServers,
     keepalive: options.keepalive,
     bufferSize: options.bufferSize,
     maxConnectionsPerClient: options.maxConnectionsPerClient,
