@@ -12,7 +12,8 @@
 import type { Server as HttpServer } from "bun";
 import { consola } from "consola";
 import { formatIssue } from "./config/describe.ts";
-import { checkRunningRules, loadConfig } from "./config/load.ts";
+import { checkRunningRules, renumbered } from "./config/load.ts";
+import type { ConfigSource } from "./config-source.ts";
 import { consoleSessionEvents } from "./connection-log.ts";
 import { consoleLog } from "./log/console.ts";
 import { type Engine, LocalEngine } from "./engine.ts";
@@ -38,6 +39,8 @@ import { ConfigWatch, watchTrigger } from "./config-watch.ts";
 
 export interface DaemonOptions {
   configPath: string;
+  /** Where the config is read from: the file at configPath, or etcd. */
+  source: ConfigSource;
   verbose: boolean;
   /** Seconds open connections get to finish after SIGTERM/SIGINT. */
   graceSeconds: number;
@@ -65,16 +68,15 @@ function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Print a config's warnings and errors; the config when it loaded cleanly. */
-export async function loadReporting(path: string): Promise<Config | undefined> {
-  return (await loadWithIssues(path)).config;
-}
-
-async function loadWithIssues(path: string): Promise<{ config: Config | undefined; errors: ConfigIssue[]; files: string[] }> {
-  const result = await loadConfig(path);
+/**
+ * Read a config, printing its warnings and errors. A file's config comes
+ * only without errors; etcd's may come with errors about the keys left out.
+ */
+export async function loadWithIssues(source: ConfigSource): Promise<{ config: Config | undefined; errors: ConfigIssue[]; files: string[] }> {
+  const result = await source.load();
   for (const warning of result.warnings) consola.warn(formatIssue(warning));
   for (const error of result.errors) consola.error(formatIssue(error));
-  return { config: result.errors.length === 0 ? result.config : undefined, errors: result.errors, files: result.files };
+  return { config: result.config, errors: result.errors, files: result.files };
 }
 
 /** How a reload (SIGHUP, the API) or a change of rules through the API went. */
@@ -162,7 +164,7 @@ export class Daemon {
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
-    const { config, files } = await loadWithIssues(options.configPath);
+    const { config, files } = await loadWithIssues(options.source);
     if (config === undefined) {
       consola.error(`${options.configPath}: not started`);
       await consoleLog.flush(LOG_FLUSH_MS);
@@ -178,6 +180,7 @@ export class Daemon {
       // Before the rules, so /readyz can say 503 until every rule listens.
       await daemon.startAdmin(config);
       await daemon.engine.apply(config);
+      options.source.applied?.();
       await settleUnclaimed();
       daemon.listening = true;
       daemon.startMetrics(config.metrics);
@@ -192,6 +195,7 @@ export class Daemon {
     }
     daemon.handleSignals();
     daemon.updateWatch(config, files);
+    options.source.follow?.((trigger) => daemon.reload(trigger));
     const count = config.rules.length;
     const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
     consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
@@ -323,7 +327,7 @@ export class Daemon {
     this.reopenLogFile();
     // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
     await this.engine.forgetAddresses();
-    const { config, errors, files } = await loadWithIssues(this.options.configPath);
+    const { config, errors, files } = await loadWithIssues(this.options.source);
     // A broken file is watched too (with the files of the config in force), so its fix is seen.
     this.updateWatch(config ?? this.fileConfig, config === undefined ? [...new Set([...this.watchedFiles, ...files])] : files);
     if (config === undefined) {
@@ -338,6 +342,7 @@ export class Daemon {
       consola.error(`${error.message}; reload failed: the running configuration stays in force`);
       return { ok: false, status: 409, message: `${error.message}; the running configuration stays in force`, errors: [] };
     }
+    this.options.source.applied?.();
     // The file wins over rules changed through the API.
     if (this.apiRules.size > 0) consola.info(`reload: ${this.apiRules.size} rule change(s) made through the admin API replaced by the file's rules`);
     this.apiRules.clear();
@@ -367,7 +372,8 @@ export class Daemon {
 
   private updateWatch(config: Config, files: string[]): void {
     this.watchedFiles = files;
-    const wanted = this.options.watch === true || config.watch === true;
+    // etcd's keys are followed by their source itself: there is no file to watch.
+    const wanted = (this.options.watch === true || config.watch === true) && files.length > 0;
     if (!wanted || this.stopping) {
       this.configWatch?.stop();
       this.configWatch = undefined;
@@ -390,6 +396,7 @@ export class Daemon {
     }
     this.stopping = true;
     this.configWatch?.stop();
+    this.options.source.stop?.();
     // /readyz answers 503 from here on; the admin server stays up while connections drain.
     this.listening = false;
     // After an upgrade the service goes on in the new process: systemd must not hear that it stops.
@@ -663,11 +670,6 @@ export function withRuleChanges(config: Config, changes: ReadonlyMap<string, For
     rules.push(...(changes.get(rule.name) ?? []));
   }
   for (const [name, added] of changes) if (!placed.has(name) && added !== null) rules.push(...added);
-  // Copies: the checks below mark binds (ipv6-only) afresh for this set of rules.
-  const copies = rules.map((rule, index) => {
-    const copy: ForwardRule = { ...rule, index };
-    delete copy.bindIpv6Only;
-    return copy;
-  });
-  return { ...config, rules: copies };
+  // Copies: the checks mark binds (ipv6-only) afresh for this set of rules.
+  return { ...config, rules: renumbered(rules) };
 }

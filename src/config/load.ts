@@ -6,7 +6,7 @@
  */
 
 import { readFile } from "node:fs/promises";
-import type { Config, ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
+import type { Config, ConfigFormat, ConfigIssue, ForwardRule, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
@@ -69,6 +69,15 @@ export function checkRunningRules(config: Config): ConfigIssue[] {
   markIpv6OnlyBinds(rules);
   const label: RuleLabel = (rule) => `rule '${rule.name}': `;
   return [...findDuplicateBinds(rules, label), ...findRangeMismatches(rules, label), ...findMisplacedOptions(rules, label)];
+}
+
+/** Rules gathered from several places (a file and the API, etcd keys) as one set: numbered afresh, their ipv6-only marks left to the checks. */
+export function renumbered(rules: readonly ForwardRule[]): ForwardRule[] {
+  return rules.map((rule, index) => {
+    const copy: ForwardRule = { ...rule, index };
+    delete copy.bindIpv6Only;
+    return copy;
+  });
 }
 
 export function formatOf(path: string): ConfigFormat {

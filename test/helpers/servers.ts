@@ -30,6 +30,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   ab: "apache2-utils",
   dnsmasq: "dnsmasq-base",
   catatonit: "catatonit",
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
