@@ -347,6 +347,27 @@ export interface Config {
   workers: number | undefined;
   /** Reload when the config file or a file it includes changes (`watch`; `--watch` sets it from the command line). */
   watch?: boolean;
+  /** `user NAME|ID` as written; resolved into `privilege` when the config loads. */
+  user?: AccountSetting | undefined;
+  /** `group NAME|ID` as written. */
+  group?: AccountSetting | undefined;
+  /** Whom oi runs as once every listener is bound and its files are open (src/privilege.ts); undefined: it stays as started. */
+  privilege?: PrivilegeTarget | undefined;
+}
+
+/** A `user` or `group` directive: the name or number given, and where. */
+export interface AccountSetting {
+  name: string;
+  at: SourceLocation;
+}
+
+/** The ids a privilege drop switches to, with names for the messages. */
+export interface PrivilegeTarget {
+  uid: number;
+  gid: number;
+  /** `nobody`, or the number when /etc/passwd has no name for it. */
+  user: string;
+  group: string;
 }
 
 export interface StatusFileOptions {

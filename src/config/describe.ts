@@ -45,6 +45,9 @@ export function describeConfig(config: Config): string {
     ...(config.listenBacklog === undefined ? [] : [`listen backlog: ${config.listenBacklog}`]),
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...(config.watch === true ? ["watch: on (reload when the config or an included file changes)"] : []),
+    ...(config.privilege === undefined
+      ? []
+      : [`runs as: user ${config.privilege.user} (${config.privilege.uid}), group ${config.privilege.group} (${config.privilege.gid}) once its listeners are bound`]),
     ...config.rules.map(describeRule),
   ].join("\n");
 }

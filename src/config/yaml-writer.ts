@@ -127,6 +127,8 @@ function globalOf(config: Config): Mapping {
     sockets: config.sockets,
     ...(config.listenBacklog === undefined ? {} : { listen_backlog: config.listenBacklog }),
     ...(config.workers === undefined ? {} : { workers: config.workers }),
+    ...(config.user === undefined ? {} : { user: config.user.name }),
+    ...(config.group === undefined ? {} : { group: config.group.name }),
     ...(first === undefined
       ? {}
       : {
