@@ -6,10 +6,9 @@
  * same snapshot as the metrics endpoint. Like rinetd-uv's, they name rules
  * and backends but carry no client addresses.
  */
-import { closeSync, constants, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { O_CLOEXEC } from "./libc.ts";
 import { consola } from "consola";
 import { isoSeconds } from "./log/console.ts";
+import { replaceFile } from "./own-files.ts";
 import type { Metrics, RuleSnapshot, Snapshot } from "./metrics.ts";
 import type { StatusFileOptions, Transport } from "./types.ts";
 
@@ -212,29 +211,6 @@ export function statsLine(snapshot: Snapshot): string {
   ].join(" ");
 }
 
-const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | O_CLOEXEC;
-
-/**
- * A file created afresh (O_EXCL: never one planted there, never through a
- * symbolic link) with mode 0644; one left by a crashed oi of the same pid
- * is removed first.
- */
-function writeNewFile(path: string, text: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, NEW_FILE, 0o644);
-  } catch (error) {
-    if ((error as { code?: string }).code !== "EEXIST") throw error;
-    rmSync(path, { force: true });
-    fd = openSync(path, NEW_FILE, 0o644);
-  }
-  try {
-    writeSync(fd, text);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * Writes the status file now and then; replaced (timers restarted) on reload.
  * As rinetd-uv's, the file first appears one interval after start, not at
@@ -290,13 +266,9 @@ export class StatusReporter {
   private writeFile(status: StatusFileOptions): void {
     const snapshot = this.metrics.snapshot();
     const text = status.format === "json" ? statusJson(snapshot) : statusText(snapshot);
-    const temporary = `${status.path}.tmp-${process.pid}`;
     try {
-      writeNewFile(temporary, text);
-      // rename replaces whatever is at the path (a symbolic link included) and follows none.
-      renameSync(temporary, status.path);
+      replaceFile(status.path, text, 0o644);
     } catch (error) {
-      rmSync(temporary, { force: true });
       // Once per failing spell, not every interval.
       if (!this.failing) consola.warn(`cannot write status file ${status.path}: ${error instanceof Error ? error.message : String(error)}`);
       this.failing = true;

@@ -6,7 +6,7 @@
  * path (as any user).
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
@@ -150,6 +150,42 @@ describe("privilege drop (user, group)", () => {
     expect(expectAllNobody(oi.proc.pid)).toBeGreaterThanOrEqual(2);
   }, 30000);
 
+  test.skipIf(skip !== undefined)(
+    named("SIGUSR2 after the drop: the new program runs as nobody on the inherited privileged port and takes over the pid file in a directory nobody owns"),
+    async () => {
+      const [low] = privilegedPorts(1) as [number];
+      const dir = sharedDir();
+      const run = join(dir, "run");
+      mkdirSync(run);
+      chownSync(run, NOBODY, NOGROUP);
+      const pidPath = join(run, "oi.pid");
+      const first = greeter("one");
+      const configPath = join(dir, "oi.conf");
+      writeFileSync(configPath, `user nobody\npidlogfile ${pidPath}\n127.0.0.1 ${low} 127.0.0.1 ${first.port}\n`);
+      const old = await oiOnFile(configPath);
+      await old.stdout.waitFor("dropped privileges", 5000);
+      old.signal("SIGUSR2");
+      await old.stdout.waitFor("stops accepting and drains", 15_000);
+      let pid = old.proc.pid;
+      await until(() => (pid = Number(readFileSync(pidPath, "utf8").trim())) !== old.proc.pid, 15_000, "the pid file to name the new process");
+      onCleanup(() => {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // gone
+        }
+      });
+      expect(await old.proc.exited).toBe(0);
+      expect(await greeting(low)).toBe("one");
+      expectAllNobody(pid);
+      process.kill(pid, "SIGTERM");
+      await until(() => !existsSync(`/proc/${pid}`), 10_000, "the new process to exit");
+      // It could remove its pid file: the directory is nobody's.
+      expect(existsSync(pidPath)).toBe(false);
+    },
+    60000,
+  );
+
   test.skipIf(skip !== undefined)(named("a user oi cannot become is a start failure: exit 1 with the reason, nothing left listening"), async () => {
     // Already nobody: the drop to another user is impossible (setgroups is refused without root).
     const port = freePort();
@@ -167,16 +203,23 @@ describe("privilege drop (user, group)", () => {
 });
 
 describe("files oi creates", () => {
-  test("a symbolic link planted at the pid file's path is not written through: oi refuses to start", async () => {
+  test("a symbolic link planted at the pid or status file's path is replaced, never written through", async () => {
     const dir = tempDir();
     const victim = join(dir, "victim");
     writeFileSync(victim, "precious\n");
     const pidPath = join(dir, "oi.pid");
+    const statusPath = join(dir, "status.json");
     symlinkSync(victim, pidPath);
-    const configPath = writeTempFile("oi.conf", `pidlogfile ${pidPath}\n127.0.0.1 ${freePort()} 127.0.0.1 9\n`);
-    const run = await runOi(["-c", configPath]);
-    expect(run.code).toBe(1);
-    expect(run.stdout + run.stderr).toContain(`cannot write pid file ${pidPath}: ${pidPath} is a symbolic link: oi does not write through one`);
+    symlinkSync(victim, statusPath);
+    // The status file's temporary name too.
+    const oi = await oiOnFile(writeTempFile("oi.conf", `pidlogfile ${pidPath}\nstatusfile ${statusPath}\nstatusinterval 1\n127.0.0.1 ${freePort()} 127.0.0.1 9\n`));
+    expect(lstatSync(pidPath).isFile()).toBe(true);
+    expect(readFileSync(pidPath, "utf8")).toBe(`${oi.proc.pid}\n`);
+    expect(statSync(pidPath).mode & 0o777).toBe(0o644);
+    await until(() => lstatSync(statusPath).isFile(), 5000, "the status file to replace the link");
+    expect(statSync(statusPath).mode & 0o777).toBe(0o644);
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    expect(await oi.stop()).toBe(0);
     expect(readFileSync(victim, "utf8")).toBe("precious\n");
   });
 
