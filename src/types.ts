@@ -223,6 +223,12 @@ export interface ForwardRule {
   proxyProtocol: ProxyProtocolVersion | undefined;
   /** Read (and strip) a PROXY header from each client, and take the client's address from it. */
   acceptProxy: boolean;
+  /**
+   * `proxy-from=`: the networks whose PROXY headers are trusted; a client
+   * connecting from elsewhere is reset before its header is read. Undefined:
+   * every peer may send one (as before `proxy-from` existed).
+   */
+  proxyFrom?: AddressPattern[] | undefined;
   /** TCP keepalive: seconds of silence before the first probe; undefined: off. */
   keepalive: number | undefined;
   /** Permissions of a unix socket file this rule listens on; undefined: as the umask gives. */
@@ -278,6 +284,7 @@ export type RuleOptions = Pick<
   | "bufferSize"
   | "proxyProtocol"
   | "acceptProxy"
+  | "proxyFrom"
   | "keepalive"
   | "socketMode"
   | "dnsRefresh"

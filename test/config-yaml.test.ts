@@ -378,11 +378,11 @@ describe("YAML errors, each with its line", () => {
       [16, "rule 'a': unknown key 'method' in rules[0].load_balancing (known: algorithm, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe_interval, probe_timeout)"],
       [
         17,
-        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
       [
         18,
-        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
     ]);
     expect(await errorsOf("global:\n  include: x.yaml\n")).toEqual([
@@ -587,7 +587,7 @@ describe("YAML errors, each with its line", () => {
       [5, "rule 'r0': bind port 0 is out of range (1..65535)"],
       [
         7,
-        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
       [9, "rule 'r99999': bind port 99999 is out of range (1..65535)"],
     ]);

@@ -118,6 +118,7 @@ export function describeRule(rule: ForwardRule): string {
   if (datagrams) parts.push(`max_datagram=${rule.maxDatagram}`);
   if (rule.proxyProtocol !== undefined) parts.push(`proxy=${rule.proxyProtocol}`);
   if (rule.acceptProxy) parts.push("accept_proxy");
+  if (rule.proxyFrom !== undefined) parts.push(`proxy-from=${rule.proxyFrom.map((pattern) => pattern.text).join("|")}`);
   if (rule.keepalive !== undefined) parts.push(`keepalive=${rule.keepalive}s`);
   if (rule.socketMode !== undefined) parts.push(`mode=0${rule.socketMode.toString(8)}`);
   if (several) parts.push(...describeBalance(rule));

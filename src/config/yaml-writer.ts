@@ -58,6 +58,7 @@ export function ruleOptionsYaml(rule: ForwardRule): Mapping {
     max_datagram: rule.maxDatagram,
     ...(rule.proxyProtocol === undefined ? {} : { proxy_protocol: rule.proxyProtocol }),
     accept_proxy: rule.acceptProxy,
+    ...(rule.proxyFrom === undefined ? {} : { proxy_from: rule.proxyFrom.map((pattern) => pattern.text) }),
     keepalive: rule.keepalive ?? false,
     ...(rule.socketMode === undefined ? {} : { mode: `0${rule.socketMode.toString(8)}` }),
     dns_refresh: rule.dnsRefresh,
