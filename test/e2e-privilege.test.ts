@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
 import { connectionRefused, connectPeer, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
+import { startUdpBackend, UdpClient } from "./helpers/udp.ts";
 
 cleanUpAfterEachTest();
 
@@ -29,12 +30,13 @@ function notRoot(): string | undefined {
 const skip = notRoot();
 const named = (name: string) => (skip === undefined ? name : `${name} [${skip}]`);
 
-/** Ports below 1024 free on 127.0.0.1 right now, from a small range few services use. */
-function privilegedPorts(count: number): number[] {
+/** Ports below 1024 free on 127.0.0.1 (TCP and UDP) right now, from a small range few services use. */
+async function privilegedPorts(count: number): Promise<number[]> {
   const found: number[] = [];
   for (let port = 700 + Math.floor(Math.random() * 200); found.length < count && port < 1000; port++) {
     try {
       Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
+      (await Bun.udpSocket({ hostname: "127.0.0.1", port })).close();
       found.push(port);
     } catch {
       // taken
@@ -77,9 +79,9 @@ function sharedDir(owned = false): string {
 
 describe("privilege drop (user, group)", () => {
   test.skipIf(skip !== undefined)(
-    named("binds a port below 1024, runs as nobody in every thread (splice worker too), forwards, reloads; a new privileged port is refused clearly"),
+    named("binds ports below 1024 (TCP, UDP, metrics), runs as nobody in every thread (splice worker too), forwards, reloads; a new privileged port is refused clearly"),
     async () => {
-      const [low, lower] = privilegedPorts(2) as [number, number];
+      const [low, lower, metricsPort] = (await privilegedPorts(3)) as [number, number, number];
       const dir = sharedDir();
       const run = join(dir, "run");
       mkdirSync(run);
@@ -89,7 +91,10 @@ describe("privilege drop (user, group)", () => {
       const logPath = join(dir, "oi.log");
       const sink = backend();
       const other = greeter("two");
-      const globals = `user nobody\ngroup nogroup\npidlogfile ${pidPath}\nlogfile ${logPath}\nstatusfile ${statusPath}\nstatusinterval 1\nsplice on\n`;
+      const echo = await startUdpBackend();
+      const globals =
+        `user nobody\ngroup nogroup\npidlogfile ${pidPath}\nlogfile ${logPath}\nstatusfile ${statusPath}\nstatusinterval 1\nsplice on\n` +
+        `metrics 127.0.0.1:${metricsPort}\n127.0.0.1 ${low}/udp 127.0.0.1 ${echo.port}/udp\n`;
       const configPath = join(dir, "oi.conf");
       writeFileSync(configPath, `${globals}127.0.0.1 ${low} 127.0.0.1 ${sink.port}\n`);
       chmodSync(configPath, 0o644);
@@ -107,6 +112,13 @@ describe("privilege drop (user, group)", () => {
       expect(far.digest()).toBe(sha256(data));
       client.socket?.end();
 
+      // UDP through the privileged port, and the metrics endpoint on one, after the drop.
+      const udpClient = await UdpClient.open("127.0.0.1", low);
+      udpClient.send("ping");
+      await udpClient.waitCount(1);
+      expect(Buffer.from(udpClient.received[0]!.data).toString()).toBe("ping");
+      expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toContain(`oi_connections_total{rule="127.0.0.1:${low}/tcp",mode="tcp"} 1\n`);
+
       // Every thread, the splice worker's included, has nobody's ids, and only nogroup.
       expect(expectAllNobody(pid)).toBe(1);
 
@@ -120,13 +132,13 @@ describe("privilege drop (user, group)", () => {
       // A reload (the config re-read as nobody) with another backend on the same privileged port.
       writeFileSync(configPath, `${globals}127.0.0.1 ${low} 127.0.0.1 ${other.port}\n`);
       oi.signal("SIGHUP");
-      await oi.stdout.waitFor("reloaded: 0 listener(s) started, 1 kept, 0 stopped", 5000);
+      await oi.stdout.waitFor("reloaded: 0 listener(s) started, 2 kept, 0 stopped", 5000);
       expect(await greeting(low)).toBe("two");
 
       // A reload that needs a new port below 1024: refused with the reason, the running rules stay.
       writeFileSync(configPath, `${globals}127.0.0.1 ${low} 127.0.0.1 ${sink.port}\n127.0.0.1 ${lower} 127.0.0.1 ${sink.port}\n`);
       oi.signal("SIGHUP");
-      await oi.stderr.waitFor(`${configPath}:9: cannot bind ${lower} below 1024 after dropping privileges to nobody: restart oi`, 5000);
+      await oi.stderr.waitFor(`${configPath}:11: cannot bind ${lower} below 1024 after dropping privileges to nobody: restart oi`, 5000);
       await oi.stderr.waitFor("reload failed: the running configuration stays in force", 5000);
       expect(await greeting(low)).toBe("two");
       expect(await connectionRefused(lower)).toBe(true);
@@ -137,7 +149,7 @@ describe("privilege drop (user, group)", () => {
   );
 
   test.skipIf(skip !== undefined)(named("with --workers 2 every worker thread runs as nobody too, and both forward"), async () => {
-    const [low] = privilegedPorts(1) as [number];
+    const [low] = (await privilegedPorts(1)) as [number];
     const dir = sharedDir();
     const target = greeter("one");
     const configPath = join(dir, "oi.conf");
@@ -153,7 +165,7 @@ describe("privilege drop (user, group)", () => {
   test.skipIf(skip !== undefined)(
     named("SIGUSR2 after the drop: the new program runs as nobody on the inherited privileged port and takes over the pid file in a directory nobody owns"),
     async () => {
-      const [low] = privilegedPorts(1) as [number];
+      const [low] = (await privilegedPorts(1)) as [number];
       const dir = sharedDir();
       const run = join(dir, "run");
       mkdirSync(run);
