@@ -112,8 +112,7 @@ export function newPrivilegedBind(running: readonly ForwardRule[], next: readonl
 function lowPorts(bind: Endpoint, start: number): number[] {
   if (bind.transport === "unix") return [];
   const ports: number[] = [];
-  // Port 0 asks the kernel for any free port: no privilege needed.
-  for (let port = Math.max(bind.port, 1); port <= Math.min(bind.portEnd ?? bind.port, start - 1); port++) ports.push(port);
+  for (let port = bind.port; port <= Math.min(bind.portEnd ?? bind.port, start - 1); port++) ports.push(port);
   return ports;
 }
 
