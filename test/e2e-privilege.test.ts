@@ -6,7 +6,7 @@
  * path (as any user).
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backend, cleanUpAfterEachTest, greeter, greeting, oiOnFile, onCleanup, until } from "./helpers/harness.ts";
 import { runOi, startOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
@@ -126,6 +126,8 @@ describe("privilege drop (user, group)", () => {
       expect(readFileSync(pidPath, "utf8").trim()).toBe(String(pid));
       expect(statSync(pidPath).mode & 0o777).toBe(0o644);
       expect(statSync(logPath).mode & 0o777).toBe(0o640);
+      // The log file is root's: a reopen at SIGHUP, as nobody, would fail; oi says so at start.
+      expect(oi.stdout.text + oi.stderr.text).toContain(`log file ${logPath}: nobody cannot open it again`);
       await until(() => existsSync(statusPath), 5000, "the status file");
       expect(JSON.parse(readFileSync(statusPath, "utf8")).connections.total).toBeGreaterThanOrEqual(1);
 
@@ -147,6 +149,29 @@ describe("privilege drop (user, group)", () => {
     },
     60000,
   );
+
+  test.skipIf(skip !== undefined)(named("log rotation after the drop: a new file created for nobody (logrotate's create) is reopened at SIGHUP"), async () => {
+    const [low] = (await privilegedPorts(1)) as [number];
+    const dir = sharedDir(true);
+    const logPath = join(dir, "oi.log");
+    const target = greeter("one");
+    const configPath = join(dir, "oi.conf");
+    writeFileSync(configPath, `user nobody\nlogfile ${logPath}\n127.0.0.1 ${low} 127.0.0.1 ${target.port}\n`);
+    const oi = await oiOnFile(configPath);
+    await oi.stdout.waitFor("dropped privileges", 5000);
+    expect(await greeting(low)).toBe("one");
+    await until(() => readFileSync(logPath, "utf8").includes("done"), 5000, "the first line in the log");
+    // logrotate: move the file away, create the new one for the user, then SIGHUP.
+    renameSync(logPath, `${logPath}.1`);
+    writeFileSync(logPath, "");
+    chownSync(logPath, NOBODY, NOGROUP);
+    oi.signal("SIGHUP");
+    await oi.stdout.waitFor("reloaded", 5000);
+    expect(await greeting(low)).toBe("one");
+    await until(() => readFileSync(logPath, "utf8").includes("done"), 5000, "a line in the new log file");
+    expect(oi.stderr.text).not.toContain("cannot reopen log file");
+    expect(readFileSync(`${logPath}.1`, "utf8").split("\n").filter((line) => line.includes("done")).length).toBe(1);
+  }, 30000);
 
   test.skipIf(skip !== undefined)(named("with --workers 2 every worker thread runs as nobody too, and both forward"), async () => {
     const [low] = (await privilegedPorts(1)) as [number];
