@@ -14,7 +14,7 @@ import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
 import { consoleLog } from "./log/console.ts";
 import pkg from "../package.json" with { type: "json" };
-import { findUnresolvedNames } from "./config/check-names.ts";
+import { findUnresolvedNames, lookUpSrvNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
 import { Daemon, loadReporting } from "./daemon.ts";
 import { announceListening, detach, useStartupConsole } from "./detach.ts";
@@ -29,7 +29,7 @@ export const DEFAULT_CONFIG_PATHS = OI.configPaths;
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
-const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--workers", "--watch", "--help"]);
+const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--drain-delay", "--workers", "--watch", "--help"]);
 const KNOWN_SHORT = "cfvdh";
 /** Options of `oi check` only. */
 const CHECK_OPTIONS = new Set(["--resolve", "--no-resolve"]);
@@ -52,11 +52,12 @@ export function resolveConfigPath(
   return defaults.find((path) => exists(path)) ?? defaults[0]!;
 }
 
-function parseGrace(text: string | undefined): number {
-  if (text === undefined || text === "") return DEFAULT_GRACE_SECONDS;
+/** `--grace`, `--drain-delay`: a number of seconds, 0 or more; exits 1 with the reason otherwise. */
+function parseSeconds(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined || text === "") return fallback;
   const seconds = Number(text);
   if (!Number.isFinite(seconds) || seconds < 0) {
-    consola.error(`--grace must be a number of seconds (0 or more), got '${text}'`);
+    consola.error(`${flag} must be a number of seconds (0 or more), got '${text}'`);
     process.exit(1);
   }
   return seconds;
@@ -89,8 +90,9 @@ const check = defineCommand({
       consola.error(`${path}: invalid`);
       process.exit(1);
     }
-    if (args.resolve) for (const warning of await findUnresolvedNames(config)) consola.warn(formatIssue(warning));
-    process.stdout.write(`${describeConfig(config)}\n`);
+    const srv = args.resolve ? await lookUpSrvNames(config) : { lines: [], issues: [] };
+    if (args.resolve) for (const warning of [...(await findUnresolvedNames(config)), ...srv.issues]) consola.warn(formatIssue(warning));
+    process.stdout.write(`${[describeConfig(config), ...srv.lines].join("\n")}\n`);
   },
 });
 
@@ -118,6 +120,11 @@ export const main = defineCommand({
       description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
       valueHint: "SECONDS",
     },
+    "drain-delay": {
+      type: "string",
+      description: "At SIGTERM/SIGINT, seconds /readyz answers 503 while oi still accepts, before it stops listening (default 0)",
+      valueHint: "SECONDS",
+    },
     workers: {
       type: "string",
       description: "Forwarding worker threads, overriding the config's `workers` (default 1)",
@@ -138,7 +145,8 @@ export const main = defineCommand({
     await Daemon.start({
       configPath: resolveConfigPath(args.config),
       verbose: args.verbose === true,
-      graceSeconds: parseGrace(args.grace),
+      graceSeconds: parseSeconds("--grace", args.grace, DEFAULT_GRACE_SECONDS),
+      drainDelaySeconds: parseSeconds("--drain-delay", args["drain-delay"], 0),
       workers: parseWorkerCount(args.workers),
       version: pkg.version,
       defaultPidFile: personality.pidFile,
@@ -178,7 +186,7 @@ export function runCli(): void {
   }
   const unknown = unknownOption(rawArgs);
   if (unknown !== undefined) {
-    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--workers N] [--watch] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
+    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--drain-delay SECONDS] [--workers N] [--watch] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
     process.exitCode = 1;
     return;
   }

@@ -3,7 +3,8 @@
  * forwarders, the log file, the pid file, the metrics endpoint and the admin
  * server, then react
  * to signals. SIGHUP reloads the config (a bad one is reported and the
- * running one stays) and reopens the log file; SIGTERM and SIGINT stop
+ * running one stays) and reopens the log file; SIGTERM and SIGINT turn
+ * /readyz to 503, keep accepting for the drain delay (if any), then stop
  * accepting, close each connection as soon as it is quiet (nothing moved for
  * a second, nothing held), let busy ones finish for a grace period, close what
  * remains and exit 0; a second one exits at once.
@@ -41,6 +42,12 @@ export interface DaemonOptions {
   verbose: boolean;
   /** Seconds open connections get to finish after SIGTERM/SIGINT. */
   graceSeconds: number;
+  /**
+   * Seconds between SIGTERM/SIGINT and the end of accepting, while /readyz
+   * already answers 503: time for a load balancer (Kubernetes' endpoints) to
+   * stop sending new clients here before the port closes. 0 or undefined: none.
+   */
+  drainDelaySeconds?: number | undefined;
   version: string;
   /** `--workers N`: overrides the config's `workers`; undefined: as the config says (default 1). */
   workers?: number | undefined;
@@ -410,7 +417,7 @@ export class Daemon {
     this.configWatch.setFiles(files);
   }
 
-  /** SIGTERM/SIGINT: close quiet connections, let busy ones finish within the grace period, then close the rest and exit 0. */
+  /** SIGTERM/SIGINT: not ready at once, accept through the drain delay, then close quiet connections, let busy ones finish within the grace period, close the rest and exit 0. */
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
       consola.warn(`${signal} again: exiting now`);
@@ -422,6 +429,8 @@ export class Daemon {
     this.listening = false;
     // After an upgrade the service goes on in the new process: systemd must not hear that it stops.
     if (!this.handedOver) this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
+    // After an upgrade the new process accepts on the same sockets already: nothing to wait for.
+    if (!this.handedOver) await this.drainDelay(signal);
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
@@ -435,6 +444,16 @@ export class Daemon {
     // The grace period doing its job (UDP sessions end only by going idle): not a fault.
     if (left > 0) consola.info(`grace period over: closing ${left} connection(s)`);
     await this.exitNow(0);
+  }
+
+  /** `--drain-delay`: keep accepting (and serving as usual) while /readyz says 503, so new clients are sent elsewhere first. */
+  private async drainDelay(signal: string): Promise<void> {
+    const seconds = this.options.drainDelaySeconds ?? 0;
+    if (seconds <= 0) return;
+    consola.info(`${signal}: not ready (/readyz 503); still accepting for ${seconds}s (--drain-delay), then stopping`);
+    const end = Date.now() + seconds * 1000;
+    // A second signal exits from its own shutdown call; this loop only has to end.
+    while (Date.now() < end && !this.exiting) await Bun.sleep(Math.min(DRAIN_POLL_MS, end - Date.now()));
   }
 
   private exiting = false;

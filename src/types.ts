@@ -52,6 +52,18 @@ export interface Endpoint {
    * port at offset i.
    */
   portEnd?: number;
+  /**
+   * A connect address `srv:_service._proto.name`: `host` is the SRV name
+   * (port 0), and the rule's backends are the targets its records list
+   * (src/srv.ts). `transport` is UDP for a `_udp` name, else TCP.
+   */
+  srv?: true;
+}
+
+/** A DNS server oi asks (global `dns-servers`): an IP address and its port. */
+export interface DnsServer {
+  host: string;
+  port: number;
 }
 
 /**
@@ -244,6 +256,8 @@ export interface ForwardRule {
    * Off: the name is one backend whose addresses are tried in order.
    */
   dnsSpread: boolean;
+  /** The DNS servers every lookup of the rule's names goes to (global `dns-servers`); undefined: the system's resolver. */
+  dnsServers?: readonly DnsServer[] | undefined;
   access: AccessList;
   /** Set on a rule that shares its bind with others: what the client sends first must match it; undefined: the bind's default. */
   match: RuleMatch | undefined;
@@ -290,6 +304,7 @@ export type RuleOptions = Pick<
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "dnsServers"
   | "match"
   | "peekTimeout"
   | "tls"
@@ -328,6 +343,8 @@ export interface Config {
   file: string;
   format: ConfigFormat;
   rules: ForwardRule[];
+  /** Global `dns-servers` (each rule also carries it, as `dnsServers`); undefined: the system's resolver. */
+  dnsServers?: readonly DnsServer[] | undefined;
   globalAccess: AccessList;
   logFile: string | undefined;
   pidFile: string | undefined;

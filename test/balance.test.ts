@@ -474,3 +474,58 @@ describe("validation", () => {
     expect(() => pool(backends(1)).opened(1)).toThrow("no backend 1");
   });
 });
+
+describe("failover tiers (SRV priorities)", () => {
+  function tiered(...tiers: number[]): BackendSpec[] {
+    return tiers.map((tier, i) => ({ name: `b${i}`, weight: 1, key: `10.0.0.${i + 1}:80`, tier }));
+  }
+
+  test("only the lowest tier serves while one of its backends is up", () => {
+    const p = pool(tiered(0, 0, 10));
+    expect(shortConnections(p, 100)).toEqual([50, 50, 0]);
+  });
+
+  test("the next tier serves while every backend of the lower one is down, and stops when one comes back", () => {
+    const clock = new FakeClock();
+    const p = pool(tiered(0, 0, 10, 20), { healthThreshold: 1, recoveryTimeoutMs: 1000, now: clock.now });
+    for (const index of [0, 1]) {
+      p.pick("192.0.2.1", ~(1 << index));
+      p.failed(index);
+    }
+    expect(shortConnections(p, 10)).toEqual([0, 0, 10, 0]);
+    clock.advance(1000);
+    expect(shortConnections(p, 10)).toEqual([5, 5, 0, 0]);
+  });
+
+  test("drained and maintained backends count as down; a client's retry reaches the backup after trying the primaries", () => {
+    const p = pool(tiered(0, 0, 10));
+    p.setState(0, "drain");
+    expect(shortConnections(p, 4)).toEqual([0, 4, 0]);
+    p.setState(1, "maint");
+    expect(shortConnections(p, 4)).toEqual([0, 0, 4]);
+    p.setState(0, "ready");
+    p.setState(1, "ready");
+    const first = p.pick("192.0.2.1");
+    expect(first === 0 || first === 1).toBe(true);
+    p.failed(first!);
+    const second = p.pick("192.0.2.1", markTried(0, first!));
+    expect(second).toBe(first === 0 ? 1 : 0);
+    p.failed(second!);
+    expect(p.pick("192.0.2.1", markTried(markTried(0, first!), second!))).toBe(2);
+  });
+
+  test("with every backend of every tier down, the lowest tier is tried (fail-open)", () => {
+    const p = pool(tiered(5, 10), { healthThreshold: 1 });
+    p.pick("192.0.2.1");
+    p.failed(0);
+    p.pick("192.0.2.1", markTried(0, 0));
+    p.failed(1);
+    expect(p.pick("192.0.2.1")).toBe(0);
+  });
+
+  test("setTier moves a backend between tiers", () => {
+    const p = pool(tiered(0, 0));
+    p.setTier(1, 1);
+    expect(shortConnections(p, 6)).toEqual([6, 0]);
+  });
+});

@@ -193,7 +193,7 @@ describe("TOML errors, each with its line", () => {
         `logfile = "/x"\n${ruleTable(80, 'bindport = 80\n[[forwarding_rules.rules]]\ntype = "allow"\npattern = "1.2.3.4"\ncomment = "x"\n')}[[global_rules]]\ntype = "deny"\npattern = "1.2.3.4"\nnote = 1\n`,
       ),
     ).toEqual([
-      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, listen_backlog, watch, user, group)"],
+      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_servers, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, listen_backlog, watch, user, group)"],
       [
         7,
         "unknown key 'bindport' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, socket_mode, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, load_balancing, match, tls, rules)",

@@ -370,7 +370,7 @@ describe("YAML errors, each with its line", () => {
       [2, "unknown key 'globals' at the top level (known: global, rules)"],
       [
         4,
-        "unknown key 'logfile' in global (known: log_file, pid_file, log_common, log_json, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, pool_min_free, pool_max_free, pool_trim_delay, listen_backlog, watch, user, group, access)",
+        "unknown key 'logfile' in global (known: log_file, pid_file, log_common, log_json, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_servers, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, pool_min_free, pool_max_free, pool_trim_delay, listen_backlog, watch, user, group, access)",
       ],
       [6, "unknown key 'path' in global.status (known: file, interval, format, enabled)"],
       [8, "unknown key 'permit' in global.access (known: allow, deny)"],

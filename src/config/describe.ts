@@ -45,6 +45,7 @@ export function describeConfig(config: Config): string {
     ...(config.listenBacklog === undefined ? [] : [`listen backlog: ${config.listenBacklog}`]),
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...(config.watch === true ? ["watch: on (reload when the config or an included file changes)"] : []),
+    ...(config.dnsServers === undefined ? [] : [`dns servers: ${config.dnsServers.map((server) => formatHostPort(server.host, server.port)).join(", ")} (every lookup)`]),
     ...(config.privilege === undefined
       ? []
       : [`runs as: user ${config.privilege.user} (${config.privilege.uid}), group ${config.privilege.group} (${config.privilege.gid}) once its listeners are bound`]),

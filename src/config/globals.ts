@@ -10,6 +10,7 @@ import type { AdminSettings, Config, LogFormat, SourceLocation } from "../types.
 import type { RuleDefaults } from "./options.ts";
 import { MAX_WORKERS } from "../workers/count.ts";
 import { checkAdminAddress, checkAdminMode } from "./admin.ts";
+import { parseDnsServers } from "./dns-servers.ts";
 import { checkConnectionRate, checkConnectTimeout, checkMaxConnections, checkMaxConnectionsPerClient, checkMetricsAddress } from "./validate.ts";
 
 /**
@@ -257,6 +258,19 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     yaml: "dns_refresh",
     type: "integer",
     apply: bounded("dns-refresh", 0, 86_400, (target, value) => (target.defaults.dnsRefresh = value)),
+  },
+  {
+    conf: ["dns-servers", "dns_servers"],
+    toml: "dns_servers",
+    yaml: "dns_servers",
+    type: "string",
+    apply: (target, value) => {
+      const servers = parseDnsServers(String(value));
+      if (!servers.ok) return servers.reason;
+      target.config.dnsServers = servers.value;
+      target.defaults.dnsServers = servers.value;
+      return undefined;
+    },
   },
   {
     conf: ["dns-multi-ip-expand", "dns_multi_ip_expand"],

@@ -75,6 +75,7 @@ export type RuleDefaults = Pick<
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "dnsServers"
   | "keepalive"
   | "bufferSize"
   | "maxConnectionsPerClient"
@@ -117,6 +118,7 @@ export function defaultRuleOptions(): RuleOptions {
     dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
     dnsFamily: "ipv4",
     dnsSpread: false,
+    dnsServers: undefined,
     match: undefined,
     peekTimeout: undefined,
     tls: undefined,
@@ -523,6 +525,7 @@ export function defaultRuleDefaults(): RuleDefaults {
     dnsRefresh: options.dnsRefresh,
     dnsFamily: options.dnsFamily,
     dnsSpread: options.dnsSpread,
+    dnsServers: options.dnsServers,
     keepalive: options.keepalive,
     bufferSize: options.bufferSize,
     maxConnectionsPerClient: options.maxConnectionsPerClient,

@@ -83,6 +83,7 @@ import {
   typeName,
 } from "./table-reader.ts";
 import { parseAddress } from "./yaml-address.ts";
+import { SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { indexYamlLines, locateYamlSyntaxError, type YamlLineIndex } from "./yaml-lines.ts";
 import { checkSourceAddress, compileAccessRule } from "./validate.ts";
 
@@ -436,7 +437,10 @@ function readBackend(context: YamlContext, entry: unknown, path: string, unsuffi
     valid = false;
   }
   const weight = read("weight", reader.integer("weight")) ?? 1;
-  if (weight < 1 || weight > MAX_WEIGHT) {
+  if (endpoint?.srv === true && reader.has("weight")) {
+    reader.report("weight", SRV_WEIGHT_REASON);
+    valid = false;
+  } else if (weight < 1 || weight > MAX_WEIGHT) {
     reader.report("weight", `weight must be a whole number from 1 to ${MAX_WEIGHT}, got ${weight}`);
     valid = false;
   }
