@@ -32,7 +32,8 @@ import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import { RecentErrors } from "./admin/recent-errors.ts";
 import { TrafficHistory } from "./admin/history.ts";
-import type { Config, ConfigIssue, ForwardRule, MetricsAddress } from "./types.ts";
+import type { Config, ConfigIssue, ForwardRule, MetricsAddress, PrivilegeTarget } from "./types.ts";
+import { dropPrivileges, newPrivilegedBind, privilegedPortMessage, samePrivilege, unprivilegedPortStart, unwritableAfterDrop } from "./privilege.ts";
 import type { ApplySummary } from "./server.ts";
 import { WorkerEngine } from "./workers/supervisor.ts";
 import { ConfigWatch, watchTrigger } from "./config-watch.ts";
@@ -185,6 +186,8 @@ export class Daemon {
       daemon.listening = true;
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
+      // Last: every listener is bound and every file open; what follows runs as the unprivileged user.
+      await daemon.dropPrivileges(config);
     } catch (error) {
       consola.error(errorText(error));
       daemon.adminServer?.stop();
@@ -289,6 +292,34 @@ export class Daemon {
     }
   }
 
+  /** Whom oi runs as since the privilege drop at start; undefined: as started. */
+  private runsAs: PrivilegeTarget | undefined;
+
+  /**
+   * `user`/`group`: drop to them now that the listeners, the metrics and admin
+   * addresses, the log, pid and status files are open. Throws why it could not.
+   */
+  private async dropPrivileges(config: Config): Promise<void> {
+    const target = config.privilege;
+    if (target === undefined) return;
+    const result = await dropPrivileges(target);
+    this.runsAs = target;
+    if (!result.dropped) {
+      consola.info(`running as user ${target.user} (${target.uid}), group ${target.group} (${target.gid}) already`);
+      return;
+    }
+    consola.info(`dropped privileges: running as user ${target.user} (${target.uid}), group ${target.group} (${target.gid})`);
+    for (const warning of unwritableAfterDrop(config)) consola.warn(warning);
+  }
+
+  /** After the drop, a reload cannot bind a new port below the kernel's unprivileged start: say so, not EACCES. */
+  private checkPrivilegedPorts(config: Config): void {
+    if (this.runsAs === undefined) return;
+    const start = unprivilegedPortStart();
+    const found = newPrivilegedBind(this.config.rules, config.rules, start);
+    if (found !== undefined) throw new BindError(privilegedPortMessage(found.rule, found.port, this.runsAs, start));
+  }
+
   /** systemd's STATUS= line: `3 rules listening, 12 connections`. */
   private statusLine(): string {
     const rules = this.config.rules.length;
@@ -336,6 +367,7 @@ export class Daemon {
     }
     let summary;
     try {
+      this.checkPrivilegedPorts(config);
       summary = await this.engine.apply(config);
     } catch (error) {
       if (!(error instanceof BindError)) throw error;
@@ -356,6 +388,9 @@ export class Daemon {
     // The file shows the reload (and a new path or format) at once, then every interval again.
     void this.status.writeNow();
     this.config = config;
+    if (!samePrivilege(this.runsAs, config.privilege)) {
+      consola.warn(`user and group are set at start; still ${this.runsAs === undefined ? "as started" : `${this.runsAs.user}:${this.runsAs.group}`} (restart oi to change them)`);
+    }
     if (this.options.workers === undefined && (config.workers ?? 1) !== this.workers) {
       consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
     }
@@ -595,6 +630,7 @@ export class Daemon {
       if (checked.length > 0) return { ok: false, status: 422, message: "the rule does not fit the running configuration", errors: checked };
       let summary;
       try {
+        this.checkPrivilegedPorts(candidate);
         summary = await this.engine.apply(candidate);
       } catch (error) {
         if (!(error instanceof BindError)) throw error;

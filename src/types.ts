@@ -235,6 +235,12 @@ export interface ForwardRule {
   proxyProtocol: ProxyProtocolVersion | undefined;
   /** Read (and strip) a PROXY header from each client, and take the client's address from it. */
   acceptProxy: boolean;
+  /**
+   * `proxy-from=`: the networks whose PROXY headers are trusted; a client
+   * connecting from elsewhere is reset before its header is read. Undefined:
+   * every peer may send one (as before `proxy-from` existed).
+   */
+  proxyFrom?: AddressPattern[] | undefined;
   /** TCP keepalive: seconds of silence before the first probe; undefined: off. */
   keepalive: number | undefined;
   /** Permissions of a unix socket file this rule listens on; undefined: as the umask gives. */
@@ -292,6 +298,7 @@ export type RuleOptions = Pick<
   | "bufferSize"
   | "proxyProtocol"
   | "acceptProxy"
+  | "proxyFrom"
   | "keepalive"
   | "socketMode"
   | "dnsRefresh"
@@ -364,6 +371,27 @@ export interface Config {
   workers: number | undefined;
   /** Reload when the config file or a file it includes changes (`watch`; `--watch` sets it from the command line). */
   watch?: boolean;
+  /** `user NAME|ID` as written; resolved into `privilege` when the config loads. */
+  user?: AccountSetting | undefined;
+  /** `group NAME|ID` as written. */
+  group?: AccountSetting | undefined;
+  /** Whom oi runs as once every listener is bound and its files are open (src/privilege.ts); undefined: it stays as started. */
+  privilege?: PrivilegeTarget | undefined;
+}
+
+/** A `user` or `group` directive: the name or number given, and where. */
+export interface AccountSetting {
+  name: string;
+  at: SourceLocation;
+}
+
+/** The ids a privilege drop switches to, with names for the messages. */
+export interface PrivilegeTarget {
+  uid: number;
+  gid: number;
+  /** `nobody`, or the number when /etc/passwd has no name for it. */
+  user: string;
+  group: string;
 }
 
 export interface StatusFileOptions {

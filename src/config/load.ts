@@ -11,6 +11,7 @@ import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
 import { loadAdminSettings } from "./admin.ts";
+import { resolvePrivilege } from "./accounts.ts";
 import { findRangeMismatches } from "./port-range.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
@@ -50,6 +51,7 @@ export function loadConfigText(text: string, file: string): LoadResult {
     ...findMisplacedOptions(rules, label),
     ...loadTlsFiles(rules, label),
     ...loadAdminSettings(parsed.config),
+    ...resolvePrivilege(parsed.config),
   ]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,

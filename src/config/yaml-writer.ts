@@ -60,6 +60,7 @@ export function ruleOptionsYaml(rule: ForwardRule): Mapping {
     max_datagram: rule.maxDatagram,
     ...(rule.proxyProtocol === undefined ? {} : { proxy_protocol: rule.proxyProtocol }),
     accept_proxy: rule.acceptProxy,
+    ...(rule.proxyFrom === undefined ? {} : { proxy_from: rule.proxyFrom.map((pattern) => pattern.text) }),
     keepalive: rule.keepalive ?? false,
     ...(rule.socketMode === undefined ? {} : { mode: `0${rule.socketMode.toString(8)}` }),
     dns_refresh: rule.dnsRefresh,
@@ -130,6 +131,8 @@ function globalOf(config: Config): Mapping {
     ...(config.listenBacklog === undefined ? {} : { listen_backlog: config.listenBacklog }),
     ...(config.workers === undefined ? {} : { workers: config.workers }),
     ...(config.dnsServers === undefined ? {} : { dns_servers: config.dnsServers.map((server) => formatHostPort(server.host, server.port)).join(",") }),
+    ...(config.user === undefined ? {} : { user: config.user.name }),
+    ...(config.group === undefined ? {} : { group: config.group.name }),
     ...(first === undefined
       ? {}
       : {

@@ -9,7 +9,7 @@
  *                             access: { allow: [...], deny: [...] },
  *                             buffer_size, listen_backlog, pool_* (pool_* accepted with a
  *                             warning: no effect),
- *                             oi's own: max_connections, metrics, log_json
+ *                             oi's own: max_connections, metrics, log_json, user, group
  *     rules:
  *       - name: web           required, unique
  *         bind: "0.0.0.0:80/tcp"      or a list; also "[::]:80/tcp", "unix:/path",
