@@ -11,7 +11,10 @@
  *
  * Root only. Writes bench/results/faults.json and faults.md.
  *
- *   bun bench/faults.ts [--seconds 5] [--mib 16] [--seed 1] [--systems direct,oi,rinetd]
+ * Throughput is the median of `--rounds` iperf3 runs per fault and system,
+ * the systems taking turns within each round.
+ *
+ *   bun bench/faults.ts [--seconds 5] [--rounds 3] [--mib 16] [--seed 1] [--systems direct,oi,rinetd]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,8 +22,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ImpairedLink, LINK } from "./impair/link.ts";
 import { NO_IMPAIRMENT, type Impairment } from "./impair/impairment.ts";
-import { startHashSink, type TransferResult } from "./impair/transfer.ts";
+import { startHashSink, type SinkVerdict, type TransferResult } from "./impair/transfer.ts";
 import { startOi } from "../test/helpers/oi-process.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
@@ -28,12 +32,14 @@ const { values } = parseArgs({
     mib: { type: "string", default: "16" },
     seed: { type: "string", default: "1" },
     systems: { type: "string", default: "direct,oi,rinetd" },
+    rounds: { type: "string", default: "3" },
   },
 });
 const seconds = Number(values.seconds);
 const transferBytes = Number(values.mib) * 2 ** 20;
 const seed = Number(values.seed);
 const systems = values.systems.split(",") as Array<"direct" | "oi" | "rinetd">;
+const rounds = Number(values.rounds);
 if (process.getuid?.() !== 0) throw new Error("bench/faults.ts needs root (network namespaces and TUN devices)");
 
 interface FaultCase {
@@ -136,6 +142,8 @@ try {
     retransmits: number | null;
     iperfError?: string;
     transfer: TransferResult;
+    /** The sink's own verdict on the bytes it received (independent of the answer after the half-close). */
+    arrived: SinkVerdict | undefined;
     shim: ReturnType<typeof link.shared.snapshot>;
   }
   const rows: Row[] = [];
@@ -144,20 +152,26 @@ try {
     const order = CASES.indexOf(fault) % 2 === 0 ? systems : [...systems].reverse();
     for (const system of order) {
       const before = link.shared.snapshot();
-      const iperf = await impaired(fault, () =>
-        runBounded([...link.inNamespace, "iperf3", "-c", LINK.hostAddress, "-p", String(ports[system].iperf), "-t", String(seconds), "-J"], (seconds + 60) * 1000),
-      );
-      let mbits: number | null = null;
-      let retransmits: number | null = null;
+      const measured: number[] = [];
+      const retransmitted: number[] = [];
       let iperfError: string | undefined;
-      try {
-        const json = JSON.parse(iperf.stdout) as { end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } }; error?: string };
-        mbits = json.end?.sum_received === undefined ? null : json.end.sum_received.bits_per_second / 1e6;
-        retransmits = json.end?.sum_sent?.retransmits ?? null;
-        iperfError = json.error;
-      } catch {
-        iperfError = `iperf3 exited ${iperf.code}: ${iperf.stderr.trim().slice(0, 200)}`;
+      for (let round = 0; round < rounds; round++) {
+        const iperf = await impaired(fault, () =>
+          runBounded([...link.inNamespace, "iperf3", "-c", LINK.hostAddress, "-p", String(ports[system].iperf), "-t", String(seconds), "-J"], (seconds + 60) * 1000),
+        );
+        try {
+          const json = JSON.parse(iperf.stdout) as { end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } }; error?: string };
+          if (json.end?.sum_received !== undefined) measured.push(json.end.sum_received.bits_per_second / 1e6);
+          if (json.end?.sum_sent?.retransmits !== undefined) retransmitted.push(json.end.sum_sent.retransmits);
+          iperfError ??= json.error;
+        } catch {
+          iperfError ??= `iperf3 exited ${iperf.code}: ${iperf.stderr.trim().slice(0, 200)}`;
+        }
       }
+      const mbits = median(measured);
+      const retransmits = median(retransmitted);
+      const sink = system === "direct" ? sinkDirect : sinkLoopback;
+      const verdictsBefore = sink.verdicts.length;
       const transferRun = await impaired(fault, () =>
         runBounded(
           [...link.inNamespace, process.execPath, join(import.meta.dir, "impair", "transfer.ts"), LINK.hostAddress, String(ports[system].transfer), String(transferBytes), String(seed), "120000"],
@@ -170,26 +184,29 @@ try {
       } catch {
         transfer = { intact: false, bytes: transferBytes, ms: 0, error: `transfer exited ${transferRun.code}: ${transferRun.stderr.trim().slice(0, 200)}` };
       }
+      // The sink judges when its side closes: give it a moment after the client is done.
+      for (let i = 0; i < 50 && sink.verdicts.length === verdictsBefore; i++) await Bun.sleep(100);
+      const arrived = sink.verdicts[verdictsBefore];
       const after = link.shared.snapshot();
       const shim = Object.fromEntries(Object.entries(after).map(([key, value]) => [key, value - before[key as keyof typeof before]])) as Row["shim"];
-      const row: Row = { fault: fault.name, system, mbits, retransmits, ...(iperfError === undefined ? {} : { iperfError }), transfer, shim };
+      const row: Row = { fault: fault.name, system, mbits, retransmits, ...(iperfError === undefined ? {} : { iperfError }), transfer, arrived, shim };
       rows.push(row);
       console.log(
-        `${fault.name.padEnd(22)} ${system.padEnd(7)} ${mbits === null ? "-" : mbits.toFixed(0).padStart(5)} Mbit/s retr ${retransmits ?? "-"}  transfer ${transfer.intact ? "intact" : `BROKEN (${transfer.error})`} in ${(transfer.ms / 1000).toFixed(2)} s  shim dropped ${shim.dropped}/${shim.packets}${iperfError ? `  iperf3: ${iperfError}` : ""}`,
+        `${fault.name.padEnd(22)} ${system.padEnd(7)} ${mbits === null ? "-" : mbits.toFixed(0).padStart(5)} Mbit/s retr ${retransmits ?? "-"}  bytes ${arrived?.intact ? "intact" : `BROKEN (${arrived?.received ?? "?"} of ${transferBytes})`}, answer ${transfer.intact ? "ok" : `missing (${transfer.error})`} in ${(transfer.ms / 1000).toFixed(2)} s  shim dropped ${shim.dropped}/${shim.packets}${iperfError ? `  iperf3: ${iperfError}` : ""}`,
       );
     }
   }
 
   const results = join(import.meta.dir, "results");
   mkdirSync(results, { recursive: true });
-  const command = `bun bench/faults.ts --seconds ${seconds} --mib ${values.mib} --seed ${seed} --systems ${systems.join(",")}`;
+  const command = `bun bench/faults.ts --seconds ${seconds} --rounds ${rounds} --mib ${values.mib} --seed ${seed} --systems ${systems.join(",")}`;
   writeFileSync(join(results, "faults.json"), JSON.stringify({ command, date: new Date().toISOString(), rows }, null, 2));
   const cell = (fault: string, system: string) => rows.find((row) => row.fault === fault && row.system === system);
   const ratio = (a: number | null | undefined, b: number | null | undefined) => (a == null || b == null || b === 0 ? "-" : `×${(a / b).toFixed(2)}`);
   const markdown = [
     `# Network faults (${command})`,
     "",
-    `${new Date().toISOString()}. Clients in a namespace reach the host over an impaired link (TUN shim, seed ${seed}); the backends are on the host: direct is client → backend across the link; oi and rinetd forward from the link's host address to the backend over loopback. iperf3 -t ${seconds} (Mbit/s received; sender's retransmits) and a ${values.mib} MiB transfer checked by SHA-256.`,
+    `${new Date().toISOString()}. Clients in a namespace reach the host over an impaired link (TUN shim, seed ${seed}); the backends are on the host: direct is client → backend across the link; oi and rinetd forward from the link's host address to the backend over loopback. iperf3 -t ${seconds}, median of ${rounds} (Mbit/s received; sender's retransmits) and a ${values.mib} MiB upload checked by SHA-256 at the backend ("transfers intact"), which then answers the client's half-close with the hash (rinetd does not keep a half-closed connection open, so its clients get no answer: noted, not counted as a loss).`,
     "",
     `| fault | ${systems.map((s) => `${s} Mbit/s (retr)`).join(" | ")} | oi ÷ direct | oi ÷ rinetd | transfers intact |`,
     `|---|${systems.map(() => "---|").join("")}---|---|---|`,
@@ -198,7 +215,12 @@ try {
         const row = cell(fault.name, system);
         return row?.mbits == null ? `- (${row?.iperfError ?? "no run"})` : `${row.mbits.toFixed(0)} (${row.retransmits ?? "-"})`;
       });
-      const intact = systems.map((system) => `${system} ${cell(fault.name, system)?.transfer.intact ? "yes" : "NO"}`).join(", ");
+      const intact = systems
+        .map((system) => {
+          const row = cell(fault.name, system);
+          return `${system} ${row?.arrived?.intact ? "yes" : "NO"}${row?.arrived?.intact && !row.transfer.intact ? " (no answer after the half-close)" : ""}`;
+        })
+        .join(", ");
       return `| ${fault.name} | ${cells.join(" | ")} | ${ratio(cell(fault.name, "oi")?.mbits, cell(fault.name, "direct")?.mbits)} | ${ratio(cell(fault.name, "oi")?.mbits, cell(fault.name, "rinetd")?.mbits)} | ${intact} |`;
     }),
     "",
