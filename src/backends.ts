@@ -515,6 +515,8 @@ export class DialPlan {
   connected: Backend | undefined;
   /** The client left: nothing more is picked, and a pick made meanwhile is released. */
   private abandoned = false;
+  /** A dial to the current backend failed on this machine (no local port): giving it up does not count against it. */
+  private spared = false;
 
   constructor(
     readonly backends: RuleBackends,
@@ -610,10 +612,20 @@ export class DialPlan {
     this.index = -1;
   }
 
-  /** Every address of the current backend failed: it counts one failed connect, and its names are looked up afresh. */
+  /** A dial to the current backend failed for a reason of this machine's (see spared). */
+  spareCurrent(): void {
+    this.spared = true;
+  }
+
+  /** Every address of the current backend failed: it counts one failed connect, and its names are looked up afresh; unless the failures were this machine's own. */
   private giveUpOnBackend(): void {
-    this.backends.pool.failed(this.index);
-    this.backends.invalidate(this.index);
+    if (this.spared) {
+      this.backends.pool.closed(this.index, 0, 0);
+      this.spared = false;
+    } else {
+      this.backends.pool.failed(this.index);
+      this.backends.invalidate(this.index);
+    }
     this.index = -1;
   }
 
