@@ -10,6 +10,7 @@ import {
   POOL_DEFAULTS,
   type PoolOptions,
 } from "../src/balance/pool.ts";
+import { seededRandom } from "./helpers/seeded-random.ts";
 
 /** A clock the test moves by hand. */
 class FakeClock {
@@ -20,17 +21,6 @@ class FakeClock {
   }
 }
 
-/** mulberry32: a small seeded generator, so "random" tests are reproducible. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function backends(...weights: number[]): BackendSpec[] {
   return weights.map((weight, i) => ({ name: `b${i}`, weight, key: `10.0.0.${i + 1}:80` }));
@@ -158,7 +148,7 @@ describe("leastconn", () => {
 
 describe("random (weighted)", () => {
   test("3:2:1 within 1.5% of each share over 60,000 picks (seeded)", () => {
-    const p = pool(backends(3, 2, 1), { algorithm: "random", random: seeded(42) });
+    const p = pool(backends(3, 2, 1), { algorithm: "random", random: seededRandom(42) });
     const counts = shortConnections(p, 60_000);
     const expected = [0.5, 1 / 3, 1 / 6];
     counts.forEach((count, i) => expect(Math.abs(count / 60_000 - (expected[i] ?? 0))).toBeLessThan(0.015));
@@ -166,7 +156,7 @@ describe("random (weighted)", () => {
 
   test("a down backend gets nothing; a draw at the very top still picks", () => {
     const clock = new FakeClock();
-    const p = pool(backends(1, 1, 1), { algorithm: "random", healthThreshold: 1, now: clock.now, random: seeded(7) });
+    const p = pool(backends(1, 1, 1), { algorithm: "random", healthThreshold: 1, now: clock.now, random: seededRandom(7) });
     p.pick("c");
     p.failed(0);
     p.closed(1, 0, 0);
@@ -351,7 +341,7 @@ describe("passive health", () => {
 describe("failover order", () => {
   test("each backend once, then undefined; the default bound is min(backends, 3)", () => {
     for (const algorithm of ["roundrobin", "leastconn", "random", "iphash"] as Algorithm[]) {
-      const p = pool(backends(1, 1, 1, 1), { algorithm, random: seeded(1) });
+      const p = pool(backends(1, 1, 1, 1), { algorithm, random: seededRandom(1) });
       let tried = 0;
       const order: number[] = [];
       for (let attempt = 0; attempt < 4; attempt++) {

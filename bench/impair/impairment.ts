@@ -10,6 +10,7 @@
  * The settings live in a SharedArrayBuffer so the bench can change them
  * (and take the link down and up) while the shim's thread runs.
  */
+export { seededRandom } from "../../test/helpers/seeded-random.ts";
 
 /** Float64 slots of the shared settings. */
 export const enum Setting {
@@ -86,18 +87,6 @@ export class SharedImpairment {
     const c = this.counters;
     return { packets: c[Counter.Packets]!, dropped: c[Counter.Dropped]!, duplicated: c[Counter.Duplicated]!, delivered: c[Counter.Delivered]!, writeErrors: c[Counter.WriteErrors]! };
   }
-}
-
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
