@@ -21,7 +21,6 @@ class FakeClock {
   }
 }
 
-
 function backends(...weights: number[]): BackendSpec[] {
   return weights.map((weight, i) => ({ name: `b${i}`, weight, key: `10.0.0.${i + 1}:80` }));
 }
