@@ -1,5 +1,6 @@
 /**
- * @module How oi writes the small files it owns (pid file, status file):
+ * @module How oi writes the small files it owns (pid file, status file,
+ * the etcd cache):
  * never through a symbolic link or a hard link planted at their path, a
  * danger while oi runs as root and the file sits in a directory others can
  * write, and always with an explicit mode.
@@ -11,7 +12,7 @@
  * directory (after a privilege drop), an existing file of its own is
  * rewritten in place instead, opened with O_NOFOLLOW.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { O_CLOEXEC } from "./libc.ts";
 
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | O_CLOEXEC;
@@ -21,8 +22,8 @@ function code(error: unknown): string | undefined {
   return (error as { code?: string }).code;
 }
 
-/** Create `path` afresh with `mode` (one left by a crashed oi of the same pid is removed first) and write `text`. */
-function writeNewFile(path: string, text: string, mode: number): void {
+/** Create `path` afresh with `mode` (one left by a crashed oi of the same pid is removed first) and write `text`; `durable`: on disk before it returns. */
+function writeNewFile(path: string, text: string, mode: number, durable: boolean): void {
   let fd: number;
   try {
     fd = openSync(path, NEW_FILE, mode);
@@ -33,6 +34,7 @@ function writeNewFile(path: string, text: string, mode: number): void {
   }
   try {
     writeSync(fd, text);
+    if (durable) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
@@ -58,15 +60,19 @@ function rewriteInPlace(path: string, text: string): void {
   }
 }
 
-/**
- * Replace `path` with a file holding `text` (mode `mode` when created);
- * throws why it cannot. `inPlace`: when the directory refuses a new file,
- * rewrite the existing file instead.
- */
-export function replaceFile(path: string, text: string, mode: number, inPlace = false): void {
+export interface ReplaceOptions {
+  /** When the directory refuses a new file, rewrite the existing file instead. */
+  inPlace?: boolean;
+  /** fsync the new file before it takes the path (a file that must survive a crash of the machine, as the etcd cache). */
+  durable?: boolean;
+}
+
+/** Replace `path` with a file holding `text` (mode `mode` when created); throws why it cannot. */
+export function replaceFile(path: string, text: string, mode: number, options: ReplaceOptions = {}): void {
+  const { inPlace = false, durable = false } = options;
   const temporary = `${path}.tmp-${process.pid}`;
   try {
-    writeNewFile(temporary, text, mode);
+    writeNewFile(temporary, text, mode, durable);
   } catch (error) {
     if (inPlace && code(error) === "EACCES") return rewriteInPlace(path, text);
     throw error;

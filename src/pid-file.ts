@@ -9,7 +9,7 @@ import { replaceFile } from "./own-files.ts";
 export class PidFile {
   /** Writes the current pid to `path`; throws (with the OS reason) if it cannot. */
   constructor(readonly path: string) {
-    replaceFile(path, `${process.pid}\n`, 0o644, true);
+    replaceFile(path, `${process.pid}\n`, 0o644, { inPlace: true });
   }
 
   /** Remove the file, unless another process has written its own pid there since. */

@@ -1,12 +1,14 @@
 /**
  * @module `--cache FILE`: the etcd keys of the last config applied, so that
  * `oi` can start while etcd is unreachable. Written each time a config from
- * etcd is applied: to a new file beside it (created exclusively, mode 0600,
- * never through a symbolic link) that is then renamed over it, so a reader
- * sees the old contents or the new, never half. Read without following a
+ * etcd is applied, as oi writes its own files (own-files.ts: a new file
+ * beside it, created exclusively with mode 0600, never through a symbolic
+ * link, synced, then renamed over it), so a reader sees the old contents or
+ * the new, never half. Read without following a
  * symbolic link either.
  */
-import { closeSync, constants, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync } from "node:fs";
+import { replaceFile } from "../own-files.ts";
 import type { KeySet } from "./assemble.ts";
 
 /** Owner only: the config may hold the admin API's token. */
@@ -24,23 +26,7 @@ export interface CacheContents {
 }
 
 export function writeCache(path: string, contents: CacheContents): void {
-  const temporary = `${path}.${process.pid}.tmp`;
-  // A leftover of a crash: removing it removes a link, never what it points to.
-  rmSync(temporary, { force: true });
-  const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, CACHE_MODE);
-  try {
-    writeSync(fd, `${JSON.stringify({ format: FORMAT, ...contents }, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    // rename replaces a symbolic link at `path` itself, not the file it points to.
-    renameSync(temporary, path);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
+  replaceFile(path, `${JSON.stringify({ format: FORMAT, ...contents }, null, 2)}\n`, CACHE_MODE, { durable: true });
 }
 
 /** The cache's contents, or why it cannot be used. */
