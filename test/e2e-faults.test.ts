@@ -19,7 +19,7 @@ import { startHashSink, transfer } from "../bench/impair/transfer.ts";
 import { echoRoundTrip } from "./helpers/abuse.ts";
 import { backend, cleanUpAfterEachTest, oi, onCleanup, until } from "./helpers/harness.ts";
 import { startOi, writeTempFile } from "./helpers/oi-process.ts";
-import { freePort } from "./helpers/peers.ts";
+import { connectPeer, freePort } from "./helpers/peers.ts";
 
 afterEach(cleanUpAfterEachTest);
 
@@ -158,3 +158,33 @@ async function acceptQueue(port: number): Promise<number> {
   const fields = stdout.trim().split(/\s+/);
   return Number(fields[1] ?? Number.NaN);
 }
+
+describe("a backend that dies mid-transfer", () => {
+  test("SIGKILL of the backend's process while a client uploads: the client is reset within a second, and oi serves the next one", async () => {
+    const dying = Bun.spawn([process.execPath, join(import.meta.dir, "helpers", "dying-backend-main.ts")], { stdout: "pipe", stderr: "inherit" });
+    onCleanup(() => dying.kill("SIGKILL"));
+    const reader = dying.stdout.getReader();
+    const { value } = await reader.read();
+    const backendPort = Number(new TextDecoder().decode(value).trim());
+    const other = backend((peer) => void peer.send("the other backend\n", true));
+    const [port, otherPort] = [freePort(), freePort()];
+    await oi(`127.0.0.1 ${port} 127.0.0.1 ${backendPort}\n127.0.0.1 ${otherPort} 127.0.0.1 ${other.port}\n`);
+
+    const client = await connectPeer("127.0.0.1", port);
+    const uploading = client.send(new Uint8Array(256 * 2 ** 20));
+    // Under way: bytes are waiting, unread, in the backend's socket.
+    await until(() => client.received > 0 && client.sent > 2 * 2 ** 20, 10_000, "the upload to be under way");
+    const killedAt = performance.now();
+    dying.kill("SIGKILL");
+    await client.waitClosed(5000);
+    const after = performance.now() - killedAt;
+    await uploading;
+    expect(client.closeError).toBeDefined();
+    expect(after).toBeLessThan(1000);
+    // oi itself is unharmed.
+    const next = await connectPeer("127.0.0.1", otherPort);
+    next.keep = [];
+    await next.waitEnd();
+    expect(next.text()).toBe("the other backend\n");
+  }, 60_000);
+});
