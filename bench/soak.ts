@@ -21,7 +21,7 @@
  * transfer failed or differed; no log line outside the expected ones.
  * Writes bench/results/soak.{json,md,svg}.
  *
- *   bun bench/soak.ts --minutes 30
+ *   bun bench/soak.ts --minutes 30 [--kinds tcp,bulk,udp,unix,failover,idle] [--reload-seconds 30] [--results soak]
  */
 import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,7 +32,19 @@ import { openDescriptors, percentile } from "../test/helpers/abuse.ts";
 import { startOi } from "../test/helpers/oi-process.ts";
 import { rssAnonKiB } from "../test/helpers/udp-flood.ts";
 
-const { values } = parseArgs({ options: { minutes: { type: "string", default: "30" }, "sample-seconds": { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "30" },
+    "sample-seconds": { type: "string", default: "5" },
+    // To find what grows: only some kinds of traffic, reloads at another period (0: none).
+    kinds: { type: "string", default: "tcp,bulk,udp,unix,failover,idle" },
+    "reload-seconds": { type: "string", default: "30" },
+    // The reports' base name in bench/results/.
+    results: { type: "string", default: "soak" },
+  },
+});
+const kinds = new Set(values.kinds.split(","));
+const reloadMs = Number(values["reload-seconds"]) * 1000;
 const minutes = Number(values.minutes);
 const sampleMs = Number(values["sample-seconds"]) * 1000;
 const runMs = minutes * 60_000;
@@ -116,6 +128,9 @@ function writeConfig(): void {
 writeConfig();
 const oi = await startOi(config);
 const pid = oi.proc.pid;
+// However this script ends (an error, Ctrl-C, a kill), the oi it started goes with it.
+process.on("exit", () => oi.proc.kill("SIGKILL"));
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => process.exit(130));
 
 /** What happened to the traffic, by kind. */
 const traffic: Record<string, { ok: number; failed: number; errors: string[] }> = {};
@@ -197,10 +212,10 @@ await Bun.sleep(1000);
 const baselineFds = openDescriptors(pid);
 const baselineKinds = descriptorKinds(pid);
 
-every(50, () => checkedEcho("tcp request/response", ports.tcp, request, 5000));
-every(2000, () => checkedEcho("tcp bulk 4 MiB (spliced)", ports.bulk, bulk, 20_000));
-every(100, () => checkedEcho("unix backend", ports.unix, request, 5000));
-every(250, () => checkedEcho("fail-over rule", ports.failover, request, 5000));
+if (kinds.has("tcp")) every(50, () => checkedEcho("tcp request/response", ports.tcp, request, 5000));
+if (kinds.has("bulk")) every(2000, () => checkedEcho("tcp bulk 4 MiB (spliced)", ports.bulk, bulk, 20_000));
+if (kinds.has("unix")) every(100, () => checkedEcho("unix backend", ports.unix, request, 5000));
+if (kinds.has("failover")) every(250, () => checkedEcho("fail-over rule", ports.failover, request, 5000));
 
 // UDP: one client socket, datagrams numbered, each must come back as sent.
 const udpOutstanding = new Map<number, number>();
@@ -217,7 +232,7 @@ const udpClient = await Bun.udpSocket({
     },
   },
 });
-every(20, () => {
+if (kinds.has("udp")) every(20, () => {
   const datagram = new Uint8Array(512);
   new DataView(datagram.buffer).setUint32(0, udpSequence);
   datagram[511] = udpSequence & 0xff;
@@ -243,7 +258,7 @@ every(40_000, async () => {
   flapping = Bun.listen({ hostname: "127.0.0.1", port: flappingPort, socket: echoHandlers });
 });
 
-every(30_000, () => {
+if (reloadMs > 0) every(reloadMs, () => {
   reloads++;
   writeConfig();
   oi.signal("SIGHUP");
@@ -251,7 +266,7 @@ every(30_000, () => {
 
 // Idle connections, held for the whole run.
 const idle: Array<Socket<undefined>> = [];
-for (let i = 0; i < 100; i++) idle.push(await Bun.connect({ hostname: "127.0.0.1", port: ports.idle, socket: { data() {} } }));
+if (kinds.has("idle")) for (let i = 0; i < 100; i++) idle.push(await Bun.connect({ hostname: "127.0.0.1", port: ports.idle, socket: { data() {} } }));
 
 interface Sample {
   atSeconds: number;
@@ -318,8 +333,8 @@ const verdicts = {
 const passed = Object.values(verdicts).every(Boolean);
 
 mkdirSync(RESULTS, { recursive: true });
-writeFileSync(join(RESULTS, "soak.json"), JSON.stringify({ minutes, warmupSeconds: warmupMs / 1000, reloads, traffic, samples, baselineFds, baselineKinds, finalFds, finalKinds, unexpected, verdicts }, null, 2));
-writeFileSync(join(RESULTS, "soak.svg"), chart(samples, warmupMs / 1000));
+writeFileSync(join(RESULTS, `${values.results}.json`), JSON.stringify({ minutes, warmupSeconds: warmupMs / 1000, reloads, traffic, samples, baselineFds, baselineKinds, finalFds, finalKinds, unexpected, verdicts }, null, 2));
+writeFileSync(join(RESULTS, `${values.results}.svg`), chart(samples, warmupMs / 1000));
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 const markdown = [
   `# Soak run (bun bench/soak.ts --minutes ${minutes}): ${passed ? "passed" : "FAILED"}`,
@@ -339,10 +354,10 @@ const markdown = [
   `| oi_errors_total at the end | ${samples.at(-1)?.errors ?? "-"} | |`,
   `| unexpected log lines | ${unexpected.length}${unexpected.length > 0 ? `: ${unexpected.slice(0, 5).join(" / ")}` : ""} | ${verdicts.log ? "yes" : "NO"} |`,
   "",
-  "![RssAnon and descriptors over the run](soak.svg)",
+  `![RssAnon and descriptors over the run](${values.results}.svg)`,
   "",
 ].join("\n");
-writeFileSync(join(RESULTS, "soak.md"), markdown);
+writeFileSync(join(RESULTS, `${values.results}.md`), markdown);
 console.log(markdown);
 
 echo.stop(true);

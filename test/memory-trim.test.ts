@@ -1,7 +1,8 @@
 /**
- * When a full collection runs: only once a burst of at least 1,000
- * connections has ended, and at most half of the peak since the last one is
- * still open; never in steady traffic.
+ * When a full collection runs: once a burst of at least 1,000 connections
+ * has ended and at most half of the peak since the last one is still open;
+ * under steady traffic (the burst never over), at most once a minute, and
+ * only with 1,000 connections ended since the last.
  */
 import { describe, expect, test } from "bun:test";
 import { MemoryTrim } from "../src/memory-trim.ts";
@@ -23,7 +24,7 @@ describe("memory trim", () => {
     expect(collections()).toBe(1);
   });
 
-  test("steady traffic with many still open, or a small burst, does not pause the thread", () => {
+  test("steady traffic with many still open, or a small burst, does not pause the thread within the minute", () => {
     const { trim, collections } = trimCounting();
     // 3,000 open, 1,200 of them ended: more than half of the peak is still open.
     for (let i = 0; i < 3000; i++) trim.started();
@@ -35,5 +36,26 @@ describe("memory trim", () => {
     for (let i = 0; i < 999; i++) small.trim.ended();
     expect(small.trim.check()).toBe(false);
     expect(collections() + small.collections()).toBe(0);
+  });
+
+  test("steady traffic: a collection a minute at most, each after 1,000 more connections ended", () => {
+    const { trim, collections } = trimCounting();
+    const start = performance.now();
+    for (let i = 0; i < 3000; i++) trim.started();
+    for (let i = 0; i < 1200; i++) trim.ended();
+    expect(trim.check(start + 59_000)).toBe(false);
+    expect(trim.check(start + 61_000)).toBe(true);
+    // Not again in the next minute, however many end meanwhile...
+    for (let i = 0; i < 1000; i++) trim.started();
+    for (let i = 0; i < 1000; i++) trim.ended();
+    expect(trim.check(start + 100_000)).toBe(false);
+    // ...nor after it without 1,000 more ended since the last collection.
+    const quiet = trimCounting();
+    for (let i = 0; i < 3000; i++) quiet.trim.started();
+    for (let i = 0; i < 999; i++) quiet.trim.ended();
+    expect(quiet.trim.check(start + 120_000)).toBe(false);
+    expect(trim.check(start + 122_000)).toBe(true);
+    expect(collections()).toBe(2);
+    expect(quiet.collections()).toBe(0);
   });
 });
