@@ -6,6 +6,7 @@
  * the body.
  */
 import { loadConfigText } from "../config/load.ts";
+import { nestingProblem } from "../config/nesting.ts";
 import type { ConfigIssue, ForwardRule } from "../types.ts";
 
 /** Where the rules of the API say they come from (`oi check`, the rule views). */
@@ -16,6 +17,9 @@ export type RuleBody = { ok: true; rules: ForwardRule[] } | { ok: false; status:
 export function parseRuleBody(name: string, text: string): RuleBody {
   const fail = (status: number, message: string, errors: ConfigIssue[] = []): RuleBody => ({ ok: false, status, message, errors });
   if (text.trim() === "") return fail(400, "empty body: send one rule (name, bind, connect, ...) as YAML or JSON");
+  // The same bound the YAML config reader sets, before this first look at the body.
+  const problem = nestingProblem(text, "yaml");
+  if (problem !== undefined) return fail(422, `rule '${name}' is refused`, [{ file: "request body", ...problem }]);
   let value: unknown;
   try {
     value = Bun.YAML.parse(text);

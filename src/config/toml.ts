@@ -34,7 +34,9 @@ import {
   type Table,
   TableReader,
 } from "./table-reader.ts";
+import { nestingProblem } from "./nesting.ts";
 import { parsePortRange, type PortSpan } from "./port-range.ts";
+import { tooDeep } from "./text-limits.ts";
 import { indexTomlLines, locateTomlSyntaxError } from "./toml-lines.ts";
 import { checkHost, checkPort, checkSourceAddress, checkUnixPath, compileAccessRule } from "./validate.ts";
 
@@ -62,13 +64,23 @@ const UNIX_PREFIX = "unix:";
 export function parseToml(text: string, file: string): ParseResult {
   const issues = new IssueCollector(file);
   const config = emptyConfig(file, "toml");
+  // Bounds checked before Bun's parser recurses (or takes quadratic time) on them.
+  const problem = nestingProblem(text, "toml");
+  if (problem !== undefined) {
+    issues.error(problem.line, problem.reason);
+    return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
+  }
   let root: unknown;
   try {
     root = Bun.TOML.parse(text);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
-    issues.error(locateTomlSyntaxError(text, message), `TOML syntax error: ${reason}`);
+    // Nesting the scan did not count: no line to give (re-parsing prefixes would overflow again, slowly).
+    if (error instanceof RangeError) issues.error(1, tooDeep());
+    else {
+      const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
+      issues.error(locateTomlSyntaxError(text, message), `TOML syntax error: ${reason}`);
+    }
     return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
   }
 

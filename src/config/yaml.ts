@@ -82,6 +82,8 @@ import {
   TableReader,
   typeName,
 } from "./table-reader.ts";
+import { nestingProblem } from "./nesting.ts";
+import { tooDeep } from "./text-limits.ts";
 import { parseAddress } from "./yaml-address.ts";
 import { indexYamlLines, locateYamlSyntaxError, type YamlLineIndex } from "./yaml-lines.ts";
 import { checkSourceAddress, compileAccessRule } from "./validate.ts";
@@ -121,13 +123,23 @@ export function parseYaml(text: string, file: string): ParseResult {
   const issues = new IssueCollector(file);
   const config = emptyConfig(file, "yaml");
   const result = (): ParseResult => ({ config, errors: issues.errors, warnings: issues.warnings, files: [file] });
+  // Bounds checked before Bun's parser recurses (or takes quadratic time) on them.
+  const problem = nestingProblem(text, "yaml");
+  if (problem !== undefined) {
+    issues.error(problem.line, problem.reason);
+    return result();
+  }
   let root: unknown;
   try {
     root = Bun.YAML.parse(text);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
-    issues.error(locateYamlSyntaxError(text, message), `YAML syntax error: ${reason}`);
+    // Nesting the scan did not count: no line to give (re-parsing prefixes would overflow again, slowly).
+    if (error instanceof RangeError) issues.error(1, tooDeep());
+    else {
+      const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
+      issues.error(locateYamlSyntaxError(text, message), `YAML syntax error: ${reason}`);
+    }
     return result();
   }
 
