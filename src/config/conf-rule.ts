@@ -15,7 +15,7 @@
  */
 import type { Backend, Endpoint, RuleOptions, Transport } from "../types.ts";
 import { backendOf } from "./model.ts";
-import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
+import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, duplicateBackendName, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
 import { isPortRange, parsePortRange, type PortSpan } from "./port-range.ts";
 import { resolveService } from "./services.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
@@ -169,6 +169,8 @@ function parseBackendList(text: string, defaultPort: PortField | undefined): Che
     if (!backend.ok) return backend;
     backends.push(backend.value);
   }
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) return fail(duplicate);
   return { ok: true, value: backends };
 }
 

@@ -20,7 +20,7 @@ import type { AccessList, Backend, Config, Endpoint, ForwardRule, LogFormat, Rul
 import { checkGlobals } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { backendOf, defaultRuleName, emptyAccessList, emptyConfig, transportsOf } from "./model.ts";
-import { defaultRuleDefaults, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
+import { defaultRuleDefaults, duplicateBackendName, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
 import {
   arrayOfTables,
   type DocumentContext,
@@ -220,7 +220,10 @@ function readBackends(reader: TableReader, transport: Transport): Backend[] | un
     }
     backends.push(backendOf(endpoint, entryReader.string("name"), weight, source, tls));
   });
-  return valid ? backends : undefined;
+  if (!valid) return undefined;
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) reader.report("connect", duplicate);
+  return duplicate === undefined ? backends : undefined;
 }
 
 

@@ -64,6 +64,7 @@ import {
   defaultRuleOptions,
   inheritDefaults,
   tooManyBackends,
+  duplicateBackendName,
   type OptionSpec,
   RULE_OPTIONS,
   type RuleDefaults,
@@ -516,17 +517,10 @@ function shareDnsRefresh(context: YamlContext, path: string, entries: BackendEnt
   explicit.add("dnsRefresh");
 }
 
-/** Backend names label metrics and the status file: two of one rule may not share one. */
 function uniqueBackendNames(reader: TableReader, backends: Backend[]): boolean {
-  const seen = new Set<string>();
-  for (const backend of backends) {
-    if (seen.has(backend.name)) {
-      reader.report("connect", `two backends of this rule are named '${backend.name}'`);
-      return false;
-    }
-    seen.add(backend.name);
-  }
-  return true;
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) reader.report("connect", duplicate);
+  return duplicate === undefined;
 }
 
 function without(table: Table, keys: readonly string[]): Table {
