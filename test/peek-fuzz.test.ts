@@ -2,7 +2,9 @@
  * Property tests of the first-bytes parsers (src/peek/) on random and
  * mutated real inputs, with a fixed seed so a run is repeatable; the
  * properties are in helpers/peek-fuzz.ts. For longer runs with fresh seeds:
- * bench/fuzz-peek.ts.
+ * bench/fuzz.ts --parser peek (which saves failing cases under
+ * fixtures/fuzz/, checked by fuzz.test.ts; the inputs under
+ * fixtures/fuzz-peek/ were saved by its predecessor, and are checked here).
  */
 import { describe, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";

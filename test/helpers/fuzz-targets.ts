@@ -206,7 +206,12 @@ function ruleSpec(): fc.Arbitrary<RuleSpec> {
     {
       bind: fc.constantFrom("0.0.0.0", "127.0.0.1", "::1", "::"),
       udp: fc.boolean(),
-      backends: fc.array(fc.record({ host: BACKEND_HOSTS, port: fc.integer({ min: 1, max: 65535 }), weight: fc.integer({ min: 1, max: 10 }) }), { minLength: 1, maxLength: 3 }),
+      // Distinct: a backend listed twice is an error (its name would label two backends).
+      backends: fc.uniqueArray(fc.record({ host: BACKEND_HOSTS, port: fc.integer({ min: 1, max: 65535 }), weight: fc.integer({ min: 1, max: 10 }) }), {
+        minLength: 1,
+        maxLength: 3,
+        selector: (backend) => `${backend.host}:${backend.port}`,
+      }),
       timeout: fc.integer({ min: 1, max: 3600 }),
       connectTimeout: fc.integer({ min: 1, max: 60 }),
       maxconn: fc.integer({ min: 1, max: 100_000 }),
@@ -503,14 +508,14 @@ async function checkRequestBody({ bytes, announced }: RequestBodyCase): Promise<
 
 export const FUZZ_TARGETS: readonly FuzzTarget[] = [
   ...PEEK_PROPERTIES.map(({ name, check }) => ({ name: `peek-${name}`, input: peekCase, check, runs: 1000 })),
-  { name: "proxy-protocol", input: proxyInput, check: checkProxy, runs: 5000 },
-  { name: "udp-framing", input: framingInput, check: checkFraming, runs: 1000 },
-  { name: "config-conf", input: () => configInput("conf"), check: checkConfig, runs: 400 },
-  { name: "config-toml", input: () => configInput("toml"), check: checkConfig, runs: 400 },
-  { name: "config-yaml", input: () => configInput("yaml"), check: checkConfig, runs: 400 },
-  { name: "config-print", input: () => fc.record({ spec: configSpec(), format: fc.constantFrom("conf" as const, "toml" as const) }), check: checkRoundTrip, runs: 300 },
-  { name: "admin-rule-body", input: ruleBodyInput, check: checkRuleBody, runs: 400 },
-  { name: "admin-request-body", input: requestBodyInput, check: checkRequestBody, runs: 300 },
+  { name: "proxy-protocol", input: proxyInput, check: checkProxy, runs: 20_000 },
+  { name: "udp-framing", input: framingInput, check: checkFraming, runs: 5000 },
+  { name: "config-conf", input: () => configInput("conf"), check: checkConfig, runs: 2000 },
+  { name: "config-toml", input: () => configInput("toml"), check: checkConfig, runs: 2000 },
+  { name: "config-yaml", input: () => configInput("yaml"), check: checkConfig, runs: 2000 },
+  { name: "config-print", input: () => fc.record({ spec: configSpec(), format: fc.constantFrom("conf" as const, "toml" as const) }), check: checkRoundTrip, runs: 1500 },
+  { name: "admin-rule-body", input: ruleBodyInput, check: checkRuleBody, runs: 2000 },
+  { name: "admin-request-body", input: requestBodyInput, check: checkRequestBody, runs: 1000 },
 ] as FuzzTarget[];
 
 /** Runs per target in `npm test`: the target's own, or OI_FUZZ_RUNS for every target; the seed: OI_FUZZ_SEED or a fixed one. */

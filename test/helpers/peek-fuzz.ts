@@ -1,7 +1,8 @@
 /**
  * The properties the first-bytes parsers (src/peek/) must hold on any
  * input, with the inputs to try them on, shared by the fixed-seed test
- * (test/peek-fuzz.test.ts) and the open-ended fuzzer (bench/fuzz-peek.ts).
+ * (test/peek-fuzz.test.ts) and the open-ended fuzzer (bench/fuzz.ts, with
+ * the other parsers' targets of fuzz-targets.ts).
  *
  * Inputs are random bytes (up to 20 KiB, past the 16 KiB cap) and the real
  * captures under test/fixtures/ changed by a few mutations: byte flips and
