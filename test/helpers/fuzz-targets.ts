@@ -520,9 +520,15 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
 
 /** Runs per target in `npm test`: the target's own, or OI_FUZZ_RUNS for every target; the seed: OI_FUZZ_SEED or a fixed one. */
 export function fuzzSettings(target: FuzzTarget): { numRuns: number; seed: number } {
-  const runs = Number(process.env.OI_FUZZ_RUNS);
-  const seed = Number(process.env.OI_FUZZ_SEED);
-  return { numRuns: Number.isInteger(runs) && runs > 0 ? runs : target.runs, seed: Number.isInteger(seed) ? seed : FIXED_SEED };
+  return fuzzEnvironment(target.runs, FIXED_SEED);
+}
+
+/** `runs` and `seed` unless OI_FUZZ_RUNS and OI_FUZZ_SEED say otherwise (also read by peek-fuzz.test.ts). */
+export function fuzzEnvironment(runs: number, seed: number): { numRuns: number; seed: number } {
+  // Number("") is 0: an empty variable counts as unset.
+  const runsGiven = process.env.OI_FUZZ_RUNS ? Number(process.env.OI_FUZZ_RUNS) : Number.NaN;
+  const seedGiven = process.env.OI_FUZZ_SEED ? Number(process.env.OI_FUZZ_SEED) : Number.NaN;
+  return { numRuns: Number.isInteger(runsGiven) && runsGiven > 0 ? runsGiven : runs, seed: Number.isInteger(seedGiven) ? seedGiven : seed };
 }
 
 const FIXED_SEED = 0x0f_022e;
