@@ -58,7 +58,10 @@ test(`TOML: more than ${MAX_TABLE_KEYS} keys in one table (Bun's parser takes th
   const keys = Array.from({ length: 200_000 }, (_, i) => `k${i} = 1`).join("\n");
   expect(linesAndReasons(timedLoad(`${keys}\na = [\n`, "a.toml").errors)).toEqual([[MAX_TABLE_KEYS + 1, `more than ${MAX_TABLE_KEYS} keys in one table: a rule or the top level needs a few dozen`]]);
   // Many rules are many tables, not many keys.
-  const rules = Array.from({ length: 2000 }, (_, i) => `[[forwarding_rules]]\nbind_address = "127.0.0.1"\nbind_port = ${10_000 + i}\nconnect_address = "127.0.0.1"\nconnect_port = 80`).join("\n");
+  const rules = Array.from(
+    { length: 2000 },
+    (_, i) => `[[forwarding_rules]]\nbind_address = "127.0.0.1"\nbind_port = ${10_000 + i}\nconnect_address = "127.0.0.1"\nconnect_port = 80\n[forwarding_rules.load_balancing]\nalgorithm = "random"\nprobe_interval = 5`,
+  ).join("\n");
   expect(timedLoad(rules, "many.toml").errors).toEqual([]);
 });
 

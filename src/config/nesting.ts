@@ -176,7 +176,6 @@ function tomlProblem(text: string): TextProblem | undefined {
       // A table header: its dotted name's parts are its levels, and it is a key of its parent.
       const end = text.indexOf("\n", i);
       const header = (text.slice(i, end === -1 ? text.length : end).split("#")[0] ?? "").trim();
-      const isArray = header.startsWith("[[");
       const path = header.replace(/^\[+|\]+$/g, "").replace(/\s/g, "");
       tableDepth = 1 + countOutsideQuotes(path, ".");
       if (tableDepth > MAX_NESTING_DEPTH) return { line: lineNumber, reason: tooDeep() };
@@ -184,8 +183,9 @@ function tomlProblem(text: string): TextProblem | undefined {
         headersSeen.add(path);
         if (addKey(path.slice(0, Math.max(0, path.lastIndexOf("."))))) return { line: lineNumber, reason: tooManyKeys() };
       }
-      // Each [[x]] is a table of its own.
-      table = isArray ? `${path}#${headers}` : path;
+      // Each header opens a table of its own: every [[x]] is a new one, and so is
+      // [x.sub] under each of them (re-opening a table is a TOML error anyway).
+      table = `${path}#${headers}`;
       headers++;
       i = (end === -1 ? text.length : end) - 1;
       continue;
