@@ -294,8 +294,12 @@ const CONFIG_SYNTAX = [
   "0.0.0.0", "::1", "[::1]:80", "65536", "-1", "0", "1e400", "99999999999999999999", "/udp", "/tcp", "unix:/tmp/x.sock", "*3", "8000-8099",
   "[timeout=0]", "[lb=bogus]", "[maxconn=5", "allow ", "deny 10.0.0.0/33", "include ", "logfile ", "pidlogfile /x\n",
   "[[forwarding_rules]]\n", "[[global_rules]]\n", "rules:\n", "global:\n", "bind: ", "connect: ", "name: ",
-  `include ${INCLUDE_DIR}/rule.conf\n`, `include ${INCLUDE_DIR}/nested.conf\n`, `include ${INCLUDE_DIR}/cycle.conf\n`, `include ${INCLUDE_DIR}/conf.d\n`,
-  `include ${INCLUDE_DIR}/conf.d/*.conf\n`, `include ${INCLUDE_DIR}/conf.d/*\n`, `include ${INCLUDE_DIR}/missing/*.conf\n`, "include /nonexistent.conf\n", "include rule.conf\n",
+];
+
+/** `include` lines (`.conf`): files, a nested include, a cycle, a directory, globs, missing files, relative and absolute. */
+const INCLUDE_LINES = [
+  "include rule.conf", "include nested.conf", "include cycle.conf", "include conf.d", "include conf.d/*.conf", "include conf.d/*", "include c*.conf",
+  "include missing/*.conf", "include missing.conf", `include ${INCLUDE_DIR}/nested.conf`, "include /nonexistent.conf", 'include "conf.d"', "include", "include a b",
 ];
 
 /** Larger pieces: deep nesting, long tokens and lines, many keys (the limits of src/config/text-limits.ts, and past them). */
@@ -316,6 +320,7 @@ const CONFIG_BULK: Array<(count: number) => string> = [
 type TextMutation =
   | { kind: "insert"; at: number; piece: number }
   | { kind: "bulk"; at: number; piece: number; count: number }
+  | { kind: "includeLine"; line: number; piece: number }
   | { kind: "delete"; at: number; count: number }
   | { kind: "duplicateLine"; line: number }
   | { kind: "deleteLine"; line: number }
@@ -331,6 +336,7 @@ const textMutation: fc.Arbitrary<TextMutation> = fc.oneof(
       // Around the limits of src/config/text-limits.ts, and past where Bun's parsers overflow the stack.
       count: fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 3000, max: 6000 })),
     }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("includeLine" as const), line: fc.nat(), piece: fc.nat(INCLUDE_LINES.length - 1) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("delete" as const), at: fc.nat(), count: fc.integer({ min: 1, max: 20 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("duplicateLine" as const), line: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("deleteLine" as const), line: fc.nat() }) },
@@ -351,6 +357,11 @@ function mutateText(text: string, change: TextMutation): string {
       return text.slice(0, at);
     case "char":
       return text.slice(0, at) + String.fromCharCode(change.code) + text.slice(at + 1);
+    case "includeLine": {
+      const lines = text.split("\n");
+      lines.splice(change.line % (lines.length + 1), 0, INCLUDE_LINES[change.piece]!);
+      return lines.join("\n");
+    }
     case "duplicateLine":
     case "deleteLine": {
       const lines = text.split("\n");
