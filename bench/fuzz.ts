@@ -6,10 +6,10 @@
  *
  *   bun bench/fuzz.ts [--minutes 10] [--parser NAME[,NAME...]] [--seed S] [--batch 200]
  *
- * The time is shared among the targets chosen (all unless --parser): each
- * gets batches of `--batch` cases with seeds S, S+1, ... in turn. Prints the
- * seed so a run can be repeated, then each target's cases, failures and
- * time. A failing case, shrunk by fast-check, is saved as
+ * The time is shared equally among the targets chosen (all unless
+ * --parser): in turn, each runs batches of `--batch` cases with seeds S,
+ * S+1, ... for 5 s. Prints the seed so a run can be repeated, then each
+ * target's cases, failures and time. A failing case, shrunk by fast-check, is saved as
  * test/fixtures/fuzz/TARGET-SEED.json (target, seed, error, input), which
  * test/fuzz.test.ts checks on every run from then on, so a fixed bug stays
  * fixed; a target that failed is not run again in this run. Exits 1 when any
@@ -40,6 +40,8 @@ if (!(minutes > 0) || !(batch > 0) || !Number.isInteger(firstSeed) || targets.le
 }
 
 const SAVE_DIR = join(import.meta.dir, "..", "test", "fixtures", "fuzz");
+/** Time each target runs before the next one's turn. */
+const SLICE_MS = 5000;
 
 interface Tally {
   cases: number;
@@ -51,28 +53,37 @@ console.log(`fuzz: seed ${firstSeed}, ${minutes} min over ${targets.length} targ
 const deadline = Date.now() + minutes * 60_000;
 const tallies = new Map<string, Tally>(targets.map(({ name }) => [name, { cases: 0, ms: 0, failed: false }]));
 
-// Batch k of every target runs with seed firstSeed + k: any batch can be re-run alone with --seed and --parser.
-for (let k = 0; Date.now() < deadline; k++) {
+// Equal time per target, not equal cases (a config case costs 50 times a PROXY header's): each in turn
+// runs batches for a slice of time. Batch k of a target runs with seed firstSeed + k, so a failing
+// batch is re-run alone with --parser NAME --seed SEED.
+const batches = new Map<string, number>(targets.map(({ name }) => [name, 0]));
+while (Date.now() < deadline) {
   const live = targets.filter(({ name }) => !tallies.get(name)!.failed);
   if (live.length === 0) break;
-  const seed = (firstSeed + k) | 0;
   for (const target of live) {
-    if (Date.now() >= deadline) break;
-    const tally = tallies.get(target.name)!;
-    const start = performance.now();
-    const check = target.check as (input: unknown) => void | Promise<void>;
-    const details = await fc.check(
-      fc.asyncProperty(target.input(), async (input) => {
-        await check(input);
-      }),
-      { seed, numRuns: batch },
-    );
-    tally.ms += performance.now() - start;
-    tally.cases += details.numRuns;
-    if (details.failed && details.counterexample !== null) {
-      tally.failed = true;
-      save(target, seed, details.counterexamplePath ?? "", details.counterexample[0], details.errorInstance);
-    }
+    const sliceEnd = Math.min(deadline, Date.now() + SLICE_MS);
+    while (Date.now() < sliceEnd && !tallies.get(target.name)!.failed) await runBatch(target);
+  }
+}
+
+async function runBatch(target: FuzzTarget): Promise<void> {
+  const tally = tallies.get(target.name)!;
+  const k = batches.get(target.name)!;
+  batches.set(target.name, k + 1);
+  const seed = (firstSeed + k) | 0;
+  const start = performance.now();
+  const check = target.check as (input: unknown) => void | Promise<void>;
+  const details = await fc.check(
+    fc.asyncProperty(target.input(), async (input) => {
+      await check(input);
+    }),
+    { seed, numRuns: batch },
+  );
+  tally.ms += performance.now() - start;
+  tally.cases += details.numRuns;
+  if (details.failed && details.counterexample !== null) {
+    tally.failed = true;
+    save(target, seed, details.counterexamplePath ?? "", details.counterexample[0], details.errorInstance);
   }
 }
 
