@@ -14,13 +14,22 @@
  * reaches the failure threshold, and the entries follow the answer (a new
  * address joins, a vanished one takes no new connections and drains). Until
  * the first answer the name is one entry that tries its addresses in order.
+ *
+ * A backend `srv:_service._proto.name` goes through the same machinery: its
+ * entries are the targets of the name's SRV records (src/srv.ts), each
+ * `TARGET:PORT` one entry with the record's weight and its priority as the
+ * balancer's failover tier, looked up again at the records' TTL (at least
+ * MIN_SRV_REFRESH_SECONDS, at most `dns_refresh`), on SIGHUP and when an
+ * entry reaches the failure threshold. A target's host name is resolved as
+ * any backend name is.
  */
 import { consola } from "consola";
 import { type AdminState, BackendPool, type BackendStatus, MAX_BACKENDS } from "./balance/pool.ts";
 import { HealthProber, type ProbeAddress } from "./balance/probe.ts";
-import { isAddressLiteral, type LookupFn, Resolver } from "./dns.ts";
+import { isAddressLiteral, type LookupFn, Resolver, serverLookup } from "./dns.ts";
 import { bunUnixPath, formatTarget } from "./endpoint.ts";
-import type { Backend, ForwardRule, TlsClientOptions } from "./types.ts";
+import { srvLookup, type SrvLookupFn, type SrvRecord } from "./srv.ts";
+import type { Backend, Endpoint, ForwardRule, TlsClientOptions } from "./types.ts";
 
 /** Where one connection attempt goes. */
 export interface DialTarget {
@@ -39,6 +48,14 @@ export interface DialTarget {
 const MS = 1000;
 /** Ten years: finite, so a failed connect can still invalidate the cached addresses. */
 const NO_PERIODIC_REFRESH_SECONDS = 10 * 365 * 24 * 3600;
+/** An SRV set is not asked for more often than this, whatever its TTL says (TTL 0 must not hammer the server). */
+export const MIN_SRV_REFRESH_SECONDS = 1;
+/** The longest an SRV set is kept, with `dns_refresh 0` or an unknown TTL (and below setTimeout's 2^31 ms limit). */
+const MAX_SRV_REFRESH_SECONDS = 86_400;
+/** After a failed SRV lookup, the entries stay and the name is asked again this much later. */
+const SRV_RETRY_SECONDS = 5;
+/** SRV weight 0 means "a very small chance when others have weight" (RFC 2782): the balancer needs weights above 0. */
+const SRV_ZERO_WEIGHT = 0.01;
 
 /**
  * One balancer entry: a configured backend, or one address of an expanded
@@ -49,8 +66,14 @@ interface Slot {
   backend: number;
   /** For logs and metrics: the configured backend, or its copy named `NAME[ordinal]`. */
   record: Backend;
-  /** The one address of an expanded name; undefined: the backend's host, resolved, all addresses in order. */
+  /** The one address of an expanded name; undefined: the record's host, resolved, all addresses in order. */
   address: string | undefined;
+  /** What a DNS answer named this entry by (its address, or an SRV target's `host:port`); undefined: the configured backend itself. */
+  key: string | undefined;
+  /** For the log: what listed this entry ("an address of HOST"...). */
+  origin?: string;
+  /** TLS options towards this entry, made at its first dial. */
+  tls?: TlsClientOptions | undefined;
   /** The `[n]` of an expanded entry (lowest free among its name's live entries). */
   ordinal: number;
 }
@@ -58,8 +81,26 @@ interface Slot {
 export interface RuleBackendsOptions {
   /** Injectable DNS lookup for tests (which must not query real DNS). */
   lookup?: LookupFn;
+  /** Injectable SRV lookup for tests; default: srv.ts asking the rule's `dnsServers`, else the system's. */
+  srvLookup?: SrvLookupFn;
   /** What the admin API set on the rule's backends, by configured backend name (kept by the registry across reloads). */
   overrides?: Map<string, BackendOverride>;
+}
+
+/**
+ * One balancer entry a DNS answer calls for: an address of an expanded
+ * name, or the target of an SRV record.
+ */
+interface Member {
+  key: string;
+  /** For an address of an expanded name; undefined for an SRV target (its host is resolved per connection). */
+  address: string | undefined;
+  /** Where the entry points (an SRV target's host and port, else the configured endpoint). */
+  endpoint: Endpoint;
+  weight: number;
+  tier: number;
+  /** For the log: "an address of HOST", "a target of srv:NAME". */
+  origin: string;
 }
 
 /** An operator's change to one backend through the admin API. */
@@ -77,7 +118,7 @@ export interface BackendChange {
 
 /** The parts of a rule that decide how its backends behave: equal keys may share state across a reload. */
 function backendsKey(rule: ForwardRule): string {
-  return JSON.stringify([rule.name, rule.backends, rule.balance, rule.dnsRefresh, rule.dnsFamily, rule.dnsSpread, rule.sourceAddress]);
+  return JSON.stringify([rule.name, rule.backends, rule.balance, rule.dnsRefresh, rule.dnsFamily, rule.dnsSpread, rule.dnsServers, rule.sourceAddress]);
 }
 
 export class RuleBackends {
@@ -87,10 +128,17 @@ export class RuleBackends {
   private readonly prober: HealthProber | undefined;
   /** Balancer entries, by pool index. */
   private readonly slots: Slot[];
-  /** TLS options per configured backend, made at its first dial. */
-  private readonly tlsOptions: Map<number, TlsClientOptions>;
   /** Configured backends whose host name expands into an entry per address. */
   private readonly expanded: number[];
+  /** Configured `srv:` backends: an entry per SRV target. */
+  private readonly srvNames: number[];
+  private readonly srvLookup: SrvLookupFn;
+  /** The next SRV lookup of each `srv:` backend, by configured index. */
+  private readonly srvTimers = new Map<number, Timer>();
+  /** SRV lookups under way, by configured index: a connection that comes before the first answer waits for it. */
+  private readonly srvPending = new Map<number, Promise<void>>();
+  /** `srv:` backends whose last lookup failed (reported once, until one succeeds). */
+  private readonly srvFailing = new Set<number>();
   private refreshTimer: Timer | undefined;
   private stopped = false;
   /** The pool is full: an address past it was left out (warned about once). */
@@ -126,39 +174,43 @@ export class RuleBackends {
       maxTtlSeconds: rule.dnsRefresh === 0 ? NO_PERIODIC_REFRESH_SECONDS : rule.dnsRefresh,
       // As rinetd-uv: the family filter belongs to the expansion; a name that is not expanded uses every address.
       ...(rule.dnsFamily === "any" || !rule.dnsSpread ? {} : { family: rule.dnsFamily === "ipv4" ? 4 : 6 }),
-      ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
+      ...(options.lookup !== undefined ? { lookup: options.lookup } : rule.dnsServers !== undefined ? { lookup: serverLookup(rule.dnsServers) } : {}),
       onFailure: (host, error) => consola.warn(`rule ${rule.name}: ${host} does not resolve (${error}); using its last known addresses`),
       onRecovery: (host) => consola.info(`rule ${rule.name}: ${host} resolves again`),
       onResolved: (host, addresses, keptSeconds) =>
         consola.debug(`rule ${rule.name}: DNS ${host} -> ${addresses.join(", ")} (kept ${Math.round(keptSeconds)}s)`),
     });
-    this.slots = rule.backends.map((record, backend) => ({ backend, record, address: undefined, ordinal: 0 }));
-    this.tlsOptions = new Map();
+    this.slots = rule.backends.map((record, backend) => ({ backend, record, address: undefined, key: undefined, ordinal: 0 }));
+    this.srvNames = rule.backends.flatMap((backend, index) => (backend.endpoint.srv ? [index] : []));
+    this.srvLookup = options.srvLookup ?? srvLookup(rule.dnsServers);
     this.expanded = rule.dnsSpread
       ? rule.backends.flatMap((backend, index) =>
-          backend.endpoint.transport !== "unix" && !isAddressLiteral(backend.endpoint.host) ? [index] : [],
+          backend.endpoint.transport !== "unix" && !backend.endpoint.srv && !isAddressLiteral(backend.endpoint.host) ? [index] : [],
         )
       : [];
-    if (this.expanded.length > 0) {
-      this.refreshNames();
-      if (rule.dnsRefresh > 0) {
-        this.refreshTimer = setInterval(() => this.refreshNames(), rule.dnsRefresh * MS);
-        this.refreshTimer.unref();
-      }
+    if (this.expanded.length > 0 || this.srvNames.length > 0) void this.refreshNames();
+    if (this.expanded.length > 0 && rule.dnsRefresh > 0) {
+      this.refreshTimer = setInterval(() => {
+        for (const backend of this.expanded) void this.expand(backend);
+      }, rule.dnsRefresh * MS);
+      this.refreshTimer.unref();
     }
     this.applyOverrides();
     const interval = balance.probeInterval;
     if (interval !== undefined) {
+      // Entries of expanded names and SRV targets come and go: every slot the pool may hold is watched, the empty and retired ones skipped.
+      const dynamic = this.expanded.length > 0 || this.srvNames.length > 0;
+      const unprobed = (index: number) => this.pool.backends[index] === undefined || this.pool.isRetired(index) || this.pool.backends[index]?.state === "maint";
       this.prober = new HealthProber({
-        count: rule.backends.length,
+        count: dynamic ? MAX_BACKENDS : rule.backends.length,
         intervalMs: interval * MS,
         timeoutMs: Math.min(balance.probeTimeout, interval) * MS,
         targets: (index) => this.probeTargets(index),
         report: (index, up) => {
-          // A probe already under way when the backend went into maintenance says nothing.
-          if (this.pool.backends[index]?.state !== "maint") this.pool.setProbeResult(index, up);
+          // A probe already under way when the backend went into maintenance (or left) says nothing.
+          if (!unprobed(index)) this.pool.setProbeResult(index, up);
         },
-        paused: (index) => this.pool.backends[index]?.state === "maint",
+        paused: unprobed,
       });
       this.prober.start();
     }
@@ -224,18 +276,22 @@ export class RuleBackends {
   /** A SIGHUP re-resolves every name at once (as in rinetd-uv). */
   forgetAddresses(): void {
     this.resolver.clear();
-    if (this.expanded.length > 0) this.refreshNames();
+    if (this.expanded.length > 0 || this.srvNames.length > 0) void this.refreshNames();
   }
 
   stop(): void {
     this.stopped = true;
     this.prober?.stop();
     if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
+    for (const timer of this.srvTimers.values()) clearTimeout(timer);
+    this.srvTimers.clear();
   }
 
-  /** Look every expanded name up again and bring its entries in step; resolves when all have been. */
+  /** Look every expanded name and SRV name up again and bring its entries in step; resolves when all have been. */
   refreshNames(): Promise<void> {
-    return Promise.all(this.expanded.map((backend) => this.expand(backend))).then(() => undefined);
+    const expanding = this.expanded.map((backend) => this.expand(backend));
+    const srv = this.srvNames.map((backend) => this.expandSrv(backend));
+    return Promise.all([...expanding, ...srv]).then(() => undefined);
   }
 
   /** Addresses of entry `index`, in the order a connection tries them. */
@@ -245,19 +301,24 @@ export class RuleBackends {
     if (slot.address !== undefined) return [slot.address];
     const { endpoint } = slot.record;
     if (endpoint.transport === "unix") return [];
+    if (endpoint.srv) {
+      // No SRV answer yet: wait for the first one (the entries it brings are picked next); none came: nothing to dial.
+      const pending = this.srvPending.get(slot.backend);
+      return pending === undefined ? [] : pending.then(() => []);
+    }
     return this.resolver.resolve(endpoint.host);
   }
 
   /** A connect to entry `index` failed: its name's cached addresses may be stale. */
   invalidate(index: number): void {
     const slot = this.slots[index];
-    if (slot === undefined || slot.record.endpoint.transport === "unix") return;
+    if (slot === undefined || slot.record.endpoint.transport === "unix" || slot.record.endpoint.srv) return;
     const { host } = slot.record.endpoint;
     if (!isAddressLiteral(host)) consola.debug(`rule ${this.rule.name}: connect to ${slot.record.name} failed; ${host} will be looked up again`);
     this.resolver.invalidate(host);
-    // An expanded address that reached the failure threshold: is it still in DNS? (rinetd-uv asks at once.)
-    if (slot.address !== undefined && this.pool.backends[index]?.consecutiveFailures === this.rule.balance.healthThreshold) {
-      void this.expand(slot.backend);
+    // An expanded entry that reached the failure threshold: is it still in DNS? (rinetd-uv asks at once.)
+    if (slot.key !== undefined && this.pool.backends[index]?.consecutiveFailures === this.rule.balance.healthThreshold) {
+      void (this.rule.backends[slot.backend]?.endpoint.srv ? this.expandSrv(slot.backend) : this.expand(slot.backend));
     }
   }
 
@@ -279,23 +340,24 @@ export class RuleBackends {
       unix: endpoint.transport === "unix" ? bunUnixPath(endpoint.host) : undefined,
       localAddress: backend.sourceAddress ?? this.rule.sourceAddress,
     };
-    const tls = this.tlsOf(slot.backend);
+    const tls = this.tlsOf(slot);
     if (tls !== undefined) target.tls = tls;
     return target;
   }
 
-  /** TLS options of configured backend `backend`, made once: its name is the SNI and checked name unless `tls-servername` says otherwise. */
-  private tlsOf(backend: number): TlsClientOptions | undefined {
-    const configured = this.rule.backends[backend];
-    const settings = configured?.tls;
-    if (configured === undefined || settings === undefined) return undefined;
-    let options = this.tlsOptions.get(backend);
-    if (options === undefined) {
-      const host = configured.endpoint.host;
-      options = { serverName: settings.serverName ?? (isAddressLiteral(host) ? undefined : host), ca: settings.caPem, verify: settings.verify };
-      this.tlsOptions.set(backend, options);
+  /**
+   * TLS options of entry `slot`, made once: the host name it is dialled by
+   * (the configured one, or an SRV target's) is the SNI and checked name
+   * unless `tls-servername` says otherwise.
+   */
+  private tlsOf(slot: Slot): TlsClientOptions | undefined {
+    const settings = slot.record.tls;
+    if (settings === undefined) return undefined;
+    if (slot.tls === undefined) {
+      const host = slot.record.endpoint.host;
+      slot.tls = { serverName: settings.serverName ?? (isAddressLiteral(host) ? undefined : host), ca: settings.caPem, verify: settings.verify };
     }
-    return options;
+    return slot.tls;
   }
 
   /** Look configured backend `backend`'s name up and bring its entries in step with the answer. */
@@ -311,49 +373,120 @@ export class RuleBackends {
       // Never resolved: the resolver has said so; the name stays one entry that is looked up per connection.
       return;
     }
-    if (!this.stopped) this.sync(backend, addresses);
-  }
-
-  /** Entries for `backend` become one per address in `addresses`: new ones added, vanished ones retired. */
-  private sync(backend: number, addresses: readonly string[]): void {
+    if (this.stopped) return;
     const configured = this.rule.backends[backend];
     if (configured === undefined) return;
+    const origin = `an address of ${configured.endpoint.host}`;
+    this.sync(backend, addresses.map((address) => ({ key: address, address, endpoint: configured.endpoint, weight: configured.weight, tier: 0, origin })));
+  }
+
+  /**
+   * Look `srv:` backend `backend`'s SRV records up, bring its entries in
+   * step with them, and plan the next lookup: at the records' lowest TTL,
+   * at least MIN_SRV_REFRESH_SECONDS, at most `dns_refresh` (0: the TTL
+   * alone); after a failure, SRV_RETRY_SECONDS later, keeping the entries.
+   */
+  private expandSrv(backend: number): Promise<void> {
+    const running = this.srvPending.get(backend);
+    if (running !== undefined) return running;
+    const configured = this.rule.backends[backend];
+    if (configured === undefined) return Promise.resolve();
+    const name = configured.endpoint.host;
+    const lookup = this.srvLookup(name).then(
+      (records) => {
+        if (this.stopped) return;
+        const served = records.filter((record) => record.target !== "");
+        if (served.length === 0) throw new Error("the records name no target (service not available)");
+        const changed = this.srvFailing.delete(backend);
+        if (changed) consola.info(`rule ${this.rule.name}: SRV srv:${name} resolves again`);
+        this.sync(backend, served.map((record) => this.srvMember(configured, record)));
+        const ttl = Math.min(...served.map((record) => record.ttl));
+        const cap = this.rule.dnsRefresh === 0 ? MAX_SRV_REFRESH_SECONDS : this.rule.dnsRefresh;
+        const keptSeconds = Math.max(MIN_SRV_REFRESH_SECONDS, Math.min(ttl, cap));
+        consola.debug(`rule ${this.rule.name}: SRV srv:${name} -> ${served.map((record) => `${record.target}:${record.port}`).join(", ")} (kept ${keptSeconds}s)`);
+        this.scheduleSrv(backend, keptSeconds);
+      },
+    ).catch((error: unknown) => {
+      if (this.stopped) return;
+      if (!this.srvFailing.has(backend)) {
+        this.srvFailing.add(backend);
+        const reason = typeof error === "object" && error !== null && "code" in error ? String(error.code) : error instanceof Error ? error.message : String(error);
+        consola.warn(`rule ${this.rule.name}: SRV lookup of ${name} failed (${reason}); keeping its current backends, asking again every ${SRV_RETRY_SECONDS}s`);
+      }
+      this.scheduleSrv(backend, SRV_RETRY_SECONDS);
+    }).finally(() => this.srvPending.delete(backend));
+    this.srvPending.set(backend, lookup);
+    return lookup;
+  }
+
+  private scheduleSrv(backend: number, seconds: number): void {
+    clearTimeout(this.srvTimers.get(backend));
+    const timer = setTimeout(() => void this.expandSrv(backend), seconds * MS);
+    timer.unref();
+    this.srvTimers.set(backend, timer);
+  }
+
+  /** The entry an SRV record calls for: its target and port, its weight, its priority as the failover tier. */
+  private srvMember(configured: Backend, record: SrvRecord): Member {
+    return {
+      key: `${record.target}:${record.port}`,
+      address: undefined,
+      endpoint: { host: record.target, port: record.port, transport: configured.endpoint.transport },
+      weight: record.weight === 0 ? SRV_ZERO_WEIGHT : record.weight,
+      tier: record.priority,
+      origin: `a target of ${formatTarget(configured.endpoint)}, priority ${record.priority}`,
+    };
+  }
+
+  /** Entries for `backend` become one per member: new ones added, vanished ones retired, kept ones given their member's weight and tier. */
+  private sync(backend: number, members: readonly Member[]): void {
+    const configured = this.rule.backends[backend];
+    if (configured === undefined) return;
+    const override = this.overrides.get(configured.name);
     const live = this.slots.flatMap((slot, index) => (slot.backend === backend && !this.pool.isRetired(index) ? [index] : []));
     for (const index of live) {
       const slot = this.slots[index]!;
-      if (slot.address !== undefined && addresses.includes(slot.address)) continue;
-      if (slot.address === undefined && addresses.length === 0) continue;
+      const member = slot.key === undefined ? undefined : members.find((candidate) => candidate.key === slot.key);
+      if (member !== undefined) {
+        // An SRV record may change its weight or priority and stay: the entry follows. A weight the API set stays until DNS changes it.
+        if (member.weight !== slot.record.weight) {
+          slot.record = { ...slot.record, weight: member.weight };
+          if (override?.weight === undefined) this.pool.setWeight(index, member.weight);
+        }
+        this.pool.setTier(index, member.tier);
+        continue;
+      }
+      if (slot.key === undefined && members.length === 0) continue;
       this.pool.retire(index);
-      if (slot.address !== undefined) {
-        consola.info(`rule ${this.rule.name}: backend ${slot.record.name} removed: ${slot.address} is no longer an address of ${configured.endpoint.host}`);
+      if (slot.key !== undefined) {
+        consola.info(`rule ${this.rule.name}: backend ${slot.record.name} removed: ${slot.key} is no longer ${slot.origin ?? "listed"}`);
       }
     }
-    const kept = new Set(live.filter((index) => !this.pool.isRetired(index)).map((index) => this.slots[index]!));
+    const kept = new Set(live.filter((index) => !this.pool.isRetired(index)).map((index) => this.slots[index]!.key));
     // Names still shown (live, or retired and draining) are not given out again yet.
     const ordinals = new Set(
       this.slots.flatMap((slot, index) =>
-        slot.backend === backend && slot.address !== undefined && (!this.pool.isRetired(index) || (this.pool.backends[index]?.active ?? 0) > 0)
+        slot.backend === backend && slot.key !== undefined && (!this.pool.isRetired(index) || (this.pool.backends[index]?.active ?? 0) > 0)
           ? [slot.ordinal]
           : [],
       ),
     );
-    for (const address of addresses) {
-      if ([...kept].some((slot) => slot.address === address)) continue;
+    for (const member of members) {
+      if (kept.has(member.key)) continue;
       let ordinal = 0;
       while (ordinals.has(ordinal)) ordinal++;
-      const record: Backend = { ...configured, name: `${configured.name}[${ordinal}]` };
-      const index = this.pool.add({ name: record.name, weight: record.weight, key: `${configured.name}@${address}` });
+      const record: Backend = { ...configured, name: `${configured.name}[${ordinal}]`, endpoint: member.endpoint, weight: member.weight };
+      const index = this.pool.add({ name: record.name, weight: record.weight, key: `${configured.name}@${member.key}`, tier: member.tier });
       if (index === undefined) {
-        if (!this.warnedFull) consola.warn(`rule ${this.rule.name}: ${configured.endpoint.host} has more addresses than the ${MAX_BACKENDS} backends a rule may have; the rest are left out`);
+        if (!this.warnedFull) consola.warn(`rule ${this.rule.name}: ${formatTarget(configured.endpoint)} lists more entries than the ${MAX_BACKENDS} backends a rule may have; the rest are left out`);
         this.warnedFull = true;
         break;
       }
       ordinals.add(ordinal);
-      this.slots[index] = { backend, record, address, ordinal };
-      // A new address of a drained name is drained too.
-      const override = this.overrides.get(configured.name);
+      this.slots[index] = { backend, record, address: member.address, key: member.key, ordinal, origin: member.origin };
+      // A new entry of a drained name is drained too.
       if (override !== undefined) this.applyOverride(index, override);
-      consola.info(`rule ${this.rule.name}: backend ${record.name} -> ${address} (an address of ${configured.endpoint.host})`);
+      consola.info(`rule ${this.rule.name}: backend ${record.name} -> ${member.key} (${member.origin})`);
     }
   }
 
@@ -382,6 +515,8 @@ export class DialPlan {
   connected: Backend | undefined;
   /** The client left: nothing more is picked, and a pick made meanwhile is released. */
   private abandoned = false;
+  /** A dial to the current backend failed on this machine (no local port): giving it up does not count against it. */
+  private spared = false;
 
   constructor(
     readonly backends: RuleBackends,
@@ -441,6 +576,15 @@ export class DialPlan {
       this.index = -1;
       return undefined;
     }
+    if (addresses.length === 0 && this.backends.pool.isRetired(index)) {
+      // The entry was replaced while this client waited (an SRV name's first answer): no failed attempt; pick among what replaced it.
+      this.backends.pool.closed(index, 0, 0);
+      this.attempts--;
+      // Its slot may be given to a new entry later: that one is not tried yet.
+      this.tried &= ~(1 << index);
+      this.index = -1;
+      return this.next();
+    }
     this.addresses = addresses;
     return this.next();
   }
@@ -468,10 +612,20 @@ export class DialPlan {
     this.index = -1;
   }
 
-  /** Every address of the current backend failed: it counts one failed connect, and its names are looked up afresh. */
+  /** A dial to the current backend failed for a reason of this machine's (see spared). */
+  spareCurrent(): void {
+    this.spared = true;
+  }
+
+  /** Every address of the current backend failed: it counts one failed connect, and its names are looked up afresh; unless the failures were this machine's own. */
   private giveUpOnBackend(): void {
-    this.backends.pool.failed(this.index);
-    this.backends.invalidate(this.index);
+    if (this.spared) {
+      this.backends.pool.closed(this.index, 0, 0);
+      this.spared = false;
+    } else {
+      this.backends.pool.failed(this.index);
+      this.backends.invalidate(this.index);
+    }
     this.index = -1;
   }
 

@@ -14,9 +14,11 @@ import { defineCommand, runMain } from "citty";
 import { consola, LogLevels } from "consola";
 import { consoleLog } from "./log/console.ts";
 import pkg from "../package.json" with { type: "json" };
-import { findUnresolvedNames } from "./config/check-names.ts";
+import { findUnresolvedNames, lookUpSrvNames } from "./config/check-names.ts";
 import { describeConfig, formatIssue } from "./config/describe.ts";
-import { Daemon, loadReporting } from "./daemon.ts";
+import { Daemon, loadWithIssues } from "./daemon.ts";
+import { type ConfigSource, configSource } from "./config-source.ts";
+import { isEtcdAddress } from "./etcd/address.ts";
 import { announceListening, detach, useStartupConsole } from "./detach.ts";
 import { OI, personalityOf } from "./personality.ts";
 import { parseWorkers } from "./workers/count.ts";
@@ -28,8 +30,10 @@ const personality = personalityOf(process.argv0);
 export const DEFAULT_CONFIG_PATHS = OI.configPaths;
 /** Each of these alone on the command line prints the version: rinetd's `-v`, oxidinetd's `-V`. */
 const VERSION_FLAGS = ["-v", "-V", "--version"];
+/** How to reach etcd, for `oi` and `oi check`. */
+const ETCD_OPTIONS = ["--etcd-ca", "--etcd-cert", "--etcd-key", "--etcd-user-file"];
 /** Every option oi knows, long and short; anything else is refused, as rinetd's getopt does. */
-const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--workers", "--watch", "--help"]);
+const KNOWN_OPTIONS = new Set(["--config", "--foreground", "--verbose", "--debug", "--grace", "--drain-delay", "--workers", "--watch", "--cache", "--help", ...ETCD_OPTIONS]);
 const KNOWN_SHORT = "cfvdh";
 /** Options of `oi check` only. */
 const CHECK_OPTIONS = new Set(["--resolve", "--no-resolve"]);
@@ -38,9 +42,28 @@ const DEFAULT_GRACE_SECONDS = 10;
 const configArg = {
   type: "string",
   alias: "c",
-  description: `Config file: rinetd/rinetd-uv .conf; oxidinetd TOML when it ends in .toml; rinetd-uv YAML when it ends in .yaml or .yml (default: ${personality.configPaths.join(", then ")})`,
+  description: `Config file: rinetd/rinetd-uv .conf; oxidinetd TOML when it ends in .toml; rinetd-uv YAML when it ends in .yaml or .yml; etcd://HOST:PORT[,HOST:PORT]/PREFIX (etcds:// for TLS) reads and watches etcd's keys (default: ${personality.configPaths.join(", then ")})`,
   valueHint: "FILE",
 } as const;
+
+/** How to reach etcd (`-c etcd://...`, `-c etcds://...`). */
+const etcdArgs = {
+  "etcd-ca": { type: "string", description: "etcds://: the CA certificate (PEM) that signed etcd's server certificates", valueHint: "FILE" },
+  "etcd-cert": { type: "string", description: "etcds://: a client certificate (PEM) to present to etcd", valueHint: "FILE" },
+  "etcd-key": { type: "string", description: "etcds://: the client certificate's private key (PEM)", valueHint: "FILE" },
+  "etcd-user-file": { type: "string", description: "A file holding USER:PASSWORD for etcd's authentication", valueHint: "FILE" },
+} as const;
+
+/** The source `-c` names, with the etcd options; exits 1 with the reason when it cannot be one. */
+function sourceFor(path: string, args: { "etcd-ca"?: string; "etcd-cert"?: string; "etcd-key"?: string; "etcd-user-file"?: string; cache?: string }, purpose: "run" | "check"): ConfigSource {
+  const source = configSource(path, { ca: args["etcd-ca"], cert: args["etcd-cert"], key: args["etcd-key"], userFile: args["etcd-user-file"], cache: args.cache }, purpose);
+  if (typeof source === "string") {
+    consola.error(source);
+    process.exit(1);
+  }
+  if (args.cache !== undefined && !isEtcdAddress(path)) consola.warn(`--cache keeps etcd's keys: ignored for ${path}`);
+  return source;
+}
 
 /** The config to read: the one given, else the first default that exists (else the first default, for its "cannot read" error). */
 export function resolveConfigPath(
@@ -52,11 +75,12 @@ export function resolveConfigPath(
   return defaults.find((path) => exists(path)) ?? defaults[0]!;
 }
 
-function parseGrace(text: string | undefined): number {
-  if (text === undefined || text === "") return DEFAULT_GRACE_SECONDS;
+/** `--grace`, `--drain-delay`: a number of seconds, 0 or more; exits 1 with the reason otherwise. */
+function parseSeconds(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined || text === "") return fallback;
   const seconds = Number(text);
   if (!Number.isFinite(seconds) || seconds < 0) {
-    consola.error(`--grace must be a number of seconds (0 or more), got '${text}'`);
+    consola.error(`${flag} must be a number of seconds (0 or more), got '${text}'`);
     process.exit(1);
   }
   return seconds;
@@ -76,6 +100,7 @@ const check = defineCommand({
   meta: { name: "check", description: "Validate a config without binding anything; print its rules or every error" },
   args: {
     config: configArg,
+    ...etcdArgs,
     resolve: {
       type: "boolean",
       default: true,
@@ -84,13 +109,15 @@ const check = defineCommand({
   },
   async run({ args }) {
     const path = resolveConfigPath(args.config);
-    const config = await loadReporting(path);
-    if (config === undefined) {
+    const { config, errors } = await loadWithIssues(sourceFor(path, args, "check"));
+    // etcd's keys make a config even when some are refused: any error fails the check.
+    if (config === undefined || errors.length > 0) {
       consola.error(`${path}: invalid`);
       process.exit(1);
     }
-    if (args.resolve) for (const warning of await findUnresolvedNames(config)) consola.warn(formatIssue(warning));
-    process.stdout.write(`${describeConfig(config)}\n`);
+    const srv = args.resolve ? await lookUpSrvNames(config) : { lines: [], issues: [] };
+    if (args.resolve) for (const warning of [...(await findUnresolvedNames(config)), ...srv.issues]) consola.warn(formatIssue(warning));
+    process.stdout.write(`${[describeConfig(config), ...srv.lines].join("\n")}\n`);
   },
 });
 
@@ -118,6 +145,11 @@ export const main = defineCommand({
       description: `Seconds open connections get to finish after SIGTERM/SIGINT (default ${DEFAULT_GRACE_SECONDS})`,
       valueHint: "SECONDS",
     },
+    "drain-delay": {
+      type: "string",
+      description: "At SIGTERM/SIGINT, seconds /readyz answers 503 while oi still accepts, before it stops listening (default 0)",
+      valueHint: "SECONDS",
+    },
     workers: {
       type: "string",
       description: "Forwarding worker threads, overriding the config's `workers` (default 1)",
@@ -127,6 +159,12 @@ export const main = defineCommand({
       type: "boolean",
       description: "Reload when the config file or a file it includes changes (as the config's `watch`; ConfigMap symlink swaps included)",
     },
+    ...etcdArgs,
+    cache: {
+      type: "string",
+      description: "etcd://: keep the keys of each config applied in FILE, and start from it when etcd is unreachable at start",
+      valueHint: "FILE",
+    },
   },
   subCommands: { check },
   async run({ args }) {
@@ -135,10 +173,13 @@ export const main = defineCommand({
     if (args.debug === true) consola.level = LogLevels.debug;
     // A daemon copy started by `detach` writes to its starter's streams until it listens.
     useStartupConsole();
+    const configPath = resolveConfigPath(args.config);
     await Daemon.start({
-      configPath: resolveConfigPath(args.config),
+      configPath,
+      source: sourceFor(configPath, args, "run"),
       verbose: args.verbose === true,
-      graceSeconds: parseGrace(args.grace),
+      graceSeconds: parseSeconds("--grace", args.grace, DEFAULT_GRACE_SECONDS),
+      drainDelaySeconds: parseSeconds("--drain-delay", args["drain-delay"], 0),
       workers: parseWorkerCount(args.workers),
       version: pkg.version,
       defaultPidFile: personality.pidFile,
@@ -178,7 +219,9 @@ export function runCli(): void {
   }
   const unknown = unknownOption(rawArgs);
   if (unknown !== undefined) {
-    process.stderr.write(`oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--workers N] [--watch] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`);
+    process.stderr.write(
+      `oi: unknown option '${unknown}'\nusage: oi [-f] [-d] [-v] [-c FILE] [--grace SECONDS] [--drain-delay SECONDS] [--workers N] [--watch] [--cache FILE] [--etcd-ca FILE --etcd-cert FILE --etcd-key FILE] [--etcd-user-file FILE] | oi check [-c FILE] [--no-resolve] | oi -h | oi -v\n`,
+    );
     process.exitCode = 1;
     return;
   }

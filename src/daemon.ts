@@ -3,7 +3,8 @@
  * forwarders, the log file, the pid file, the metrics endpoint and the admin
  * server, then react
  * to signals. SIGHUP reloads the config (a bad one is reported and the
- * running one stays) and reopens the log file; SIGTERM and SIGINT stop
+ * running one stays) and reopens the log file; SIGTERM and SIGINT turn
+ * /readyz to 503, keep accepting for the drain delay (if any), then stop
  * accepting, close each connection as soon as it is quiet (nothing moved for
  * a second, nothing held), let busy ones finish for a grace period, close what
  * remains and exit 0; a second one exits at once.
@@ -11,7 +12,8 @@
 import type { Server as HttpServer } from "bun";
 import { consola } from "consola";
 import { formatIssue } from "./config/describe.ts";
-import { checkRunningRules, loadConfig } from "./config/load.ts";
+import { checkRunningRules, renumbered } from "./config/load.ts";
+import type { ConfigSource } from "./config-source.ts";
 import { consoleSessionEvents } from "./connection-log.ts";
 import { consoleLog } from "./log/console.ts";
 import { type Engine, LocalEngine } from "./engine.ts";
@@ -30,16 +32,25 @@ import { BindError } from "./server.ts";
 import { fanOut, type SessionEvents } from "./session.ts";
 import { RecentErrors } from "./admin/recent-errors.ts";
 import { TrafficHistory } from "./admin/history.ts";
-import type { Config, ConfigIssue, ForwardRule, MetricsAddress } from "./types.ts";
+import type { Config, ConfigIssue, ForwardRule, MetricsAddress, PrivilegeTarget } from "./types.ts";
+import { dropPrivileges, newPrivilegedBind, privilegedPortMessage, samePrivilege, unprivilegedPortStart, unwritableAfterDrop } from "./privilege.ts";
 import type { ApplySummary } from "./server.ts";
 import { WorkerEngine } from "./workers/supervisor.ts";
 import { ConfigWatch, watchTrigger } from "./config-watch.ts";
 
 export interface DaemonOptions {
   configPath: string;
+  /** Where the config is read from: the file at configPath, or etcd. */
+  source: ConfigSource;
   verbose: boolean;
   /** Seconds open connections get to finish after SIGTERM/SIGINT. */
   graceSeconds: number;
+  /**
+   * Seconds between SIGTERM/SIGINT and the end of accepting, while /readyz
+   * already answers 503: time for a load balancer (Kubernetes' endpoints) to
+   * stop sending new clients here before the port closes. 0 or undefined: none.
+   */
+  drainDelaySeconds?: number | undefined;
   version: string;
   /** `--workers N`: overrides the config's `workers`; undefined: as the config says (default 1). */
   workers?: number | undefined;
@@ -58,16 +69,15 @@ function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Print a config's warnings and errors; the config when it loaded cleanly. */
-export async function loadReporting(path: string): Promise<Config | undefined> {
-  return (await loadWithIssues(path)).config;
-}
-
-async function loadWithIssues(path: string): Promise<{ config: Config | undefined; errors: ConfigIssue[]; files: string[] }> {
-  const result = await loadConfig(path);
+/**
+ * Read a config, printing its warnings and errors. A file's config comes
+ * only without errors; etcd's may come with errors about the keys left out.
+ */
+export async function loadWithIssues(source: ConfigSource): Promise<{ config: Config | undefined; errors: ConfigIssue[]; files: string[] }> {
+  const result = await source.load();
   for (const warning of result.warnings) consola.warn(formatIssue(warning));
   for (const error of result.errors) consola.error(formatIssue(error));
-  return { config: result.errors.length === 0 ? result.config : undefined, errors: result.errors, files: result.files };
+  return { config: result.config, errors: result.errors, files: result.files };
 }
 
 /** How a reload (SIGHUP, the API) or a change of rules through the API went. */
@@ -155,7 +165,7 @@ export class Daemon {
 
   /** Load, bind and serve; exits the process with 1 when the config or a bind fails. */
   static async start(options: DaemonOptions): Promise<Daemon> {
-    const { config, files } = await loadWithIssues(options.configPath);
+    const { config, files } = await loadWithIssues(options.source);
     if (config === undefined) {
       consola.error(`${options.configPath}: not started`);
       await consoleLog.flush(LOG_FLUSH_MS);
@@ -171,10 +181,13 @@ export class Daemon {
       // Before the rules, so /readyz can say 503 until every rule listens.
       await daemon.startAdmin(config);
       await daemon.engine.apply(config);
+      options.source.applied?.();
       await settleUnclaimed();
       daemon.listening = true;
       daemon.startMetrics(config.metrics);
       daemon.status.configure(config.status, config.statsLogInterval);
+      // Last: every listener is bound and every file open; what follows runs as the unprivileged user.
+      await daemon.dropPrivileges(config);
     } catch (error) {
       consola.error(errorText(error));
       daemon.adminServer?.stop();
@@ -185,6 +198,7 @@ export class Daemon {
     }
     daemon.handleSignals();
     daemon.updateWatch(config, files);
+    options.source.follow?.((trigger) => daemon.reload(trigger));
     const count = config.rules.length;
     const threads = daemon.workers > 1 ? ` in ${daemon.workers} workers` : "";
     consola.info(`oi ${options.version}: ${count} rule${count === 1 ? "" : "s"} listening${threads} (${options.configPath}), pid ${process.pid}`);
@@ -278,6 +292,34 @@ export class Daemon {
     }
   }
 
+  /** Whom oi runs as since the privilege drop at start; undefined: as started. */
+  private runsAs: PrivilegeTarget | undefined;
+
+  /**
+   * `user`/`group`: drop to them now that the listeners, the metrics and admin
+   * addresses, the log, pid and status files are open. Throws why it could not.
+   */
+  private async dropPrivileges(config: Config): Promise<void> {
+    const target = config.privilege;
+    if (target === undefined) return;
+    const result = await dropPrivileges(target);
+    this.runsAs = target;
+    if (!result.dropped) {
+      consola.info(`running as user ${target.user} (${target.uid}), group ${target.group} (${target.gid}) already`);
+      return;
+    }
+    consola.info(`dropped privileges: running as user ${target.user} (${target.uid}), group ${target.group} (${target.gid})`);
+    for (const warning of unwritableAfterDrop(config)) consola.warn(warning);
+  }
+
+  /** After the drop, a reload cannot bind a new port below the kernel's unprivileged start: say so, not EACCES. */
+  private checkPrivilegedPorts(config: Config): void {
+    if (this.runsAs === undefined) return;
+    const start = unprivilegedPortStart();
+    const found = newPrivilegedBind(this.config.rules, config.rules, start);
+    if (found !== undefined) throw new BindError(privilegedPortMessage(found.rule, found.port, this.runsAs, start));
+  }
+
   /** systemd's STATUS= line: `3 rules listening, 12 connections`. */
   private statusLine(): string {
     const rules = this.config.rules.length;
@@ -316,7 +358,7 @@ export class Daemon {
     this.reopenLogFile();
     // As rinetd-uv does on SIGHUP: backend host names are looked up afresh.
     await this.engine.forgetAddresses();
-    const { config, errors, files } = await loadWithIssues(this.options.configPath);
+    const { config, errors, files } = await loadWithIssues(this.options.source);
     // A broken file is watched too (with the files of the config in force), so its fix is seen.
     this.updateWatch(config ?? this.fileConfig, config === undefined ? [...new Set([...this.watchedFiles, ...files])] : files);
     if (config === undefined) {
@@ -325,12 +367,14 @@ export class Daemon {
     }
     let summary;
     try {
+      this.checkPrivilegedPorts(config);
       summary = await this.engine.apply(config);
     } catch (error) {
       if (!(error instanceof BindError)) throw error;
       consola.error(`${error.message}; reload failed: the running configuration stays in force`);
       return { ok: false, status: 409, message: `${error.message}; the running configuration stays in force`, errors: [] };
     }
+    this.options.source.applied?.();
     // The file wins over rules changed through the API.
     if (this.apiRules.size > 0) consola.info(`reload: ${this.apiRules.size} rule change(s) made through the admin API replaced by the file's rules`);
     this.apiRules.clear();
@@ -344,6 +388,9 @@ export class Daemon {
     // The file shows the reload (and a new path or format) at once, then every interval again.
     void this.status.writeNow();
     this.config = config;
+    if (!samePrivilege(this.runsAs, config.privilege)) {
+      consola.warn(`user and group are set at start; still ${this.runsAs === undefined ? "as started" : `${this.runsAs.user}:${this.runsAs.group}`} (restart oi to change them)`);
+    }
     if (this.options.workers === undefined && (config.workers ?? 1) !== this.workers) {
       consola.warn(`workers ${config.workers ?? 1}: the number of workers is set at start; still ${this.workers}`);
     }
@@ -360,7 +407,8 @@ export class Daemon {
 
   private updateWatch(config: Config, files: string[]): void {
     this.watchedFiles = files;
-    const wanted = this.options.watch === true || config.watch === true;
+    // etcd's keys are followed by their source itself: there is no file to watch.
+    const wanted = (this.options.watch === true || config.watch === true) && files.length > 0;
     if (!wanted || this.stopping) {
       this.configWatch?.stop();
       this.configWatch = undefined;
@@ -375,7 +423,7 @@ export class Daemon {
     this.configWatch.setFiles(files);
   }
 
-  /** SIGTERM/SIGINT: close quiet connections, let busy ones finish within the grace period, then close the rest and exit 0. */
+  /** SIGTERM/SIGINT: not ready at once, accept through the drain delay, then close quiet connections, let busy ones finish within the grace period, close the rest and exit 0. */
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) {
       consola.warn(`${signal} again: exiting now`);
@@ -383,10 +431,13 @@ export class Daemon {
     }
     this.stopping = true;
     this.configWatch?.stop();
+    this.options.source.stop?.();
     // /readyz answers 503 from here on; the admin server stays up while connections drain.
     this.listening = false;
     // After an upgrade the service goes on in the new process: systemd must not hear that it stops.
     if (!this.handedOver) this.notifier?.stopping(`${signal}: stopping, ${this.engine.active} connection(s) open`);
+    // After an upgrade the new process accepts on the same sockets already: nothing to wait for.
+    if (!this.handedOver) await this.drainDelay(signal);
     this.status.stop();
     this.metricsServer?.stop(true);
     await this.engine.drain();
@@ -400,6 +451,16 @@ export class Daemon {
     // The grace period doing its job (UDP sessions end only by going idle): not a fault.
     if (left > 0) consola.info(`grace period over: closing ${left} connection(s)`);
     await this.exitNow(0);
+  }
+
+  /** `--drain-delay`: keep accepting (and serving as usual) while /readyz says 503, so new clients are sent elsewhere first. */
+  private async drainDelay(signal: string): Promise<void> {
+    const seconds = this.options.drainDelaySeconds ?? 0;
+    if (seconds <= 0) return;
+    consola.info(`${signal}: not ready (/readyz 503); still accepting for ${seconds}s (--drain-delay), then stopping`);
+    const end = Date.now() + seconds * 1000;
+    // A second signal exits from its own shutdown call; this loop only has to end.
+    while (Date.now() < end && !this.exiting) await Bun.sleep(Math.min(DRAIN_POLL_MS, end - Date.now()));
   }
 
   private exiting = false;
@@ -569,6 +630,7 @@ export class Daemon {
       if (checked.length > 0) return { ok: false, status: 422, message: "the rule does not fit the running configuration", errors: checked };
       let summary;
       try {
+        this.checkPrivilegedPorts(candidate);
         summary = await this.engine.apply(candidate);
       } catch (error) {
         if (!(error instanceof BindError)) throw error;
@@ -644,11 +706,6 @@ export function withRuleChanges(config: Config, changes: ReadonlyMap<string, For
     rules.push(...(changes.get(rule.name) ?? []));
   }
   for (const [name, added] of changes) if (!placed.has(name) && added !== null) rules.push(...added);
-  // Copies: the checks below mark binds (ipv6-only) afresh for this set of rules.
-  const copies = rules.map((rule, index) => {
-    const copy: ForwardRule = { ...rule, index };
-    delete copy.bindIpv6Only;
-    return copy;
-  });
-  return { ...config, rules: copies };
+  // Copies: the checks mark binds (ipv6-only) afresh for this set of rules.
+  return { ...config, rules: renumbered(rules) };
 }

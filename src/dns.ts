@@ -23,7 +23,9 @@
  * "DNS_ENOTFOUND" and the like. An IPv6 literal with a zone id is not
  * understood by the lookup (ENOTFOUND): literals must not be sent to it.
  */
-import { parseIPv6, parseIp } from "./ip.ts";
+import { Resolver as NodeResolver } from "node:dns/promises";
+import { formatHostPort, parseIPv6, parseIp } from "./ip.ts";
+import type { DnsServer } from "./types.ts";
 
 export interface LookupRecord {
   address: string;
@@ -78,6 +80,30 @@ const DEFAULT_RETRY_AFTER_FAILURE_MS = 5000;
 
 function bunLookup(host: string): Promise<readonly LookupRecord[]> {
   return Bun.dns.lookup(host);
+}
+
+/** How long one server may take to answer one query when `dns-servers` is set; each server is tried twice. */
+const SERVER_TIMEOUT_MS = 1000;
+
+/**
+ * A lookup that asks `servers` (the global `dns-servers`) instead of the
+ * system's resolver: A and AAAA at once, with their TTLs, through node:dns's
+ * Resolver (c-ares). A name with addresses of one family only is common, and
+ * a server may answer the other query with an error rather than an empty
+ * answer (dnsmasq without upstream says REFUSED): the lookup fails only when
+ * neither query gives an address, with the first query's reason.
+ */
+export function serverLookup(servers: readonly DnsServer[]): LookupFn {
+  const resolver = new NodeResolver({ timeout: SERVER_TIMEOUT_MS, tries: 2 });
+  resolver.setServers(servers.map((server) => formatHostPort(server.host, server.port)));
+  return async (host) => {
+    const [v4, v6] = await Promise.allSettled([resolver.resolve4(host, { ttl: true }), resolver.resolve6(host, { ttl: true })]);
+    const records: LookupRecord[] = [];
+    if (v4.status === "fulfilled") records.push(...v4.value);
+    if (v6.status === "fulfilled") records.push(...v6.value);
+    if (records.length > 0) return records;
+    throw v4.status === "rejected" ? v4.reason : v6.status === "rejected" ? v6.reason : new Error("no addresses");
+  };
 }
 
 /** True for an IP address written as such (with or without an IPv6 zone id). */

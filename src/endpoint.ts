@@ -2,9 +2,10 @@
 import { formatHostPort } from "./ip.ts";
 import type { Endpoint } from "./types.ts";
 
-/** `host:port` (IPv6 in brackets), `host:first-last` for a port range, or `unix:/path` for a unix socket. */
+/** `host:port` (IPv6 in brackets), `host:first-last` for a port range, `unix:/path` for a unix socket, `srv:NAME` for an SRV name. */
 export function formatTarget(endpoint: Endpoint): string {
   if (endpoint.transport === "unix") return `unix:${endpoint.host}`;
+  if (endpoint.srv) return `srv:${endpoint.host}`;
   const target = formatHostPort(endpoint.host, endpoint.port);
   return endpoint.portEnd === undefined ? target : `${target}-${endpoint.portEnd}`;
 }
@@ -24,9 +25,10 @@ export function portAt(endpoint: Endpoint, offset: number): Endpoint {
   return { host: endpoint.host, port: endpoint.port + offset, transport: endpoint.transport };
 }
 
-/** `host:port/transport`, or `unix:/path`. */
+/** `host:port/transport`, `unix:/path`, or `srv:NAME`. */
 export function formatEndpoint(endpoint: Endpoint): string {
-  return endpoint.transport === "unix" ? formatTarget(endpoint) : `${formatTarget(endpoint)}/${endpoint.transport}`;
+  // An SRV name says its protocol itself (`_udp`), and a suffix would read as part of the name.
+  return endpoint.transport === "unix" || endpoint.srv === true ? formatTarget(endpoint) : `${formatTarget(endpoint)}/${endpoint.transport}`;
 }
 
 /** A unix socket path as Bun takes it: Linux's abstract names (`@name`) start with a NUL byte instead. */

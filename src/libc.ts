@@ -3,7 +3,7 @@
  * `bun:ffi` (libc's wrappers): sockets, accept, connect, read and write for
  * the direct socket layer (src/fd/), splice, pipes and epoll for the splice
  * relay, the kernel's queue sizes for a shutdown's look at what a connection
- * still holds. Loaded lazily and only on Linux x64/arm64, where the constants
+ * still holds, and the user and group ids of a privilege drop (privilege.ts). Loaded lazily and only on Linux x64/arm64, where the constants
  * below hold; anywhere else, or when `bun:ffi` or libc cannot be loaded,
  * `loadLibc` says why and each user does without (Bun's own sockets; the
  * plain relay; no look at the kernel's queues).
@@ -102,6 +102,16 @@ export interface Libc {
   read(fd: Fd, bytes: Uint8Array, length: number): number;
   /** errno of the calling thread, read right after a call that failed. */
   errno(): number;
+  /** setgroups(2) to exactly these group ids. glibc applies it, setgid and setuid to every thread of the process. */
+  setgroups(gids: number[]): number;
+  setgid(gid: number): number;
+  setuid(uid: number): number;
+  /** [real, effective, saved] user ids (getresuid). */
+  userIds(): [number, number, number];
+  /** [real, effective, saved] group ids (getresgid). */
+  groupIds(): [number, number, number];
+  /** The supplementary group ids (getgroups). */
+  groups(): number[];
 }
 
 export type LibcResult = { libc: Libc } | { unavailable: string };
@@ -144,6 +154,12 @@ async function bind(): Promise<LibcResult> {
       write: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
       read: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
       __errno_location: { args: [], returns: T.ptr },
+      setgroups: { args: [T.u64, T.ptr], returns: T.i32 },
+      setgid: { args: [T.u32], returns: T.i32 },
+      setuid: { args: [T.u32], returns: T.i32 },
+      getresuid: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
+      getresgid: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
+      getgroups: { args: [T.i32, T.ptr], returns: T.i32 },
     });
     // errno lives at a fixed address per thread: look it up once.
     const errnoAt = c.__errno_location();
@@ -197,6 +213,26 @@ async function bind(): Promise<LibcResult> {
         write: (fd, bytes, length) => c.write(fd, bytes, length),
         read: (fd, bytes, length) => c.read(fd, bytes, length),
         errno: () => read.i32(errnoAt, 0),
+        setgroups: (gids) => c.setgroups(gids.length, Uint32Array.from(gids.length === 0 ? [0] : gids)),
+        setgid: (gid) => c.setgid(gid),
+        setuid: (uid) => c.setuid(uid),
+        userIds: () => {
+          const ids = [new Uint32Array(1), new Uint32Array(1), new Uint32Array(1)] as const;
+          c.getresuid(ids[0], ids[1], ids[2]);
+          return [ids[0][0]!, ids[1][0]!, ids[2][0]!];
+        },
+        groupIds: () => {
+          const ids = [new Uint32Array(1), new Uint32Array(1), new Uint32Array(1)] as const;
+          c.getresgid(ids[0], ids[1], ids[2]);
+          return [ids[0][0]!, ids[1][0]!, ids[2][0]!];
+        },
+        groups: () => {
+          const count = c.getgroups(0, null);
+          if (count <= 0) return [];
+          const gids = new Uint32Array(count);
+          const got = c.getgroups(count, gids);
+          return [...gids.subarray(0, Math.max(got, 0))];
+        },
       },
     };
   } catch (error) {

@@ -20,6 +20,8 @@ import type { ForwardRule, MetricsAddress, RuleMode, Transport } from "./types.t
 class RuleCounters {
   connections = 0;
   denied = 0;
+  /** Peers refused by the rule's proxy-from. */
+  untrustedProxy = 0;
   limited = 0;
   /** `limited` by which limit refused. */
   readonly limitedBy: Record<LimitLabel, number> = { rule: 0, global: 0, client: 0 };
@@ -55,6 +57,8 @@ export interface RuleSnapshot {
   active: number;
   total: number;
   denied: number;
+  /** Peers reset before their PROXY header was read: not in the rule's proxy-from. */
+  untrustedProxy: number;
   /** Clients refused by any limit; `limitedBy` splits them by which. */
   limited: number;
   limitedBy: Readonly<Record<LimitLabel, number>>;
@@ -115,6 +119,10 @@ export class Metrics implements SessionEvents {
     const counters = this.countersOf(rule);
     if (reason === "denied") {
       counters.denied++;
+      return;
+    }
+    if (reason === "untrusted-proxy") {
+      counters.untrustedProxy++;
       return;
     }
     counters.limited++;
@@ -182,6 +190,7 @@ export class Metrics implements SessionEvents {
         active: active.get(counters.name) ?? 0,
         total: counters.connections,
         denied: counters.denied,
+        untrustedProxy: counters.untrustedProxy,
         limited: counters.limited,
         limitedBy: { ...counters.limitedBy },
         bytesIn: counters.bytesIn + liveIn,
@@ -231,6 +240,12 @@ export class Metrics implements SessionEvents {
       out.sample("oi_bytes_total", { ...labels(rule), direction: "out" }, rule.bytesOut);
     }
     perRule("oi_denied_total", "counter", "Clients refused by the allow/deny rules.", (rule) => rule.denied);
+    perRule(
+      "oi_proxy_untrusted_total",
+      "counter",
+      "Peers reset before their PROXY header was read: their address is not in the rule's proxy-from.",
+      (rule) => rule.untrustedProxy,
+    );
     out.family("oi_limited_total", "counter", "Clients refused by a limit: the rule's maxconn (rule), the global maxconn or descriptors (global), a per-client limit (client).");
     for (const rule of rules) {
       for (const reason of LIMIT_LABELS) out.sample("oi_limited_total", { ...labels(rule), reason }, rule.limitedBy[reason]);

@@ -39,8 +39,12 @@ export interface SessionRecord {
  */
 export type LimitReason = "rule" | "global" | "client-connections" | "client-rate";
 
-/** Why a client was refused before any backend was contacted: the allow/deny rules, or a limit. */
-export type Refusal = "denied" | LimitReason;
+/**
+ * Why a client was refused before any backend was contacted: the allow/deny
+ * rules, a peer outside the rule's `proxy-from` (reset before its PROXY
+ * header is read), or a limit.
+ */
+export type Refusal = "denied" | "untrusted-proxy" | LimitReason;
 
 /** The `reason` label of `oi_limited_total`: both per-client limits are "client". */
 export type LimitLabel = "rule" | "global" | "client";
@@ -59,6 +63,8 @@ export function refusalWords(reason: Refusal): string {
       return "client connection limit";
     case "client-rate":
       return "client connection rate";
+    case "untrusted-proxy":
+      return "PROXY header from a source not in proxy-from";
     default:
       return "connection limit";
   }

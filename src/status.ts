@@ -6,9 +6,9 @@
  * same snapshot as the metrics endpoint. Like rinetd-uv's, they name rules
  * and backends but carry no client addresses.
  */
-import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { consola } from "consola";
 import { isoSeconds } from "./log/console.ts";
+import { replaceFile } from "./own-files.ts";
 import type { Metrics, RuleSnapshot, Snapshot } from "./metrics.ts";
 import type { StatusFileOptions, Transport } from "./types.ts";
 
@@ -266,12 +266,9 @@ export class StatusReporter {
   private writeFile(status: StatusFileOptions): void {
     const snapshot = this.metrics.snapshot();
     const text = status.format === "json" ? statusJson(snapshot) : statusText(snapshot);
-    const temporary = `${status.path}.tmp-${process.pid}`;
     try {
-      writeFileSync(temporary, text);
-      renameSync(temporary, status.path);
+      replaceFile(status.path, text, 0o644);
     } catch (error) {
-      rmSync(temporary, { force: true });
       // Once per failing spell, not every interval.
       if (!this.failing) consola.warn(`cannot write status file ${status.path}: ${error instanceof Error ? error.message : String(error)}`);
       this.failing = true;

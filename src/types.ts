@@ -52,6 +52,18 @@ export interface Endpoint {
    * port at offset i.
    */
   portEnd?: number;
+  /**
+   * A connect address `srv:_service._proto.name`: `host` is the SRV name
+   * (port 0), and the rule's backends are the targets its records list
+   * (src/srv.ts). `transport` is UDP for a `_udp` name, else TCP.
+   */
+  srv?: true;
+}
+
+/** A DNS server oi asks (global `dns-servers`): an IP address and its port. */
+export interface DnsServer {
+  host: string;
+  port: number;
 }
 
 /**
@@ -223,6 +235,12 @@ export interface ForwardRule {
   proxyProtocol: ProxyProtocolVersion | undefined;
   /** Read (and strip) a PROXY header from each client, and take the client's address from it. */
   acceptProxy: boolean;
+  /**
+   * `proxy-from=`: the networks whose PROXY headers are trusted; a client
+   * connecting from elsewhere is reset before its header is read. Undefined:
+   * every peer may send one (as before `proxy-from` existed).
+   */
+  proxyFrom?: AddressPattern[] | undefined;
   /** TCP keepalive: seconds of silence before the first probe; undefined: off. */
   keepalive: number | undefined;
   /** Permissions of a unix socket file this rule listens on; undefined: as the umask gives. */
@@ -238,6 +256,8 @@ export interface ForwardRule {
    * Off: the name is one backend whose addresses are tried in order.
    */
   dnsSpread: boolean;
+  /** The DNS servers every lookup of the rule's names goes to (global `dns-servers`); undefined: the system's resolver. */
+  dnsServers?: readonly DnsServer[] | undefined;
   access: AccessList;
   /** Set on a rule that shares its bind with others: what the client sends first must match it; undefined: the bind's default. */
   match: RuleMatch | undefined;
@@ -278,11 +298,13 @@ export type RuleOptions = Pick<
   | "bufferSize"
   | "proxyProtocol"
   | "acceptProxy"
+  | "proxyFrom"
   | "keepalive"
   | "socketMode"
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "dnsServers"
   | "match"
   | "peekTimeout"
   | "tls"
@@ -321,6 +343,8 @@ export interface Config {
   file: string;
   format: ConfigFormat;
   rules: ForwardRule[];
+  /** Global `dns-servers` (each rule also carries it, as `dnsServers`); undefined: the system's resolver. */
+  dnsServers?: readonly DnsServer[] | undefined;
   globalAccess: AccessList;
   logFile: string | undefined;
   pidFile: string | undefined;
@@ -347,6 +371,27 @@ export interface Config {
   workers: number | undefined;
   /** Reload when the config file or a file it includes changes (`watch`; `--watch` sets it from the command line). */
   watch?: boolean;
+  /** `user NAME|ID` as written; resolved into `privilege` when the config loads. */
+  user?: AccountSetting | undefined;
+  /** `group NAME|ID` as written. */
+  group?: AccountSetting | undefined;
+  /** Whom oi runs as once every listener is bound and its files are open (src/privilege.ts); undefined: it stays as started. */
+  privilege?: PrivilegeTarget | undefined;
+}
+
+/** A `user` or `group` directive: the name or number given, and where. */
+export interface AccountSetting {
+  name: string;
+  at: SourceLocation;
+}
+
+/** The ids a privilege drop switches to, with names for the messages. */
+export interface PrivilegeTarget {
+  uid: number;
+  gid: number;
+  /** `nobody`, or the number when /etc/passwd has no name for it. */
+  user: string;
+  group: string;
 }
 
 export interface StatusFileOptions {

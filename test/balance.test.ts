@@ -10,6 +10,7 @@ import {
   POOL_DEFAULTS,
   type PoolOptions,
 } from "../src/balance/pool.ts";
+import { seededRandom } from "./helpers/seeded-random.ts";
 
 /** A clock the test moves by hand. */
 class FakeClock {
@@ -18,18 +19,6 @@ class FakeClock {
   advance(ms: number): void {
     this.time += ms;
   }
-}
-
-/** mulberry32: a small seeded generator, so "random" tests are reproducible. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function backends(...weights: number[]): BackendSpec[] {
@@ -158,7 +147,7 @@ describe("leastconn", () => {
 
 describe("random (weighted)", () => {
   test("3:2:1 within 1.5% of each share over 60,000 picks (seeded)", () => {
-    const p = pool(backends(3, 2, 1), { algorithm: "random", random: seeded(42) });
+    const p = pool(backends(3, 2, 1), { algorithm: "random", random: seededRandom(42) });
     const counts = shortConnections(p, 60_000);
     const expected = [0.5, 1 / 3, 1 / 6];
     counts.forEach((count, i) => expect(Math.abs(count / 60_000 - (expected[i] ?? 0))).toBeLessThan(0.015));
@@ -166,7 +155,7 @@ describe("random (weighted)", () => {
 
   test("a down backend gets nothing; a draw at the very top still picks", () => {
     const clock = new FakeClock();
-    const p = pool(backends(1, 1, 1), { algorithm: "random", healthThreshold: 1, now: clock.now, random: seeded(7) });
+    const p = pool(backends(1, 1, 1), { algorithm: "random", healthThreshold: 1, now: clock.now, random: seededRandom(7) });
     p.pick("c");
     p.failed(0);
     p.closed(1, 0, 0);
@@ -351,7 +340,7 @@ describe("passive health", () => {
 describe("failover order", () => {
   test("each backend once, then undefined; the default bound is min(backends, 3)", () => {
     for (const algorithm of ["roundrobin", "leastconn", "random", "iphash"] as Algorithm[]) {
-      const p = pool(backends(1, 1, 1, 1), { algorithm, random: seeded(1) });
+      const p = pool(backends(1, 1, 1, 1), { algorithm, random: seededRandom(1) });
       let tried = 0;
       const order: number[] = [];
       for (let attempt = 0; attempt < 4; attempt++) {
@@ -472,5 +461,60 @@ describe("validation", () => {
     expect(() => pool(backends(1), { algorithm: "fastest" as Algorithm })).toThrow("algorithm");
     expect(() => pool(backends(1), { maxAttempts: 0 })).toThrow("attempts");
     expect(() => pool(backends(1)).opened(1)).toThrow("no backend 1");
+  });
+});
+
+describe("failover tiers (SRV priorities)", () => {
+  function tiered(...tiers: number[]): BackendSpec[] {
+    return tiers.map((tier, i) => ({ name: `b${i}`, weight: 1, key: `10.0.0.${i + 1}:80`, tier }));
+  }
+
+  test("only the lowest tier serves while one of its backends is up", () => {
+    const p = pool(tiered(0, 0, 10));
+    expect(shortConnections(p, 100)).toEqual([50, 50, 0]);
+  });
+
+  test("the next tier serves while every backend of the lower one is down, and stops when one comes back", () => {
+    const clock = new FakeClock();
+    const p = pool(tiered(0, 0, 10, 20), { healthThreshold: 1, recoveryTimeoutMs: 1000, now: clock.now });
+    for (const index of [0, 1]) {
+      p.pick("192.0.2.1", ~(1 << index));
+      p.failed(index);
+    }
+    expect(shortConnections(p, 10)).toEqual([0, 0, 10, 0]);
+    clock.advance(1000);
+    expect(shortConnections(p, 10)).toEqual([5, 5, 0, 0]);
+  });
+
+  test("drained and maintained backends count as down; a client's retry reaches the backup after trying the primaries", () => {
+    const p = pool(tiered(0, 0, 10));
+    p.setState(0, "drain");
+    expect(shortConnections(p, 4)).toEqual([0, 4, 0]);
+    p.setState(1, "maint");
+    expect(shortConnections(p, 4)).toEqual([0, 0, 4]);
+    p.setState(0, "ready");
+    p.setState(1, "ready");
+    const first = p.pick("192.0.2.1");
+    expect(first === 0 || first === 1).toBe(true);
+    p.failed(first!);
+    const second = p.pick("192.0.2.1", markTried(0, first!));
+    expect(second).toBe(first === 0 ? 1 : 0);
+    p.failed(second!);
+    expect(p.pick("192.0.2.1", markTried(markTried(0, first!), second!))).toBe(2);
+  });
+
+  test("with every backend of every tier down, the lowest tier is tried (fail-open)", () => {
+    const p = pool(tiered(5, 10), { healthThreshold: 1 });
+    p.pick("192.0.2.1");
+    p.failed(0);
+    p.pick("192.0.2.1", markTried(0, 0));
+    p.failed(1);
+    expect(p.pick("192.0.2.1")).toBe(0);
+  });
+
+  test("setTier moves a backend between tiers", () => {
+    const p = pool(tiered(0, 0));
+    p.setTier(1, 1);
+    expect(shortConnections(p, 6)).toEqual([6, 0]);
   });
 });

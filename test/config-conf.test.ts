@@ -333,7 +333,7 @@ describe(".conf errors, each with its line", () => {
 
   test("unknown option", async () => {
     expect(await errorsOf("0.0.0.0 80 10.0.0.1 80 [speed=fast]\n")).toEqual([
-      [1, "unknown option 'speed' (known: timeout, src, connect_timeout, maxconn, maxconn-client, connrate-client, idle, max_sessions, frame, max_datagram, proxy, accept_proxy, keepalive, mode, dns_refresh, lb, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe, probe_timeout, sni, host, protocol, peek-timeout, tls-cert, tls-key, tls-alpn, tls-connect, tls-ca, tls-servername, tls-verify, rate, rate-rule, rate-client)"],
+      [1, "unknown option 'speed' (known: timeout, src, connect_timeout, maxconn, maxconn-client, connrate-client, idle, max_sessions, frame, max_datagram, proxy, accept_proxy, proxy-from, keepalive, mode, dns_refresh, lb, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe, probe_timeout, sni, host, protocol, peek-timeout, tls-cert, tls-key, tls-alpn, tls-connect, tls-ca, tls-servername, tls-verify, rate, rate-rule, rate-client)"],
     ]);
   });
 
@@ -408,7 +408,7 @@ describe(".conf errors, each with its line", () => {
     expect(result.errors.map(formatIssue)).toEqual([
       `${result.path}:1: bad allow pattern 'host.example': host names are not permitted in allow/deny rules (rinetd)`,
       `${result.path}:2: connect port 99999 is out of range (1..65535)`,
-      `${result.path}:2: unknown option 'nope' (known: timeout, src, connect_timeout, maxconn, maxconn-client, connrate-client, idle, max_sessions, frame, max_datagram, proxy, accept_proxy, keepalive, mode, dns_refresh, lb, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe, probe_timeout, sni, host, protocol, peek-timeout, tls-cert, tls-key, tls-alpn, tls-connect, tls-ca, tls-servername, tls-verify, rate, rate-rule, rate-client)`,
+      `${result.path}:2: unknown option 'nope' (known: timeout, src, connect_timeout, maxconn, maxconn-client, connrate-client, idle, max_sessions, frame, max_datagram, proxy, accept_proxy, proxy-from, keepalive, mode, dns_refresh, lb, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe, probe_timeout, sni, host, protocol, peek-timeout, tls-cert, tls-key, tls-alpn, tls-connect, tls-ca, tls-servername, tls-verify, rate, rate-rule, rate-client)`,
       `${result.path}:4: unknown directive 'frobnicate'`,
       `${result.path}:5: duplicate bind: 0.0.0.0:81/tcp is already bound by the rule on line 3 (rules on one bind are chosen by sni=, host= or protocol=; only one may have none, the default)`,
     ]);

@@ -179,6 +179,7 @@ describe("the status file's per-port detail", () => {
       active: 1,
       total: 3,
       denied: 0,
+      untrustedProxy: 0,
       limited: 0,
       limitedBy: { rule: 0, global: 0, client: 0 },
       bytesIn: 0,

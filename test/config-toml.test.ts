@@ -193,10 +193,10 @@ describe("TOML errors, each with its line", () => {
         `logfile = "/x"\n${ruleTable(80, 'bindport = 80\n[[forwarding_rules.rules]]\ntype = "allow"\npattern = "1.2.3.4"\ncomment = "x"\n')}[[global_rules]]\ntype = "deny"\npattern = "1.2.3.4"\nnote = 1\n`,
       ),
     ).toEqual([
-      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, listen_backlog, watch)"],
+      [1, "unknown key 'logfile' at the top level (known: global_rules, forwarding_rules, log_format, log_file, pid_file, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_servers, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, listen_backlog, watch, user, group)"],
       [
         7,
-        "unknown key 'bindport' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, socket_mode, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, load_balancing, match, tls, rules)",
+        "unknown key 'bindport' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, socket_mode, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, load_balancing, match, tls, rules)",
       ],
       [11, "unknown key 'comment' in forwarding_rules[0].rules[0] (known: type, pattern)"],
       [15, "unknown key 'note' in global_rules[0] (known: type, pattern)"],
@@ -302,7 +302,7 @@ describe("TOML errors, each with its line", () => {
     expect(await errorsOf(text)).toEqual([
       [1, "pid_file must be a string, got an integer"],
       [4, "bind port 0 is out of range (1..65535)"],
-      [7, "unknown key 'surprise' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, socket_mode, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, load_balancing, match, tls, rules)"],
+      [7, "unknown key 'surprise' in forwarding_rules[0] (known: name, bind_address, bind_port, connect_address, connect_port, connect, protocol, timeout, source_address, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, socket_mode, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, load_balancing, match, tls, rules)"],
       [10, "bind port 99999 is out of range (1..65535)"],
     ]);
   });

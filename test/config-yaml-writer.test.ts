@@ -49,6 +49,17 @@ describe("config export as YAML", () => {
     expect(plainAccess(again.globalAccess).allow.map(([text]) => text)).toEqual(["127.0.0.*"]);
   });
 
+  test("srv: backends and dns-servers survive the trip", async () => {
+    const conf = await loadText("srv.conf", "dns-servers 127.0.0.1:5353,[::1]:53\n127.0.0.1 8080 srv:_web._tcp.example.com\n127.0.0.1 5300/udp srv:_dns._udp.example.com\n");
+    expect(conf.errors).toEqual([]);
+    const again = roundTrip(conf.config!);
+    expect(again.rules.map(essence)).toEqual(conf.config!.rules.map(essence));
+    expect(again.dnsServers).toEqual([
+      { host: "127.0.0.1", port: 5353 },
+      { host: "::1", port: 53 },
+    ]);
+  });
+
   test("a YAML rule with several binds and named weighted backends stays one rule", async () => {
     const yaml = await loadText(
       "multi.yaml",

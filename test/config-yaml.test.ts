@@ -370,7 +370,7 @@ describe("YAML errors, each with its line", () => {
       [2, "unknown key 'globals' at the top level (known: global, rules)"],
       [
         4,
-        "unknown key 'logfile' in global (known: log_file, pid_file, log_common, log_json, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, pool_min_free, pool_max_free, pool_trim_delay, listen_backlog, watch, access)",
+        "unknown key 'logfile' in global (known: log_file, pid_file, log_common, log_json, max_connections, max_connections_per_client, connection_rate_per_client, client_table_size, metrics, admin, admin_token, admin_mode, admin_read, connect_timeout, max_udp_connections, dns_refresh, dns_servers, dns_multi_ip_expand, dns_multi_ip_proto, status, stats_log_interval, workers, splice, sockets, buffer_size, pool_min_free, pool_max_free, pool_trim_delay, listen_backlog, watch, user, group, access)",
       ],
       [6, "unknown key 'path' in global.status (known: file, interval, format, enabled)"],
       [8, "unknown key 'permit' in global.access (known: allow, deny)"],
@@ -378,11 +378,11 @@ describe("YAML errors, each with its line", () => {
       [16, "rule 'a': unknown key 'method' in rules[0].load_balancing (known: algorithm, health_threshold, recovery_timeout, affinity_ttl, affinity_max_entries, probe_interval, probe_timeout)"],
       [
         17,
-        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'a': unknown key 'socket_mode' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
       [
         18,
-        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'a': unknown key 'protocol' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
     ]);
     expect(await errorsOf("global:\n  include: x.yaml\n")).toEqual([
@@ -587,7 +587,7 @@ describe("YAML errors, each with its line", () => {
       [5, "rule 'r0': bind port 0 is out of range (1..65535)"],
       [
         7,
-        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
+        "rule 'r0': unknown key 'surprise' in rules[0] (known: name, bind, connect, timeout, connect_timeout, max_connections, max_connections_per_client, connection_rate_per_client, idle_timeout, max_sessions, framing, max_datagram, proxy_protocol, accept_proxy, proxy_from, keepalive, dns_refresh, peek_timeout, tls_connect, rate, rate_rule, rate_client, mode, src, load_balancing, match, tls, access)",
       ],
       [9, "rule 'r99999': bind port 99999 is out of range (1..65535)"],
     ]);

@@ -10,9 +10,9 @@ import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { loadConfigText } from "../src/config/load.ts";
-import { backend, cleanUpAfterEachTest, greeting, oi, oiOnFile, until } from "./helpers/harness.ts";
+import { backend, cleanUpAfterEachTest, greeter, greeting, oi, oiOnFile, until } from "./helpers/harness.ts";
 import { runOi, tempDir, writeTempFile } from "./helpers/oi-process.ts";
-import { connectPeer, connectionRefused, freePort, randomBytes, sha256 } from "./helpers/peers.ts";
+import { connectPeer, connectionRefused, freePort, randomBytes, sha256, withTimeout } from "./helpers/peers.ts";
 import { missingTools, runTool, testName } from "./helpers/servers.ts";
 
 cleanUpAfterEachTest();
@@ -144,6 +144,33 @@ describe("admin server: lifecycle", () => {
     client.socket?.end();
     upstream.socket?.end();
     expect(await process.proc.exited).toBe(0);
+  });
+
+  test("--drain-delay: at SIGTERM /readyz turns 503 while new connections are still forwarded for the delay; refused after it; exit 0", async () => {
+    const server = greeter("still here");
+    const port = freePort();
+    const adminPort = freePort();
+    const process = await oi(`admin 127.0.0.1:${adminPort}\n127.0.0.1 ${port} 127.0.0.1 ${server.port}\n`, ["--drain-delay", "2", "--grace", "5"]);
+    const base = `http://127.0.0.1:${adminPort}`;
+    expect((await api(base, "/readyz")).status).toBe(200);
+    const signalled = Date.now();
+    process.signal("SIGTERM");
+    await process.stdout.waitFor("SIGTERM: not ready (/readyz 503); still accepting for 2s (--drain-delay)", 3000);
+    expect((await api(base, "/readyz")).status).toBe(503);
+    expect((await api(base, "/healthz")).status).toBe(200);
+    // A client sent here by an endpoint list not updated yet is still served, bytes and all.
+    expect(await greeting(port)).toBe("still here");
+    expect(process.stdout.text).not.toContain("stopped accepting");
+    await process.stdout.waitFor("SIGTERM: stopped accepting", 5000);
+    expect(Date.now() - signalled).toBeGreaterThanOrEqual(1900);
+    expect(await connectionRefused(port)).toBe(true);
+    expect(await withTimeout(process.proc.exited, 5000, "exit")).toBe(0);
+  });
+
+  test("--drain-delay that is no number of seconds: exit 1 with the reason", async () => {
+    const run = await runOi(["-c", writeTempFile("oi.conf", `127.0.0.1 ${freePort()} 127.0.0.1 9\n`), "--drain-delay", "soon"]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("--drain-delay must be a number of seconds (0 or more), got 'soon'");
   });
 
   test("POST /api/v1/reload applies the file; a bad file answers 422 with file, line and reason, and the running config stays", async () => {

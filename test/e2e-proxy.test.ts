@@ -1,7 +1,8 @@
 /**
  * The PROXY protocol end to end: oi telling a backend who the client is
  * (v1 and v2, IPv4 and IPv6), and oi behind another proxy reading the header
- * it is given (good, bad, missing) and using that address for access control.
+ * it is given (good, bad, missing) and using that address for access control,
+ * from the peers `proxy-from` trusts only.
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -30,7 +31,7 @@ function headerReporter() {
   });
 }
 
-async function exchange(client: Peer, payload: string): Promise<string> {
+async function exchange(client: Peer, payload: Uint8Array | string): Promise<string> {
   client.keep = [];
   await client.send(payload, true);
   await client.waitClosed();
@@ -235,5 +236,85 @@ describe("accept_proxy turned on and off by reloads", () => {
     await waiting.send(`${header}late header`, true);
     await waiting.waitClosed();
     expect(waiting.text()).toMatch(/^no header \(\w+\) \| late header$/);
+  });
+});
+
+const forged = (port: number) => encodeProxyV1({ address: "203.0.113.7", port: 4242 }, { address: "127.0.0.1", port });
+
+/**
+ * `proxy-from=`: PROXY headers trusted from the networks named only. A peer
+ * elsewhere is reset before its header is read (so it cannot put a forged
+ * client address into the logs and the access rules), counted and logged;
+ * IPv6 peers and IPv4 peers of a dual-stack listener (IPv4-mapped) included.
+ */
+describe("accept_proxy with proxy-from: headers from trusted networks only", () => {
+  test("a trusted peer's header is used; an untrusted peer is reset at once without its header read, counted and logged", async () => {
+    const server = headerReporter();
+    const [port, metricsPort] = [freePort(), freePort()];
+    const log = join(tempDir(), "oi.log");
+    const process = await oi(`metrics 127.0.0.1:${metricsPort}\nlogfile ${log}\nlogjson\n127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy,proxy=v2,proxy-from=127.0.0.2/32|10.0.0.0/8]\n`, ["-v"]);
+
+    const trusted = await connectPeer("127.0.0.1", port, "127.0.0.2");
+    expect(await exchange(trusted, Buffer.concat([forged(port), Buffer.from("hello")]))).toBe(`v2 203.0.113.7:4242 -> 127.0.0.1:${port} | hello`);
+
+    // From 127.0.0.3 the same header gets nowhere: the connection is reset before oi reads a byte.
+    const untrusted = await connectPeer("127.0.0.1", port, "127.0.0.3");
+    untrusted.keep = [];
+    const started = Date.now();
+    await untrusted.waitClosed(3000);
+    // Closed without waiting for a header (the wait for one is 5 s).
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(untrusted.received).toBe(0);
+    expect(server.connections.length).toBe(1);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const rule = `rule="127.0.0.1:${port}/tcp",mode="tcp"`;
+    expect(metrics).toContain(`oi_proxy_untrusted_total{${rule}} 1\n`);
+    expect(metrics).toContain(`oi_connections_total{${rule}} 1\n`);
+    expect(metrics).toContain(`oi_denied_total{${rule}} 0\n`);
+    await process.stdout.waitFor(new RegExp(`127\\.0\\.0\\.3:\\d+ -> 127\\.0\\.0\\.1:${port}/tcp refused: PROXY header from a source not in proxy-from`), 3000);
+    // The log file has the peer's own address, never the header's.
+    await until(() => readFileSync(log, "utf8").includes("proxy-from"), 3000, "the refusal in the log file");
+    const refused = readFileSync(log, "utf8").split("\n").filter((line) => line.includes("proxy-from"));
+    expect(refused.length).toBe(1);
+    expect(JSON.parse(refused[0]!)).toMatchObject({ client: "127.0.0.3", result: "error: PROXY header from a source not in proxy-from" });
+    expect(readFileSync(log, "utf8")).not.toContain("203.0.113.7\",\"result\":\"error");
+  });
+
+  test("IPv6 peers, and IPv4 peers of a dual-stack listener as IPv4 (mapped): matched by their networks", async () => {
+    const server = headerReporter();
+    const port = freePort("::");
+    await oi(`:: ${port} 127.0.0.1 ${server.port} [accept_proxy,proxy=v2,proxy-from=::1/128|127.0.0.2]\n`);
+    const header = encodeProxyV2({ address: "2001:db8::7", port: 5555 }, { address: "2001:db8::1", port: 80 }, "tcp");
+
+    const six = await connectPeer("::1", port);
+    expect(await exchange(six, Buffer.concat([header, Buffer.from("six")]))).toBe("v2 2001:db8::7:5555 -> 2001:db8::1:80 | six");
+    // ::ffff:127.0.0.2 on the dual-stack socket is 127.0.0.2.
+    const mapped = await connectPeer("127.0.0.1", port, "127.0.0.2");
+    expect(await exchange(mapped, Buffer.concat([header, Buffer.from("four")]))).toBe("v2 2001:db8::7:5555 -> 2001:db8::1:80 | four");
+    const outside = await connectPeer("127.0.0.1", port, "127.0.0.4");
+    expect(await exchange(outside, Buffer.concat([header, Buffer.from("spoof")]))).toBe("");
+    expect(server.connections.length).toBe(2);
+  });
+
+  test("a network written as IPv4-mapped IPv6 matches IPv4 peers; a tcptoudp rule refuses untrusted peers too", async () => {
+    const server = headerReporter();
+    const [port, crossPort] = [freePort(), freePort()];
+    let datagrams = 0;
+    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: () => void datagrams++ } });
+    try {
+      await oi(
+        `127.0.0.1 ${port} 127.0.0.1 ${server.port} [accept_proxy,proxy=v2,proxy-from=::ffff:127.0.0.0/120]\n` +
+          `127.0.0.1 ${crossPort} 127.0.0.1 ${udp.port}/udp [accept_proxy,proxy-from=10.0.0.0/8]\n`,
+      );
+      const inside = await connectPeer("127.0.0.1", port, "127.0.0.9");
+      expect(await exchange(inside, Buffer.concat([forged(port), Buffer.from("x")]))).toBe(`v2 203.0.113.7:4242 -> 127.0.0.1:${port} | x`);
+      const cross = await connectPeer("127.0.0.1", crossPort);
+      expect(await exchange(cross, Buffer.concat([forged(crossPort), Buffer.from("datagram")]))).toBe("");
+      await Bun.sleep(200);
+      expect(datagrams).toBe(0);
+    } finally {
+      udp.close();
+    }
   });
 });

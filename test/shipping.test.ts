@@ -59,8 +59,10 @@ describe("single binary", () => {
 });
 
 describe("container image", () => {
-  // No container engine runs here; what can be checked is that the image's
-  // binary is built as the one tested above, with all of its entry points.
+  // The Containerfile's base images cannot be pulled here (the image of
+  // `npm run image` is built and run in e2e-container.test.ts); what can be
+  // checked is that its binary is built as the one tested above, with all of
+  // its entry points.
   test("the Containerfile builds the binary with the package's build script", () => {
     const containerfile = readFileSync(join(ROOT, "Containerfile"), "utf8");
     expect(containerfile).toMatch(/^RUN bun run build\b/m);

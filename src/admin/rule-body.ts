@@ -1,55 +1,39 @@
 /**
  * @module The body of `PUT /api/v1/rules/NAME`: one rule in rinetd-uv's
- * YAML rule schema, or the same as JSON (YAML 1.2 reads JSON). It is read
- * by the YAML config reader itself, as the one rule of a document, so the
- * same checks apply and the same messages come back, with lines counted in
- * the body.
+ * YAML rule schema, or the same as JSON (YAML 1.2 reads JSON), read by
+ * config/yaml-rule.ts as an etcd key's rule is, with lines counted in the
+ * body.
  */
-import { loadConfigText } from "../config/load.ts";
-import { nestingProblem } from "../config/nesting.ts";
+import { type Malformed, readYamlRule } from "../config/yaml-rule.ts";
 import type { ConfigIssue, ForwardRule } from "../types.ts";
 
 /** Where the rules of the API say they come from (`oi check`, the rule views). */
 export const API_SOURCE = "admin API";
+/** Where problems of a PUT's body are reported. */
+const BODY = "request body";
 
 export type RuleBody = { ok: true; rules: ForwardRule[] } | { ok: false; status: number; message: string; errors: ConfigIssue[] };
 
 export function parseRuleBody(name: string, text: string): RuleBody {
-  const fail = (status: number, message: string, errors: ConfigIssue[] = []): RuleBody => ({ ok: false, status, message, errors });
-  if (text.trim() === "") return fail(400, "empty body: send one rule (name, bind, connect, ...) as YAML or JSON");
-  // The same bound the YAML config reader sets, before this first look at the body.
-  const problem = nestingProblem(text, "yaml");
-  if (problem !== undefined) return fail(422, `rule '${name}' is refused`, [{ file: "request body", ...problem }]);
-  let value: unknown;
-  try {
-    value = Bun.YAML.parse(text);
-  } catch (error) {
-    return fail(400, `malformed body (neither YAML nor JSON): ${error instanceof Error ? error.message : String(error)}`);
+  const read = readYamlRule(name, text, BODY);
+  if (!read.ok) {
+    // Not a rule at all is the request's fault (400); a rule the checks refuse is 422, as a file's would be.
+    if (read.kind === "malformed") return { ok: false, status: 400, message: bodyMessage(read, name), errors: read.errors };
+    return { ok: false, status: 422, message: read.message, errors: read.errors };
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    return fail(400, "the body must be one rule: a mapping (YAML) or an object (JSON) with bind and connect");
+  return { ok: true, rules: read.rules.map((rule) => ({ ...rule, at: { file: API_SOURCE, line: rule.at.line } })) };
+}
+
+/** The reader's words, said of the body and the URL. */
+function bodyMessage(read: { problem: Malformed; message: string; named?: string }, name: string): string {
+  switch (read.problem) {
+    case "empty":
+      return "empty body: send one rule (name, bind, connect, ...) as YAML or JSON";
+    case "syntax":
+      return read.message.replace(/^malformed/, "malformed body");
+    case "shape":
+      return "the body must be one rule: a mapping (YAML) or an object (JSON) with bind and connect";
+    case "name":
+      return `the body names rule '${read.named ?? ""}' but the URL names '${name}'`;
   }
-  const given = (value as Record<string, unknown>).name;
-  if (given !== undefined && given !== name) return fail(400, `the body names rule '${String(given)}' but the URL names '${name}'`);
-  let body = text;
-  /** Lines the body was moved down by (the document's `rules:` line, and a name line added). */
-  let shift = 1;
-  if (given === undefined) {
-    // Named after the URL, without moving the body's lines: inside a JSON object's brace, or as a line of its own before a YAML mapping.
-    const brace = /^\s*\{/.exec(text);
-    if (brace !== null) body = `${brace[0]}"name": ${JSON.stringify(name)}, ${text.slice(brace[0].length)}`;
-    else {
-      body = `name: ${JSON.stringify(name)}\n${text}`;
-      shift = 2;
-    }
-  }
-  // The rule as the one item of `rules:`.
-  const lines = body.split(/\r?\n/);
-  const document = `rules:\n${lines.map((line, index) => (index === 0 ? `  - ${line}` : `    ${line}`)).join("\n")}\n`;
-  const result = loadConfigText(document, "request.yaml");
-  const atBody = (issue: ConfigIssue): ConfigIssue => ({ file: "request body", line: Math.max(0, issue.line - shift), reason: issue.reason });
-  if (result.config === undefined) return fail(422, `rule '${name}' is refused`, result.errors.map(atBody));
-  const rules = result.config.rules.map((rule) => ({ ...rule, at: { file: API_SOURCE, line: Math.max(0, rule.at.line - shift) } }));
-  if (rules.length === 0) return fail(422, `rule '${name}' gives no bind`);
-  return { ok: true, rules };
 }

@@ -37,6 +37,11 @@ export interface BackendSpec {
    * the backend's position in the list.
    */
   key: string;
+  /**
+   * Failover tier (an SRV record's priority): only the lowest tier that has
+   * a backend up serves; higher ones are backups. Default 0.
+   */
+  tier?: number;
 }
 
 export interface PoolOptions {
@@ -133,6 +138,8 @@ class BackendState implements BackendStatus {
   markedDown = false;
   /** Smooth weighted round robin's running weight. */
   currentWeight = 0;
+  /** See BackendSpec.tier. */
+  tier = 0;
   /** The seed `iphash` hashes clients under, from the key. */
   readonly hashSeed: number;
 
@@ -170,6 +177,8 @@ export class BackendPool {
   /** Where `leastconn` starts looking, so ties rotate. */
   private cursor = 0;
   private readonly fixedAttempts: number | undefined;
+  /** Some backend has a tier other than 0: picks look at tiers (a pool without them skips that loop). */
+  private tiered = false;
 
   constructor(backends: readonly BackendSpec[], options: PoolOptions) {
     if (backends.length === 0) throw new RangeError("a backend pool needs at least one backend");
@@ -187,8 +196,11 @@ export class BackendPool {
       if (!(spec.weight > 0) || !Number.isFinite(spec.weight)) {
         throw new RangeError(`backend "${spec.name}": weight must be a positive number, not ${spec.weight}`);
       }
-      return new BackendState(spec.name, spec.key, spec.weight, now);
+      const state = new BackendState(spec.name, spec.key, spec.weight, now);
+      state.tier = spec.tier ?? 0;
+      return state;
     });
+    this.tiered = this.states.some((state) => state.tier !== 0);
     this.algorithm = options.algorithm;
     this.threshold = options.healthThreshold;
     this.recoveryMs = options.recoveryTimeoutMs;
@@ -235,6 +247,8 @@ export class BackendPool {
       throw new RangeError(`backend "${spec.name}": weight must be a positive number, not ${spec.weight}`);
     }
     const state = new BackendState(spec.name, spec.key, spec.weight, this.now);
+    state.tier = spec.tier ?? 0;
+    if (state.tier !== 0) this.tiered = true;
     for (let i = 0; i < this.states.length; i++) {
       if (this.isRetired(i) && this.states[i]!.active === 0) {
         this.states[i] = state;
@@ -269,6 +283,12 @@ export class BackendPool {
     state.currentWeight = 0;
   }
 
+  /** Backend `index`'s failover tier from now on (see BackendSpec.tier). */
+  setTier(index: number, tier: number): void {
+    this.stateOf(index).tier = tier;
+    if (tier !== 0) this.tiered = true;
+  }
+
   /** Clients remembered for affinity (0 when affinity is off). */
   get affinitySize(): number {
     return this.affinity?.size ?? 0;
@@ -285,11 +305,13 @@ export class BackendPool {
   pick(client: string, tried = 0): number | undefined {
     const states = this.states;
     const now = this.now();
+    // Backups wait while a backend of a lower tier is up (and not yet tried by this client).
+    if (this.tiered) tried |= this.otherTiers(tried | this.retired | this.held, now);
 
     // Affinity applies to a client's first attempt; a retry means its backend just failed.
     if (this.affinity !== undefined && tried === 0) {
       const remembered = this.affinity.lookup(client, now);
-      if (remembered !== undefined && !this.isRetired(remembered) && (this.held & (1 << remembered)) === 0 && (states[remembered]?.downUntil ?? 0) <= now) {
+      if (remembered !== undefined && (tried & (1 << remembered)) === 0 && !this.isRetired(remembered) && (this.held & (1 << remembered)) === 0 && (states[remembered]?.downUntil ?? 0) <= now) {
         return this.chosen(remembered, client, now);
       }
     }
@@ -325,6 +347,27 @@ export class BackendPool {
         break;
     }
     return this.chosen(index, client, now);
+  }
+
+  /**
+   * The backends outside the tier that serves now: the lowest tier with a
+   * backend up among those not in `unavailable`; when every one of those is
+   * down, the lowest tier with any (fail-open, as within one tier).
+   */
+  private otherTiers(unavailable: number, now: number): number {
+    const states = this.states;
+    let lowestUp = Number.POSITIVE_INFINITY;
+    let lowestAny = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < states.length; i++) {
+      if ((unavailable & (1 << i)) !== 0) continue;
+      const state = states[i]!;
+      if (state.tier < lowestAny) lowestAny = state.tier;
+      if (state.downUntil <= now && state.tier < lowestUp) lowestUp = state.tier;
+    }
+    const serving = lowestUp !== Number.POSITIVE_INFINITY ? lowestUp : lowestAny;
+    let others = 0;
+    for (let i = 0; i < states.length; i++) if (states[i]!.tier !== serving) others |= 1 << i;
+    return others;
   }
 
   /** A connection to backend `index` was established: it is healthy, whatever it was before. */

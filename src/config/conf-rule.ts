@@ -6,6 +6,8 @@
  * rinetd's four fields, with what rinetd-uv and oi add:
  * - `unix:/path` (or `unix:@name`) as bind or connect address, with no port
  *   field after it;
+ * - `srv:_service._proto.name` as connect address, also with no port field
+ *   (the SRV records give ports and weights: see srv-address.ts);
  * - several backends in the connect field, comma-separated, each
  *   `ADDRESS[:PORT][*WEIGHT]` (`web1,web2*2,[2001:db8::5]:8081`): the connect
  *   port field is the port of entries without their own (and may be left out
@@ -18,6 +20,7 @@ import { backendOf } from "./model.ts";
 import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, duplicateBackendName, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
 import { isPortRange, parsePortRange, type PortSpan } from "./port-range.ts";
 import { resolveService } from "./services.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
 export const RULE_FORM = "bindaddress bindport connectaddress connectport [options]";
@@ -51,6 +54,8 @@ function fail<T>(reason: string): Checked<T> {
 }
 
 const isUnix = (text: string) => text.toLowerCase().startsWith(UNIX_PREFIX);
+/** A connect entry that takes no port field: a unix socket, or an SRV name. */
+const hasNoPort = (text: string) => isUnix(text) || isSrvAddress(text);
 
 /**
  * The fields the line must have: the bind address, its port unless it is a
@@ -62,10 +67,10 @@ export function expectedFieldCounts(fields: string[]): { min: number; max: numbe
   const bindPortFields = isUnix(bind) ? 0 : 1;
   const connect = rest[bindPortFields] ?? "";
   const entries = connect.split(",");
-  const everyEntryHasPort = connect !== "" && entries.every((entry) => isUnix(entry) || splitHostPort(stripWeight(entry).text).port !== undefined);
+  const everyEntryHasPort = connect !== "" && entries.every((entry) => hasNoPort(entry) || splitHostPort(stripWeight(entry).text).port !== undefined);
   const min = 1 + bindPortFields + 1 + (everyEntryHasPort ? 0 : 1);
-  const allUnix = connect !== "" && entries.every(isUnix);
-  return { min, max: allUnix ? min : 1 + bindPortFields + 2 };
+  const noPorts = connect !== "" && entries.every(hasNoPort);
+  return { min, max: noPorts ? min : 1 + bindPortFields + 2 };
 }
 
 /** The fields of a forwarding line (options not included) and its option groups. */
@@ -82,6 +87,9 @@ export function parseRuleFields(fields: string[], optionGroups: string[], reason
   if (isUnix(bindText)) {
     const path = take(checkUnixPath(bindText.slice(UNIX_PREFIX.length), "bind address"));
     if (path !== undefined) bind = { host: path, port: 0, transport: "unix" };
+  } else if (isSrvAddress(bindText)) {
+    reasons.push(srvBindReason("bind", bindText));
+    position++;
   } else {
     const host = take(checkHost(bindText, "bind address"));
     const port = take(parsePortField(fields[position++] ?? "", "bind port"));
@@ -96,7 +104,9 @@ export function parseRuleFields(fields: string[], optionGroups: string[], reason
   const { options, explicit } = parseOptionGroups(optionGroups, reasons);
   if (bind === undefined || backends === undefined || (portText !== undefined && defaultPort === undefined)) return undefined;
   const udpToTcpByDefault =
-    bind.transport === "udp" && defaultPort?.suffixed !== true && backends.every((backend) => backend.endpoint.transport === "tcp");
+    bind.transport === "udp" &&
+    defaultPort?.suffixed !== true &&
+    backends.every((backend) => backend.endpoint.transport === "tcp" && backend.endpoint.srv !== true);
   return { bind, backends, options, explicit, udpToTcpByDefault };
 }
 
@@ -178,6 +188,11 @@ function parseBackendEntry(entry: string, defaultPort: PortField | undefined): C
   if (entry === "") return fail("empty entry in the connect address list (stray ',')");
   const { text, weight } = stripWeight(entry);
   if (typeof weight === "string") return fail(`connect address '${entry}': ${weight}`);
+  if (isSrvAddress(text)) {
+    if (text !== entry) return fail(`connect address '${entry}': ${SRV_WEIGHT_REASON}`);
+    const srv = parseSrvAddress(text, "connect address");
+    return srv.ok ? { ok: true, value: backendOf(srv.value, undefined, 1, undefined) } : srv;
+  }
   if (isUnix(text)) {
     const path = checkUnixPath(text.slice(UNIX_PREFIX.length), "connect address");
     if (!path.ok) return path;

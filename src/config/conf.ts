@@ -279,7 +279,7 @@ function parseForwardingLine(state: ConfState, tokens: Token[], line: number): v
   const { min, max } = expectedFieldCounts(texts);
   if (texts.length < min || texts.length > max) {
     const expected = min === max ? `${min}` : `${min} or ${max}`;
-    const form = min === 4 || max === 4 ? RULE_FORM : "unix:PATH takes no port field";
+    const form = min === 4 || max === 4 ? RULE_FORM : "unix:PATH and srv:NAME take no port field";
     state.issues.error(line, `wrong number of fields: found ${texts.length}, expected ${expected} (${form})`);
     return;
   }

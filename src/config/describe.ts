@@ -45,6 +45,10 @@ export function describeConfig(config: Config): string {
     ...(config.listenBacklog === undefined ? [] : [`listen backlog: ${config.listenBacklog}`]),
     ...(config.workers === undefined ? [] : [`workers: ${config.workers}`]),
     ...(config.watch === true ? ["watch: on (reload when the config or an included file changes)"] : []),
+    ...(config.dnsServers === undefined ? [] : [`dns servers: ${config.dnsServers.map((server) => formatHostPort(server.host, server.port)).join(", ")} (every lookup)`]),
+    ...(config.privilege === undefined
+      ? []
+      : [`runs as: user ${config.privilege.user} (${config.privilege.uid}), group ${config.privilege.group} (${config.privilege.gid}) once its listeners are bound`]),
     ...config.rules.map(describeRule),
   ].join("\n");
 }
@@ -115,6 +119,7 @@ export function describeRule(rule: ForwardRule): string {
   if (datagrams) parts.push(`max_datagram=${rule.maxDatagram}`);
   if (rule.proxyProtocol !== undefined) parts.push(`proxy=${rule.proxyProtocol}`);
   if (rule.acceptProxy) parts.push("accept_proxy");
+  if (rule.proxyFrom !== undefined) parts.push(`proxy-from=${rule.proxyFrom.map((pattern) => pattern.text).join("|")}`);
   if (rule.keepalive !== undefined) parts.push(`keepalive=${rule.keepalive}s`);
   if (rule.socketMode !== undefined) parts.push(`mode=0${rule.socketMode.toString(8)}`);
   if (several) parts.push(...describeBalance(rule));

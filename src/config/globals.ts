@@ -10,6 +10,7 @@ import type { AdminSettings, Config, LogFormat, SourceLocation } from "../types.
 import type { RuleDefaults } from "./options.ts";
 import { MAX_WORKERS } from "../workers/count.ts";
 import { checkAdminAddress, checkAdminMode } from "./admin.ts";
+import { parseDnsServers } from "./dns-servers.ts";
 import { checkConnectionRate, checkConnectTimeout, checkMaxConnections, checkMaxConnectionsPerClient, checkMetricsAddress } from "./validate.ts";
 
 /**
@@ -17,8 +18,9 @@ import { checkConnectionRate, checkConnectTimeout, checkMaxConnections, checkMax
  * `switch`: on/off (true/false in TOML/YAML).
  * `string-or-octal`: permissions such as `0660`; in TOML/YAML a string, or a
  * bare number read as its digits (YAML gives `0660` unquoted as 660).
+ * `name-or-id`: a user or group name, or its number (`nobody`, `65534`).
  */
-export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch" | "switch-or-word" | "string-or-octal";
+export type GlobalValueType = "path" | "integer" | "number" | "string" | "flag" | "switch" | "switch-or-word" | "string-or-octal" | "name-or-id";
 
 export type GlobalValue = string | number | boolean;
 
@@ -258,6 +260,19 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
     apply: bounded("dns-refresh", 0, 86_400, (target, value) => (target.defaults.dnsRefresh = value)),
   },
   {
+    conf: ["dns-servers", "dns_servers"],
+    toml: "dns_servers",
+    yaml: "dns_servers",
+    type: "string",
+    apply: (target, value) => {
+      const servers = parseDnsServers(String(value));
+      if (!servers.ok) return servers.reason;
+      target.config.dnsServers = servers.value;
+      target.defaults.dnsServers = servers.value;
+      return undefined;
+    },
+  },
+  {
     conf: ["dns-multi-ip-expand", "dns_multi_ip_expand"],
     toml: "dns_multi_ip_expand",
     yaml: "dns_multi_ip_expand",
@@ -387,7 +402,29 @@ export const GLOBAL_SETTINGS: readonly GlobalSpec[] = [
       return undefined;
     },
   },
+  {
+    conf: ["user"],
+    toml: "user",
+    yaml: "user",
+    type: "name-or-id",
+    apply: (target, value) => accountSetting(target, "user", value),
+  },
+  {
+    conf: ["group"],
+    toml: "group",
+    yaml: "group",
+    type: "name-or-id",
+    apply: (target, value) => accountSetting(target, "group", value),
+  },
 ];
+
+/** `user` or `group`: kept as written, resolved against /etc/passwd and /etc/group once the file is read (config/accounts.ts). */
+function accountSetting(target: GlobalTarget, which: "user" | "group", value: GlobalValue): string | undefined {
+  const name = String(value);
+  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.$-]*$/.test(name)) return `${which} must be a ${which} name or number, got '${name}'`;
+  target.config[which] = { name, at: target.at ?? { file: target.config.file, line: 0 } };
+  return undefined;
+}
 
 /** Look a setting up by its .conf directive name. */
 export function confGlobal(name: string): GlobalSpec | undefined {

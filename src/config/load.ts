@@ -6,11 +6,12 @@
  */
 
 import { readFile, stat } from "node:fs/promises";
-import type { Config, ConfigFormat, ConfigIssue, LoadResult } from "../types.ts";
+import type { Config, ConfigFormat, ConfigIssue, ForwardRule, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
 import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
 import { loadAdminSettings } from "./admin.ts";
+import { resolvePrivilege } from "./accounts.ts";
 import { findRangeMismatches } from "./port-range.ts";
 import { clipIssue, MAX_CONFIG_BYTES, tooLarge } from "./text-limits.ts";
 import { parseToml } from "./toml.ts";
@@ -57,6 +58,7 @@ export function loadConfigText(text: string, file: string): LoadResult {
     ...findMisplacedOptions(rules, label),
     ...loadTlsFiles(rules, label),
     ...loadAdminSettings(parsed.config),
+    ...resolvePrivilege(parsed.config),
   ]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
@@ -76,6 +78,15 @@ export function checkRunningRules(config: Config): ConfigIssue[] {
   markIpv6OnlyBinds(rules);
   const label: RuleLabel = (rule) => `rule '${rule.name}': `;
   return [...findDuplicateBinds(rules, label), ...findRangeMismatches(rules, label), ...findMisplacedOptions(rules, label)];
+}
+
+/** Rules gathered from several places (a file and the API, etcd keys) as one set: numbered afresh, their ipv6-only marks left to the checks. */
+export function renumbered(rules: readonly ForwardRule[]): ForwardRule[] {
+  return rules.map((rule, index) => {
+    const copy: ForwardRule = { ...rule, index };
+    delete copy.bindIpv6Only;
+    return copy;
+  });
 }
 
 export function formatOf(path: string): ConfigFormat {

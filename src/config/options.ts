@@ -5,7 +5,8 @@
  * table), the value type and the check. Parsers look options up here; adding
  * an option is one entry.
  */
-import type { Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleMatch, RuleOptions, TlsClientSettings } from "../types.ts";
+import type { AddressPattern, Algorithm, BalanceOptions, Framing, ProxyProtocolVersion, RuleMatch, RuleOptions, TlsClientSettings } from "../types.ts";
+import { compilePattern } from "../access.ts";
 import {
   MATCH_PROTOCOLS,
   DEFAULT_BUFFER_SIZE,
@@ -74,6 +75,7 @@ export type RuleDefaults = Pick<
   | "dnsRefresh"
   | "dnsFamily"
   | "dnsSpread"
+  | "dnsServers"
   | "keepalive"
   | "bufferSize"
   | "maxConnectionsPerClient"
@@ -110,11 +112,13 @@ export function defaultRuleOptions(): RuleOptions {
     bufferSize: DEFAULT_BUFFER_SIZE,
     proxyProtocol: undefined,
     acceptProxy: false,
+    proxyFrom: undefined,
     keepalive: undefined,
     socketMode: undefined,
     dnsRefresh: DEFAULT_DNS_REFRESH_SECONDS,
     dnsFamily: "ipv4",
     dnsSpread: false,
+    dnsServers: undefined,
     match: undefined,
     peekTimeout: undefined,
     tls: undefined,
@@ -304,6 +308,22 @@ export const RULE_OPTIONS: readonly OptionSpec[] = [
     apply: (options, value) => {
       if (typeof value !== "boolean") return `accept_proxy must be on or off, got '${String(value)}'`;
       options.acceptProxy = value;
+      return undefined;
+    },
+  },
+  {
+    conf: ["proxy-from", "proxy_from"],
+    toml: "proxy_from",
+    type: "list",
+    apply: (options, value) => {
+      const networks: AddressPattern[] = [];
+      for (const word of words(value)) {
+        const pattern = /^[0-9a-fA-F.:]+(\/\d+)?$/.test(word) ? compilePattern(word) : "a network (10.0.0.0/8, fd00::/8) or an address";
+        if (typeof pattern === "string") return `proxy-from '${word}': ${pattern}`;
+        networks.push(pattern);
+      }
+      if (networks.length === 0) return "proxy-from needs at least one network";
+      options.proxyFrom = networks;
       return undefined;
     },
   },
@@ -518,6 +538,7 @@ export function defaultRuleDefaults(): RuleDefaults {
     dnsRefresh: options.dnsRefresh,
     dnsFamily: options.dnsFamily,
     dnsSpread: options.dnsSpread,
+    dnsServers: options.dnsServers,
     keepalive: options.keepalive,
     bufferSize: options.bufferSize,
     maxConnectionsPerClient: options.maxConnectionsPerClient,

@@ -354,7 +354,8 @@ function readGlobalValue(reader: TableReader, key: string, spec: GlobalSpec): Gl
       const value = reader.raw(key);
       return typeof value === "boolean" ? value : reader.string(key);
     }
-    case "string-or-octal": {
+    case "string-or-octal":
+    case "name-or-id": {
       const value = reader.raw(key);
       return typeof value === "number" && Number.isInteger(value) ? String(value) : reader.string(key);
     }

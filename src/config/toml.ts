@@ -36,6 +36,7 @@ import {
 } from "./table-reader.ts";
 import { nestingProblem } from "./nesting.ts";
 import { parsePortRange, type PortSpan } from "./port-range.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { tooDeep } from "./text-limits.ts";
 import { indexTomlLines, locateTomlSyntaxError } from "./toml-lines.ts";
 import { checkHost, checkPort, checkSourceAddress, checkUnixPath, compileAccessRule } from "./validate.ts";
@@ -149,6 +150,7 @@ function readEndpoint(reader: TableReader, addressKey: string, portKey: string, 
     reader.required(portKey, reader.integer(portKey));
     return undefined;
   }
+  if (isSrvAddress(address)) return readSrvEndpoint(reader, address, addressKey, portKey, role, transport);
   if (address.startsWith(UNIX_PREFIX)) {
     if (transport === "udp") {
       reader.report(addressKey, `${role} address '${address}': unix sockets carry streams, not UDP`);
@@ -162,6 +164,24 @@ function readEndpoint(reader: TableReader, addressKey: string, portKey: string, 
   if (host === undefined || ports === undefined) return undefined;
   const endpoint: Endpoint = { host, port: ports.port, transport };
   if (ports.portEnd !== undefined) endpoint.portEnd = ports.portEnd;
+  return endpoint;
+}
+
+/** `srv:_service._proto.name`: a connect address without a port key, whose protocol label agrees with the rule's `protocol`. */
+function readSrvEndpoint(reader: TableReader, address: string, addressKey: string, portKey: string, role: string, transport: Transport): Endpoint | undefined {
+  if (role !== "connect") {
+    reader.report(addressKey, srvBindReason(role, address));
+    return undefined;
+  }
+  const endpoint = reader.check(addressKey, parseSrvAddress(address, `${role} address`));
+  if (reader.has(portKey)) {
+    reader.report(portKey, `${role} address '${address}' takes no port: each SRV record gives its own`);
+    return undefined;
+  }
+  if (endpoint !== undefined && endpoint.transport !== transport) {
+    reader.report(addressKey, `${role} address '${address}' names a ${endpoint.transport.toUpperCase()} service but the rule connects over ${transport.toUpperCase()} (protocol)`);
+    return undefined;
+  }
   return endpoint;
 }
 
@@ -211,6 +231,10 @@ function readBackends(reader: TableReader, transport: Transport): Backend[] | un
     const endpoint = readEndpoint(entryReader, "address", "port", "connect", transport);
     const weight = entryReader.integer("weight") ?? 1;
     if (weight < 1 || weight > 100) entryReader.report("weight", `weight must be a whole number from 1 to 100, got ${weight}`);
+    if (endpoint?.srv === true && entryReader.has("weight")) {
+      entryReader.report("weight", SRV_WEIGHT_REASON);
+      valid = false;
+    }
     const sourceText = entryReader.string("source_address");
     const source = sourceText === undefined ? undefined : entryReader.check("source_address", checkSourceAddress(sourceText));
     const tls = readBackendTls(entryReader, "tls");

@@ -8,7 +8,7 @@
 import { compilePattern } from "../access.ts";
 import { formatEndpoint, formatPorts, portCount } from "../endpoint.ts";
 import { isIpLiteral, normalizeIp } from "../ip.ts";
-import type { AccessRule, ConfigIssue, ConnectionRate, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
+import type { AccessRule, AddressPattern, ConfigIssue, ConnectionRate, Endpoint, ForwardRule, MetricsAddress, SourceLocation } from "../types.ts";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -287,11 +287,18 @@ function sharingConflict(sharing: ForwardRule[], rule: ForwardRule): { with: For
     if (other.acceptProxy !== rule.acceptProxy) {
       return { with: other, what: `accept_proxy must be the same for every rule on ${bind} (the PROXY header is read before a rule is chosen): it differs from` };
     }
+    if (patternsText(other.proxyFrom) !== patternsText(rule.proxyFrom)) {
+      return { with: other, what: `proxy-from must be the same for every rule on ${bind} (the PROXY header is read before a rule is chosen): it differs from` };
+    }
     if (other.peekTimeout !== undefined && rule.peekTimeout !== undefined && other.peekTimeout !== rule.peekTimeout) {
       return { with: other, what: `peek-timeout applies to the whole bind ${bind}: ${rule.peekTimeout}s here, ${other.peekTimeout}s in` };
     }
   }
   return undefined;
+}
+
+function patternsText(patterns: AddressPattern[] | undefined): string {
+  return patterns === undefined ? "" : patterns.map((pattern) => pattern.text).join("|");
 }
 
 /** A name or protocol both rules match (`sni=a.example.com`), or undefined. */
@@ -370,6 +377,11 @@ export function findMisplacedOptions(rules: ForwardRule[], label: RuleLabel = NO
       report(`frame=${rule.framing} applies only to udptotcp and tcptoudp rules, this one is ${rule.mode}`);
     }
     if (rule.acceptProxy && rule.bind.transport === "udp") report("accept_proxy applies to TCP and unix listeners only");
+    // Trust named without a header to trust would leave the operator believing spoofing is kept out.
+    if (rule.proxyFrom !== undefined && !rule.acceptProxy) report("proxy-from applies to rules with accept_proxy (it says whose PROXY headers to trust): add accept_proxy or remove proxy-from");
+    if (rule.proxyFrom !== undefined && rule.bind.transport === "unix") {
+      report("proxy-from needs a TCP listener: peers on a unix socket have no address (limit who may connect with mode=)");
+    }
     if (rule.proxyProtocol === "v1" && rule.mode !== "tcp" && rule.mode !== "udptotcp") {
       report("proxy=v1 applies to TCP backends only; use proxy=v2 for UDP");
     }

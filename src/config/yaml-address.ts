@@ -3,11 +3,13 @@
  * values write them: `host:port/proto`, `[IPv6]:port/proto`, or
  * `unix:/path` (`unix:@name` for Linux's abstract namespace). The port may
  * be a service name (`http`) or a range (`8000-8099`); `/proto` is `tcp` or
- * `udp` and may be left out.
+ * `udp` and may be left out. A connect address may also be
+ * `srv:_service._proto.name` (srv-address.ts).
  */
 import type { Endpoint, Transport } from "../types.ts";
 import { isPortRange, parsePortRange } from "./port-range.ts";
 import { resolveService } from "./services.ts";
+import { isSrvAddress, parseSrvAddress, srvBindReason } from "./srv-address.ts";
 import { type Checked, checkHost, checkPort, checkUnixPath } from "./validate.ts";
 
 const UNIX_PREFIX = "unix:";
@@ -21,6 +23,10 @@ function fail<T>(reason: string): Checked<T> {
  * reasons, and `unsuffixed` is the transport of a port without `/proto`.
  */
 export function parseAddress(text: string, role: string, unsuffixed: Transport): Checked<Endpoint> {
+  if (isSrvAddress(text)) {
+    if (role !== "connect") return fail(srvBindReason(role, text));
+    return parseSrvAddress(text, `${role} address`);
+  }
   if (text.toLowerCase().startsWith(UNIX_PREFIX)) {
     const path = checkUnixPath(text.slice(UNIX_PREFIX.length), `${role} address`);
     return path.ok ? { ok: true, value: { host: path.value, port: 0, transport: "unix" } } : path;

@@ -8,6 +8,7 @@
  * are written from the first rule.
  */
 import { formatEndpoint } from "../endpoint.ts";
+import { formatHostPort } from "../ip.ts";
 import type { AccessList, Backend, Config, ForwardRule, TlsClientSettings } from "../types.ts";
 
 type Value = string | number | boolean | Value[] | { [key: string]: Value | undefined };
@@ -34,7 +35,8 @@ function backendOf(rule: ForwardRule, backend: Backend): Mapping {
   return {
     dest: formatEndpoint(backend.endpoint),
     name: backend.name,
-    weight: backend.weight,
+    // An srv: backend's weights come from its records (a weight given to it is refused).
+    ...(backend.endpoint.srv === true ? {} : { weight: backend.weight }),
     ...(backend.sourceAddress === undefined ? {} : { src: backend.sourceAddress }),
     ...(own === undefined ? {} : { tls: own }),
   };
@@ -58,6 +60,7 @@ export function ruleOptionsYaml(rule: ForwardRule): Mapping {
     max_datagram: rule.maxDatagram,
     ...(rule.proxyProtocol === undefined ? {} : { proxy_protocol: rule.proxyProtocol }),
     accept_proxy: rule.acceptProxy,
+    ...(rule.proxyFrom === undefined ? {} : { proxy_from: rule.proxyFrom.map((pattern) => pattern.text) }),
     keepalive: rule.keepalive ?? false,
     ...(rule.socketMode === undefined ? {} : { mode: `0${rule.socketMode.toString(8)}` }),
     dns_refresh: rule.dnsRefresh,
@@ -128,6 +131,9 @@ function globalOf(config: Config): Mapping {
     sockets: config.sockets,
     ...(config.listenBacklog === undefined ? {} : { listen_backlog: config.listenBacklog }),
     ...(config.workers === undefined ? {} : { workers: config.workers }),
+    ...(config.dnsServers === undefined ? {} : { dns_servers: config.dnsServers.map((server) => formatHostPort(server.host, server.port)).join(",") }),
+    ...(config.user === undefined ? {} : { user: config.user.name }),
+    ...(config.group === undefined ? {} : { group: config.group.name }),
     ...(first === undefined
       ? {}
       : {

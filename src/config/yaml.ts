@@ -9,7 +9,7 @@
  *                             access: { allow: [...], deny: [...] },
  *                             buffer_size, listen_backlog, pool_* (pool_* accepted with a
  *                             warning: no effect),
- *                             oi's own: max_connections, metrics, log_json
+ *                             oi's own: max_connections, metrics, log_json, user, group
  *     rules:
  *       - name: web           required, unique
  *         bind: "0.0.0.0:80/tcp"      or a list; also "[::]:80/tcp", "unix:/path",
@@ -86,6 +86,7 @@ import {
 import { nestingProblem } from "./nesting.ts";
 import { tooDeep } from "./text-limits.ts";
 import { parseAddress } from "./yaml-address.ts";
+import { SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { indexYamlLines, locateYamlSyntaxError, type YamlLineIndex } from "./yaml-lines.ts";
 import { checkSourceAddress, compileAccessRule } from "./validate.ts";
 
@@ -449,7 +450,10 @@ function readBackend(context: YamlContext, entry: unknown, path: string, unsuffi
     valid = false;
   }
   const weight = read("weight", reader.integer("weight")) ?? 1;
-  if (weight < 1 || weight > MAX_WEIGHT) {
+  if (endpoint?.srv === true && reader.has("weight")) {
+    reader.report("weight", SRV_WEIGHT_REASON);
+    valid = false;
+  } else if (weight < 1 || weight > MAX_WEIGHT) {
     reader.report("weight", `weight must be a whole number from 1 to ${MAX_WEIGHT}, got ${weight}`);
     valid = false;
   }

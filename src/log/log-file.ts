@@ -17,6 +17,7 @@
  * never returns.
  */
 import { closeSync, constants, openSync, write } from "node:fs";
+import { O_CLOEXEC } from "../libc.ts";
 import { type Refusal, refusalWords, type SessionEvents, type SessionRecord } from "../session.ts";
 import type { ForwardRule, LogFormat } from "../types.ts";
 import { FORMATTERS } from "./format.ts";
@@ -26,7 +27,14 @@ const FLUSH_INTERVAL_MS = 1000;
 const BATCH_BYTES = 64 * 1024;
 /** Text that may wait for the disk (about 8000 lines); lines beyond are dropped. */
 const LIMIT_BYTES = 1024 * 1024;
-const OPEN_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK;
+/** O_NOFOLLOW: a symbolic link planted at the log's path is refused (ELOOP), not written through as root. */
+const OPEN_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOFOLLOW | O_CLOEXEC;
+/** The kernel's own links to a descriptor (`logfile /dev/stdout` in a container): followed, as nobody can plant them. */
+const DESCRIPTOR_LINK = /^\/(dev\/(stdout|stderr|fd\/\d+)|proc\/self\/fd\/\d+)$/;
+
+function openFlags(path: string): number {
+  return DESCRIPTOR_LINK.test(path) ? OPEN_FLAGS & ~constants.O_NOFOLLOW : OPEN_FLAGS;
+}
 
 /** Lines handed to the kernel together. */
 interface Batch {
@@ -56,7 +64,7 @@ export class LogFile implements SessionEvents {
     private readonly onDrop: (lines: number) => void = () => {},
   ) {
     this.format = FORMATTERS[format];
-    this.descriptor = openSync(path, OPEN_FLAGS, 0o640);
+    this.descriptor = openSync(path, openFlags(path), 0o640);
     this.timer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
     // The flush timer alone must not keep the process alive.
     this.timer.unref();
@@ -89,7 +97,7 @@ export class LogFile implements SessionEvents {
 
   /** After logrotate moved the file: write to a new file at the same path. */
   reopen(): void {
-    const next = openSync(this.path, OPEN_FLAGS, 0o640);
+    const next = openSync(this.path, openFlags(this.path), 0o640);
     if (this.descriptor !== undefined) this.retired.push(this.descriptor);
     this.descriptor = next;
     // A batch waiting on the old file goes to the new one.

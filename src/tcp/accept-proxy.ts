@@ -9,6 +9,7 @@
  * socket phase, see phases.ts); once the header is in, the owner gives the
  * socket its connection, so the relay itself never looks for a header.
  */
+import { parseClientAddress } from "../access.ts";
 import { SocketPhase } from "./phases.ts";
 import type { StreamSocket } from "./stream-socket.ts";
 import type { SessionEvents } from "../session.ts";
@@ -109,6 +110,28 @@ export function refuseHeader(socket: StreamSocket<HeaderReader>, rule: ForwardRu
     endedAt: now,
     result: `error: ${reason}`,
   });
+}
+
+/**
+ * Whether the peer of `socket` may send `rule` a PROXY header: any peer
+ * without `proxy-from`, else one whose address (IPv4-mapped IPv6 taken as
+ * IPv4) lies in one of its networks. Asked at accept, before a byte is read.
+ */
+export function trustedProxy(rule: ForwardRule, socket: StreamSocket<unknown>): boolean {
+  const networks = rule.proxyFrom;
+  if (networks === undefined) return true;
+  const peer = parseClientAddress(socket.remoteAddress ?? "");
+  if (peer === undefined) return false;
+  for (const network of networks) if (network.matches(peer)) return true;
+  return false;
+}
+
+/** Reset a peer outside the rule's proxy-from at once: counted and logged as a refusal, its header never read. */
+export function refuseUntrusted(socket: StreamSocket<unknown>, rule: ForwardRule, events: SessionEvents): void {
+  const address = socket.remoteAddress ?? "";
+  const port = socket.remotePort ?? 0;
+  socket.terminate();
+  events.denied(rule, address, port, "untrusted-proxy");
 }
 
 /** Where the client connected to, as a PROXY header names it (a unix listener has no address). */

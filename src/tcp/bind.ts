@@ -23,7 +23,7 @@ import { type FirstLook, RouteTable } from "../match.ts";
 import { NO_MATCH } from "../status.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import { type AccessList, DEFAULT_PEEK_TIMEOUT_SECONDS, type Endpoint, type ForwardRule, type TlsServerSettings } from "../types.ts";
-import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "./accept-proxy.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader, refuseUntrusted, trustedProxy } from "./accept-proxy.ts";
 import { TcpForwarder } from "./forwarder.ts";
 import { type PeekOwner, Peeker } from "./peek.ts";
 import { ListenerHandlers } from "./phases.ts";
@@ -220,8 +220,9 @@ export class TcpBind implements HeaderOwner, PeekOwner<Origin> {
       return;
     }
     // The bind's choice now (the rules on one bind agree on it): a reload may have changed it.
-    if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
-    else this.choose(socket, UNPROXIED, undefined);
+    if (!this.rule.acceptProxy) this.choose(socket, UNPROXIED, undefined);
+    else if (!trustedProxy(this.rule, socket)) refuseUntrusted(socket, this.rule, this.context.events);
+    else socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
   }
 
   headerRead(socket: StreamSocket<HeaderReader>, header: HeaderResult): void {

@@ -6,6 +6,7 @@
  * addresses in order, then the next backend, with oi's own connect timeout
  * (Bun has none). Moving bytes is the relay's job (relay.ts).
  */
+import { consola } from "consola";
 import type { StreamSocket } from "./stream-socket.ts";
 import { DialPlan, type DialTarget, type RuleBackends } from "../backends.ts";
 import type { Forwarder, ForwarderContext } from "../forwarder.ts";
@@ -60,7 +61,9 @@ const connectingHandlers = {
   connectError(socket: StreamSocket<Attempt>, error: Error): void {
     // Bun reports nearly every connect errno as ECONNREFUSED; "refused" is all it tells. A TLS backend may also fail its handshake.
     const attempt = socket.data;
-    attempt.forwarder.attemptFailed(attempt, attempt.target.tls === undefined ? "refused" : tlsDialFailure(error));
+    const local = localDialFailure(error);
+    if (local !== undefined) attempt.forwarder.attemptFailedHere(attempt, local);
+    else attempt.forwarder.attemptFailed(attempt, attempt.target.tls === undefined ? "refused" : tlsDialFailure(error));
   },
   data(): void {},
   drain(): void {},
@@ -78,6 +81,18 @@ function tlsDialFailure(error: Error): SessionResult {
   if (typeof code === "string" && UNREACHED.test(code)) return "refused";
   return `error: backend TLS ${typeof code === "string" ? code : error.message}`;
 }
+
+/**
+ * A connect that failed on this machine, not at the backend: the kernel had
+ * no local port left for that destination (EADDRNOTAVAIL; the direct socket
+ * layer tells it, Bun's says ECONNREFUSED). The backend is not to blame.
+ */
+function localDialFailure(error: Error): SessionResult | undefined {
+  return (error as { code?: unknown }).code === "EADDRNOTAVAIL" ? "error: no free local port (EADDRNOTAVAIL)" : undefined;
+}
+
+/** Local dial failures are logged at most this often per rule (a client per failure would flood the log). */
+const LOCAL_FAILURE_LOG_MS = 10_000;
 
 function attemptTimedOut(attempt: Attempt): void {
   attempt.timer = undefined;
@@ -100,6 +115,8 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   private draining = false;
   /** libc, once loaded by the drain, to see what the kernel still holds for a connection. */
   private libc: Libc | undefined;
+  /** When a local dial failure was last logged (performance.now), so a burst of them makes one line. */
+  private localFailureLoggedAt = -Infinity;
   /** The rule's bandwidth limits (shared buckets), made once the rule has any. */
   private bandwidth: RuleBandwidth | undefined;
 
@@ -236,6 +253,24 @@ export class TcpForwarder implements Forwarder, RelayOwner {
   }
 
   /** This attempt failed (refused, unreachable, timed out): try the next target, or give up on the client. */
+  /**
+   * A connect failed on this machine (no local port for the destination):
+   * the client gets the next target as after any failure, but the backend's
+   * health does not suffer for it, and the log says why, every ten seconds
+   * at most.
+   */
+  attemptFailedHere(attempt: Attempt, why: SessionResult): void {
+    const now = performance.now();
+    if (now - this.localFailureLoggedAt >= LOCAL_FAILURE_LOG_MS) {
+      this.localFailureLoggedAt = now;
+      consola.warn(
+        `rule ${this.rule.name}: cannot connect to ${attempt.target.backend.name}: ${why.replace(/^error: /, "")}; too many connections to one backend address for the local port range (net.ipv4.ip_local_port_range), or use several source addresses`,
+      );
+    }
+    attempt.relay.dial.spareCurrent();
+    this.attemptFailed(attempt, why);
+  }
+
   attemptFailed(attempt: Attempt, why: SessionResult): void {
     const relay = attempt.relay;
     if (attempt.timer !== undefined) clearTimeout(attempt.timer);

@@ -17,7 +17,7 @@ import type { Endpoint, SocketsMode } from "../types.ts";
 import { type FdLoop, fdLoop } from "../fd/loop.ts";
 import { fdConnect, FdListener, LISTEN_BACKLOG } from "../fd/socket.ts";
 import type { StreamHandlers, StreamListener, StreamSocket } from "./stream-socket.ts";
-import { adoptUnix, applySocketMode, listenUnix } from "./unix-socket.ts";
+import { adoptUnix, listenUnix } from "./unix-socket.ts";
 import { type InheritedSocket, takeInherited } from "../systemd/inherited.ts";
 
 export interface ListenOptions {
@@ -60,9 +60,7 @@ export class SocketLayer {
     const inherited = takeInherited(bind);
     if (inherited !== undefined) return this.adopt(inherited, bind, handlers);
     if (bind.transport === "unix") {
-      const listener = await listenUnix(bind.host, handlers);
-      applySocketMode(bind.host, options.socketMode);
-      return listener;
+      return listenUnix(bind.host, handlers, options.socketMode);
     }
     const loop = this.direct();
     if (loop !== undefined && isIpLiteral(bind.host)) {

@@ -7,7 +7,7 @@
  * Bun's stop(): after an upgrade handed the socket to the new process, the
  * old one must leave the file in place.
  */
-import { chmodSync, lstatSync, unlinkSync } from "node:fs";
+import { lstatSync, unlinkSync } from "node:fs";
 import { constants } from "node:os";
 import { bunUnixPath } from "../endpoint.ts";
 import { encodeUnixAddress } from "../fd/address.ts";
@@ -39,10 +39,20 @@ export async function clearStaleSocket(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-/** Set the socket file's permissions (`[mode=0660]`); abstract sockets have none. */
-export function applySocketMode(path: string, mode: number | undefined): void {
-  if (mode === undefined || path.startsWith("@")) return;
-  chmodSync(path, mode);
+/**
+ * Run `bind` with the umask set so that the socket file is born with `mode`
+ * (`[mode=0660]`), never wider and never through a later chmod by path,
+ * which would follow a symbolic link swapped in meanwhile. bind(2) itself
+ * creates the file and fails on anything already there, a link included.
+ */
+function withSocketMode<T>(mode: number | undefined, bind: () => T): T {
+  if (mode === undefined) return bind();
+  const previous = process.umask(~mode & 0o777);
+  try {
+    return bind();
+  } finally {
+    process.umask(previous);
+  }
 }
 
 /** `ENOENT`, for an errno number. */
@@ -88,16 +98,20 @@ class UnixListener implements StreamListener {
  * socket is made through libc where it can be; elsewhere Bun makes it (and
  * removes the file when it stops, upgrade or not).
  */
-export async function listenUnix(path: string, handlers: object): Promise<StreamListener> {
+export async function listenUnix(path: string, handlers: object, mode?: number): Promise<StreamListener> {
   await clearStaleSocket(path);
   const loaded = await loadLibc();
   const address = encodeUnixAddress(path);
+  // Abstract sockets have no file, hence no mode.
+  const fileMode = path.startsWith("@") ? undefined : mode;
   // Half-close must pass through unix sockets as through TCP.
-  if ("unavailable" in loaded || address === undefined) return Bun.listen<unknown>({ unix: bunUnixPath(path), allowHalfOpen: true, socket: handlers });
+  if ("unavailable" in loaded || address === undefined) {
+    return withSocketMode(fileMode, () => Bun.listen<unknown>({ unix: bunUnixPath(path), allowHalfOpen: true, socket: handlers }));
+  }
   const { libc } = loaded;
   const fd = libc.socket(AF_UNIX, SOCK_STREAM | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd < 0) throw new Error(errnoName(libc.errno()));
-  if (libc.bind(fd, address.bytes, address.length) !== 0 || libc.listen(fd, UNIX_BACKLOG) !== 0) {
+  if (withSocketMode(fileMode, () => libc.bind(fd, address.bytes, address.length)) !== 0 || libc.listen(fd, UNIX_BACKLOG) !== 0) {
     const errno = libc.errno();
     libc.close(fd);
     throw new Error(errnoName(errno));

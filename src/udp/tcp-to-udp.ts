@@ -23,7 +23,7 @@ import { type ClientHold, ClientLimiter } from "../client-limits.ts";
 import { type Admission, admitClient } from "../limits.ts";
 import type { ProxyAddress } from "../proxy-protocol.ts";
 import type { SessionEvents, SessionResult } from "../session.ts";
-import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader } from "../tcp/accept-proxy.ts";
+import { type HeaderOwner, HeaderReader, type HeaderResult, localEnd, refuseHeader, refuseUntrusted, trustedProxy } from "../tcp/accept-proxy.ts";
 import { ListenerHandlers } from "../tcp/phases.ts";
 import { portCount } from "../endpoint.ts";
 import { PortListeners } from "../port-listeners.ts";
@@ -326,7 +326,8 @@ export class TcpToUdpForwarder implements Forwarder, HeaderOwner {
 
   /** A client connected: its PROXY header first when the rule reads one (the rule's choice now: a reload may have changed it). */
   private opened(socket: StreamSocket<unknown>): void {
-    if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
+    if (this.rule.acceptProxy && !trustedProxy(this.rule, socket)) refuseUntrusted(socket, this.rule, this.events);
+    else if (this.rule.acceptProxy) socket.data = new HeaderReader(this, socket as StreamSocket<HeaderReader>);
     else this.begin(socket as StreamSocket<TcpToUdpSession>, { address: socket.remoteAddress, port: socket.remotePort }, localEnd(socket), undefined);
   }
 

@@ -14,13 +14,22 @@ export interface IssuedCertificate {
   keyPem: string;
 }
 
+export interface IssueOptions {
+  file?: string;
+  keyType?: "ec" | "rsa";
+  /** IP addresses the certificate is also for (IP subject alternative names). */
+  ips?: string[];
+  /** Usable as a client certificate too (extended key usage clientAuth besides serverAuth). */
+  clientAuth?: boolean;
+}
+
 export interface TestCa {
   dir: string;
   /** The authority's own certificate: what a client trusts (`--cacert`, `-CAfile`, `tls-ca=`). */
   certFile: string;
   certPem: string;
   /** A leaf certificate for `names` (the first is its CN; all are DNS subject alternative names), signed by this authority. */
-  issue(names: string[], options?: { file?: string; keyType?: "ec" | "rsa" }): IssuedCertificate;
+  issue(names: string[], options?: IssueOptions): IssuedCertificate;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -45,8 +54,9 @@ export function makeTestCa(name = "oi test CA"): TestCa {
     issue(names, options = {}) {
       const base = options.file ?? `leaf-${serial}`;
       const extensions = join(dir, `${base}.ext`);
-      const san = names.map((host) => `DNS:${host}`).join(",");
-      writeFileSync(extensions, `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`);
+      const san = [...names.map((host) => `DNS:${host}`), ...(options.ips ?? []).map((ip) => `IP:${ip}`)].join(",");
+      const usage = options.clientAuth === true ? "serverAuth,clientAuth" : "serverAuth";
+      writeFileSync(extensions, `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=${usage}\n`);
       const keyFile = join(dir, `${base}.key`);
       const csr = join(dir, `${base}.csr`);
       const certFile = join(dir, `${base}.pem`);

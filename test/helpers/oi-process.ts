@@ -22,7 +22,7 @@ export function writeTempFile(name: string, text: string): string {
 }
 
 /** Collects a stream's text as it arrives, so tests can wait for a line. */
-class OutputWatcher {
+export class OutputWatcher {
   text = "";
   private waiters: Array<() => void> = [];
   constructor(stream: ReadableStream<Uint8Array>) {

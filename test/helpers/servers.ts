@@ -28,6 +28,10 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "systemd-socket-activate": "systemd",
   "systemd-analyze": "systemd",
   ab: "apache2-utils",
+  dnsmasq: "dnsmasq-base",
+  catatonit: "catatonit",
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
 };
 
 /** Absolute path of `command`, looked up on PATH and in the sbin directories (nginx and sshd live there). */
@@ -71,9 +75,10 @@ export interface ToolRun {
   timedOut: boolean;
 }
 
-/** Run a command to its end with `stdin` (or nothing) as input; SIGKILLed after `timeoutMs`. */
-export async function runTool(cmd: string[], options: { stdin?: string; timeoutMs?: number } = {}): Promise<ToolRun> {
+/** Run a command to its end with `stdin` (or nothing) as input, in `env` (or this process's); SIGKILLed after `timeoutMs`. */
+export async function runTool(cmd: string[], options: { stdin?: string; timeoutMs?: number; env?: Record<string, string | undefined> } = {}): Promise<ToolRun> {
   const proc = Bun.spawn(cmd, {
+    ...(options.env === undefined ? {} : { env: options.env }),
     stdin: options.stdin === undefined ? "ignore" : new TextEncoder().encode(options.stdin),
     stdout: "pipe",
     stderr: "pipe",
