@@ -63,6 +63,7 @@ describe(".conf: several backends", () => {
         "0.0.0.0 86 unix:relative.sock",
         "0.0.0.0 87 10.0.0.1 80 [mode=0660]",
         `0.0.0.0 88 ${Array.from({ length: 33 }, (_, i) => `10.0.0.${i + 1}`).join(",")} 80`,
+        "0.0.0.0 89 b.lan:80,b.lan 80",
       ].join("\n"),
     );
     expect(linesAndReasons(result.errors)).toEqual([
@@ -74,8 +75,18 @@ describe(".conf: several backends", () => {
       [7, "connect address 'unix:relative.sock' must be an absolute path (unix:/run/app.sock) or an abstract name (unix:@name)"],
       [8, "mode applies to rules listening on a unix socket only"],
       [9, "a rule has at most 32 backends, this one lists 33"],
+      // One name per backend, as in YAML (names label metrics; the YAML export of such a rule was refused).
+      [10, "two backends of this rule are named 'b.lan:80'"],
     ]);
   });
+});
+
+test("TOML: the same backend twice is an error, as in .conf and YAML", async () => {
+  const result = await loadText(
+    "dup.toml",
+    '[[forwarding_rules]]\nbind_address = "0.0.0.0"\nbind_port = 80\nconnect = [{ address = "10.0.0.1", port = 80 }, { address = "10.0.0.1", port = 80, weight = 2 }]\n',
+  );
+  expect(linesAndReasons(result.errors)).toEqual([[4, "two backends of this rule are named '10.0.0.1:80'"]]);
 });
 
 test("active probes are TCP connects: an error on a rule with UDP backends", async () => {

@@ -1,13 +1,17 @@
 /**
  * Property tests of the first-bytes parsers (src/peek/) on random and
- * mutated real inputs, with a fixed seed so a run is repeatable; the
+ * mutated real inputs, with a fixed seed so a run is repeatable
+ * (OI_FUZZ_SEED and OI_FUZZ_RUNS change the seed and the runs); the
  * properties are in helpers/peek-fuzz.ts. For longer runs with fresh seeds:
- * bench/fuzz-peek.ts.
+ * bench/fuzz.ts --parser peek (which saves failing cases under
+ * fixtures/fuzz/, checked by fuzz.test.ts; the inputs under
+ * fixtures/fuzz-peek/ were saved by its predecessor, and are checked here).
  */
 import { describe, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
+import { fuzzEnvironment } from "./helpers/fuzz-targets.ts";
 import { PEEK_PROPERTIES, peekCase } from "./helpers/peek-fuzz.ts";
 
 const SEED = 0x0e1_5eed;
@@ -20,7 +24,7 @@ describe("first-bytes parsers: properties", () => {
         fc.property(peekCase(), (input) => {
           check(input);
         }),
-        { seed: SEED, numRuns: RUNS },
+        fuzzEnvironment(RUNS, SEED),
       );
     });
   }

@@ -17,7 +17,7 @@
  */
 import type { Backend, Endpoint, RuleOptions, Transport } from "../types.ts";
 import { backendOf } from "./model.ts";
-import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
+import { confOption, CONF_OPTION_NAMES, defaultRuleOptions, duplicateBackendName, parseConfOptionValue, tooManyBackends, type RuleDefaults } from "./options.ts";
 import { isPortRange, parsePortRange, type PortSpan } from "./port-range.ts";
 import { resolveService } from "./services.ts";
 import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
@@ -179,6 +179,8 @@ function parseBackendList(text: string, defaultPort: PortField | undefined): Che
     if (!backend.ok) return backend;
     backends.push(backend.value);
   }
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) return fail(duplicate);
   return { ok: true, value: backends };
 }
 

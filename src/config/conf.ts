@@ -10,7 +10,7 @@
  * reported, each with its line.
  */
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { AccessRule, Config, ForwardRule } from "../types.ts";
 import { expandInclude, realFile } from "./conf-include.ts";
@@ -19,6 +19,7 @@ import { checkGlobals, confGlobal, type GlobalSpec, type GlobalValue, noEffectWa
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { defaultRuleName, emptyAccessList, emptyConfig, modeOf } from "./model.ts";
 import { defaultRuleDefaults, inheritDefaults, type RuleDefaults } from "./options.ts";
+import { MAX_CONFIG_BYTES, tooLarge } from "./text-limits.ts";
 import { compileAccessRule } from "./validate.ts";
 
 /** Files in one chain of includes, the main file counted, as rinetd-uv allows (main + 9 nested): deeper is taken for a mistake. */
@@ -49,6 +50,8 @@ interface ConfState {
   defaults: RuleDefaults;
   /** Per rule, the inheritable options it set itself. */
   explicit: Map<ForwardRule, Set<keyof RuleDefaults>>;
+  /** Characters of every file read so far (MAX_CONFIG_BYTES bounds them together). */
+  bytesRead: number;
 }
 
 export function parseConf(text: string, file: string): ParseResult {
@@ -61,6 +64,7 @@ export function parseConf(text: string, file: string): ParseResult {
     files: [file],
     defaults: defaultRuleDefaults(),
     explicit: new Map(),
+    bytesRead: Buffer.byteLength(text),
   };
   parseText(state, text);
   // Global directives apply to every rule that does not say otherwise, wherever they stand.
@@ -346,11 +350,18 @@ function includeFile(state: ConfState, file: string, line: number): void {
   }
   let text: string;
   try {
+    // The size bound counts every file read, checked before this one is.
+    const size = statSync(file).size;
+    if (state.bytesRead + size > MAX_CONFIG_BYTES) {
+      state.issues.error(line, `include ${file}: ${tooLarge(state.bytesRead + size)}`);
+      return;
+    }
     text = readFileSync(file, "utf8");
   } catch (error) {
     state.issues.error(line, `include ${file}: cannot read: ${error instanceof Error ? error.message : String(error)}`);
     return;
   }
+  state.bytesRead += Buffer.byteLength(text);
   const including = state.issues.file;
   state.issues.file = file;
   state.includeChain.push(real);

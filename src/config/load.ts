@@ -5,7 +5,7 @@
  * returned only when there is no error.
  */
 
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { Config, ConfigFormat, ConfigIssue, ForwardRule, LoadResult } from "../types.ts";
 import { parseConf } from "./conf.ts";
 import type { ParseResult } from "./issues.ts";
@@ -13,6 +13,7 @@ import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
 import { loadAdminSettings } from "./admin.ts";
 import { resolvePrivilege } from "./accounts.ts";
 import { findRangeMismatches } from "./port-range.ts";
+import { clipIssue, MAX_CONFIG_BYTES, tooLarge } from "./text-limits.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
@@ -22,6 +23,9 @@ const PARSERS: Record<ConfigFormat, (text: string, file: string) => ParseResult>
 export async function loadConfig(path: string): Promise<LoadResult> {
   let text: string;
   try {
+    // Refused before it is read: a file of gigabytes must not be taken into memory to be refused.
+    const size = (await stat(path)).size;
+    if (size > MAX_CONFIG_BYTES) return { config: undefined, errors: [{ file: path, line: 0, reason: tooLarge(size) }], warnings: [], files: [path] };
     text = await readFile(path, "utf8");
   } catch (error) {
     return {
@@ -38,6 +42,9 @@ export async function loadConfig(path: string): Promise<LoadResult> {
 export function loadConfigText(text: string, file: string): LoadResult {
   // Editors on Windows may save a byte-order mark; it is not part of the first line.
   const source = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  // Also for text that came from no file (the admin API, or a FIFO whose size stat cannot tell).
+  const bytes = Buffer.byteLength(source);
+  if (bytes > MAX_CONFIG_BYTES) return { config: undefined, errors: [{ file, line: 0, reason: tooLarge(bytes) }], warnings: [], files: [file] };
   const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
   markIpv6OnlyBinds(rules);
@@ -55,8 +62,8 @@ export function loadConfigText(text: string, file: string): LoadResult {
   ]);
   return {
     config: errors.length === 0 ? parsed.config : undefined,
-    errors,
-    warnings: inReadingOrder(parsed.files, [...parsed.warnings, ...findIneffectiveOptions(rules, label)]),
+    errors: errors.map(clipIssue),
+    warnings: inReadingOrder(parsed.files, [...parsed.warnings, ...findIneffectiveOptions(rules, label)]).map(clipIssue),
     files: parsed.files,
   };
 }

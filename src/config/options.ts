@@ -229,6 +229,19 @@ export function tooManyBackends(count: number): string | undefined {
   return count > MAX_BACKENDS ? `a rule has at most ${MAX_BACKENDS} backends, this one lists ${count}` : undefined;
 }
 
+/**
+ * Backend names label metrics and the status file: two of one rule may not
+ * share one, in any format (a backend listed twice gets a weight instead).
+ */
+export function duplicateBackendName(backends: readonly { name: string }[]): string | undefined {
+  const seen = new Set<string>();
+  for (const backend of backends) {
+    if (seen.has(backend.name)) return `two backends of this rule are named '${backend.name}'`;
+    seen.add(backend.name);
+  }
+  return undefined;
+}
+
 export const RULE_OPTIONS: readonly OptionSpec[] = [
   {
     conf: ["timeout"],

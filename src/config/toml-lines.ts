@@ -6,6 +6,8 @@
  * to its line, and re-parsing prefixes of the text finds a syntax error's line.
  */
 
+import { firstFailingLine } from "./prefix-search.ts";
+
 /** Paths look like `forwarding_rules[2].bind_port` or `forwarding_rules[0].rules[1].pattern`; indexes count from 0. */
 export interface TomlLineIndex {
   /** The line of `path`, else of the nearest enclosing table or key that was found, else 1. */
@@ -156,12 +158,8 @@ function parentPath(path: string): string {
  * error when that error is itself an unterminated construct.
  */
 export function locateTomlSyntaxError(text: string, message: string): number {
-  let line = 1;
-  for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", end + 1), line++) {
-    // Keep the newline: some messages name the character found, and a cut before it reads as end of file.
-    if (tomlErrorMessage(text.slice(0, end + 1)) === message) return line;
-  }
-  return line;
+  // Keep the newline: some messages name the character found, and a cut before it reads as end of file.
+  return firstFailingLine(text, (prefix) => tomlErrorMessage(prefix) === message);
 }
 
 /** The message `Bun.TOML.parse` throws for `text`, or undefined when it parses. */

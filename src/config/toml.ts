@@ -20,7 +20,7 @@ import type { AccessList, Backend, Config, Endpoint, ForwardRule, LogFormat, Rul
 import { checkGlobals } from "./globals.ts";
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { backendOf, defaultRuleName, emptyAccessList, emptyConfig, transportsOf } from "./model.ts";
-import { defaultRuleDefaults, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
+import { defaultRuleDefaults, duplicateBackendName, inheritDefaults, tooManyBackends, type RuleDefaults } from "./options.ts";
 import {
   arrayOfTables,
   type DocumentContext,
@@ -34,8 +34,10 @@ import {
   type Table,
   TableReader,
 } from "./table-reader.ts";
+import { nestingProblem } from "./nesting.ts";
 import { parsePortRange, type PortSpan } from "./port-range.ts";
 import { isSrvAddress, parseSrvAddress, srvBindReason, SRV_WEIGHT_REASON } from "./srv-address.ts";
+import { tooDeep } from "./text-limits.ts";
 import { indexTomlLines, locateTomlSyntaxError } from "./toml-lines.ts";
 import { checkHost, checkPort, checkSourceAddress, checkUnixPath, compileAccessRule } from "./validate.ts";
 
@@ -63,13 +65,23 @@ const UNIX_PREFIX = "unix:";
 export function parseToml(text: string, file: string): ParseResult {
   const issues = new IssueCollector(file);
   const config = emptyConfig(file, "toml");
+  // Bounds checked before Bun's parser recurses (or takes quadratic time) on them.
+  const problem = nestingProblem(text, "toml");
+  if (problem !== undefined) {
+    issues.error(problem.line, problem.reason);
+    return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
+  }
   let root: unknown;
   try {
     root = Bun.TOML.parse(text);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
-    issues.error(locateTomlSyntaxError(text, message), `TOML syntax error: ${reason}`);
+    // Nesting the scan did not count: no line to give (re-parsing prefixes would overflow again, slowly).
+    if (error instanceof RangeError) issues.error(1, tooDeep());
+    else {
+      const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
+      issues.error(locateTomlSyntaxError(text, message), `TOML syntax error: ${reason}`);
+    }
     return { config, errors: issues.errors, warnings: issues.warnings, files: [file] };
   }
 
@@ -232,7 +244,10 @@ function readBackends(reader: TableReader, transport: Transport): Backend[] | un
     }
     backends.push(backendOf(endpoint, entryReader.string("name"), weight, source, tls));
   });
-  return valid ? backends : undefined;
+  if (!valid) return undefined;
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) reader.report("connect", duplicate);
+  return duplicate === undefined ? backends : undefined;
 }
 
 

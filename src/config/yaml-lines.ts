@@ -13,6 +13,8 @@
  * lines; their paths fall back to the nearest enclosing key that was found.
  */
 
+import { firstFailingLine } from "./prefix-search.ts";
+
 /** Paths look like `global.status.file` or `rules[2].connect[1].dest`; indexes count from 0. */
 export interface YamlLineIndex {
   /** The line of `path`, else of the nearest enclosing key or item that was found, else 1. */
@@ -395,12 +397,7 @@ function parentPath(path: string): string {
  */
 export function locateYamlSyntaxError(text: string, message: string): number {
   const index = indexYamlLines(text);
-  let line = 1;
-  for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", end + 1), line++) {
-    if (index.endsOpen(line)) continue;
-    if (yamlErrorMessage(text.slice(0, end + 1)) === message) return index.valueStart(line);
-  }
-  return index.valueStart(line);
+  return index.valueStart(firstFailingLine(text, (prefix) => yamlErrorMessage(prefix) === message, (line) => index.endsOpen(line)));
 }
 
 /** The message `Bun.YAML.parse` throws for `text`, or undefined when it parses. */

@@ -8,6 +8,7 @@
  */
 import type { Config, ConfigIssue, ForwardRule } from "../types.ts";
 import { loadConfigText } from "./load.ts";
+import { nestingProblem } from "./nesting.ts";
 
 /** The name loadConfigText needs to pick the YAML reader; it never shows. */
 const DOCUMENT_NAME = "document.yaml";
@@ -52,6 +53,9 @@ export function readYamlRule(name: string, text: string, file: string, global?: 
   });
   const fail = (message: string, errors: ConfigIssue[] = []): YamlRule => ({ ok: false, kind: "invalid", message, errors });
   if (isBlank(text)) return malformed("empty", "empty: give one rule (name, bind, connect, ...) as YAML or JSON");
+  // The bounds the YAML config reader sets, before this first look at the text (Bun.YAML.parse overflows the stack on deep nesting).
+  const problem = nestingProblem(text, "yaml");
+  if (problem !== undefined) return fail(`rule '${name}' is refused`, [{ file, ...problem }]);
   let value: unknown;
   try {
     value = Bun.YAML.parse(text);

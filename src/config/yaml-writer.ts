@@ -125,7 +125,8 @@ function globalOf(config: Config): Mapping {
     ...(config.status === undefined
       ? {}
       : { status: { enabled: true, file: config.status.path, interval: config.status.interval, format: config.status.format } }),
-    ...(config.statsLogInterval === 0 ? {} : { stats_log_interval: config.statsLogInterval }),
+    // Always written: YAML's default (60 s) is not TOML's (off), and 0 must stay off when loaded back.
+    stats_log_interval: config.statsLogInterval,
     splice: config.splice === "auto" ? "auto" : config.splice === "on",
     sockets: config.sockets,
     ...(config.listenBacklog === undefined ? {} : { listen_backlog: config.listenBacklog }),

@@ -64,6 +64,7 @@ import {
   defaultRuleOptions,
   inheritDefaults,
   tooManyBackends,
+  duplicateBackendName,
   type OptionSpec,
   RULE_OPTIONS,
   type RuleDefaults,
@@ -82,6 +83,8 @@ import {
   TableReader,
   typeName,
 } from "./table-reader.ts";
+import { nestingProblem } from "./nesting.ts";
+import { tooDeep } from "./text-limits.ts";
 import { parseAddress } from "./yaml-address.ts";
 import { SRV_WEIGHT_REASON } from "./srv-address.ts";
 import { indexYamlLines, locateYamlSyntaxError, type YamlLineIndex } from "./yaml-lines.ts";
@@ -122,13 +125,23 @@ export function parseYaml(text: string, file: string): ParseResult {
   const issues = new IssueCollector(file);
   const config = emptyConfig(file, "yaml");
   const result = (): ParseResult => ({ config, errors: issues.errors, warnings: issues.warnings, files: [file] });
+  // Bounds checked before Bun's parser recurses (or takes quadratic time) on them.
+  const problem = nestingProblem(text, "yaml");
+  if (problem !== undefined) {
+    issues.error(problem.line, problem.reason);
+    return result();
+  }
   let root: unknown;
   try {
     root = Bun.YAML.parse(text);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
-    issues.error(locateYamlSyntaxError(text, message), `YAML syntax error: ${reason}`);
+    // Nesting the scan did not count: no line to give (re-parsing prefixes would overflow again, slowly).
+    if (error instanceof RangeError) issues.error(1, tooDeep());
+    else {
+      const reason = message.startsWith(BUN_ERROR_PREFIX) ? message.slice(BUN_ERROR_PREFIX.length) : message;
+      issues.error(locateYamlSyntaxError(text, message), `YAML syntax error: ${reason}`);
+    }
     return result();
   }
 
@@ -508,17 +521,10 @@ function shareDnsRefresh(context: YamlContext, path: string, entries: BackendEnt
   explicit.add("dnsRefresh");
 }
 
-/** Backend names label metrics and the status file: two of one rule may not share one. */
 function uniqueBackendNames(reader: TableReader, backends: Backend[]): boolean {
-  const seen = new Set<string>();
-  for (const backend of backends) {
-    if (seen.has(backend.name)) {
-      reader.report("connect", `two backends of this rule are named '${backend.name}'`);
-      return false;
-    }
-    seen.add(backend.name);
-  }
-  return true;
+  const duplicate = duplicateBackendName(backends);
+  if (duplicate !== undefined) reader.report("connect", duplicate);
+  return duplicate === undefined;
 }
 
 function without(table: Table, keys: readonly string[]): Table {

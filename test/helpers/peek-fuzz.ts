@@ -1,7 +1,8 @@
 /**
  * The properties the first-bytes parsers (src/peek/) must hold on any
  * input, with the inputs to try them on, shared by the fixed-seed test
- * (test/peek-fuzz.test.ts) and the open-ended fuzzer (bench/fuzz-peek.ts).
+ * (test/peek-fuzz.test.ts) and the open-ended fuzzer (bench/fuzz.ts, with
+ * the other parsers' targets of fuzz-targets.ts).
  *
  * Inputs are random bytes (up to 20 KiB, past the 16 KiB cap) and the real
  * captures under test/fixtures/ changed by a few mutations: byte flips and
@@ -65,7 +66,7 @@ export function seedInputs(): { hellos: Uint8Array[]; others: Uint8Array[] } {
 // ---------------------------------------------------------------- inputs
 
 /** Bytes from a seed (xorshift32): long random inputs without fast-check drawing each byte. */
-function pseudoRandomBytes(length: number, seed: number): Uint8Array {
+export function pseudoRandomBytes(length: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(length);
   let state = seed | 0 || 1;
   for (let i = 0; i < length; i++) {
@@ -99,7 +100,7 @@ const SYNTAX = [
   "\x00\x10\x00\x05\x00\x03\x02h2",
 ].map(ascii);
 
-type Mutation =
+export type Mutation =
   | { kind: "flip"; at: number; mask: number }
   | { kind: "set"; at: number; value: number }
   | { kind: "truncate"; at: number }
@@ -109,7 +110,7 @@ type Mutation =
   | { kind: "tail"; at: number; length: number; seed: number }
   | { kind: "length"; field: number; change: number };
 
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
   fc.record({ kind: fc.constant("set" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
   fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
@@ -120,7 +121,8 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("length" as const), field: fc.nat(), change: fc.integer({ min: -4, max: 4 }) }),
 );
 
-function mutate(bytes: Uint8Array, change: Mutation): Uint8Array {
+/** `bytes` changed by one mutation (shared with the other parsers' fuzzing, test/helpers/fuzz-targets.ts). */
+export function mutate(bytes: Uint8Array, change: Mutation): Uint8Array {
   if (change.kind === "length") return corruptLength(bytes, change.field, change.change);
   const at = bytes.length === 0 ? 0 : change.at % bytes.length;
   switch (change.kind) {
