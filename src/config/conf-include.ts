@@ -9,6 +9,8 @@ const WILDCARD = /[*?[]/;
 
 /** The files an include names, in reading order, or why it names none. */
 export function expandInclude(path: string): string[] | string {
+  // No file name holds a NUL byte, and node:fs and Bun.Glob throw on one rather than find nothing.
+  if (path.includes("\0")) return "a path cannot hold a NUL byte";
   if (WILDCARD.test(path)) return globFiles(path);
   let stats;
   try {
