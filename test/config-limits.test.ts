@@ -139,3 +139,31 @@ test("admin API: a deeply nested rule body is refused with its line, not a stack
   const body = parseRuleBody("web", `bind: "0.0.0.0:80/tcp"\nconnect: ${"[".repeat(10_000)}\n`);
   expect(body).toMatchObject({ ok: false, status: 422, errors: [{ file: "request body", line: 2, reason: DEEP }] });
 });
+
+describe("NUL bytes", () => {
+  const NUL = "holds a NUL byte: a config is text (a binary file, or a file saved in UTF-16?)";
+
+  test("in any format, at the line that holds one (a path with one would make node:fs throw instead of failing with a reason)", () => {
+    expect(linesAndReasons(timedLoad("0.0.0.0 1 127.0.0.1 2\nlogfile /tmp/a\0b\n", "a.conf").errors)).toEqual([[2, NUL]]);
+    expect(linesAndReasons(timedLoad('[[forwarding_rules]]\nlisten_addr = "0.0.0.0:1"\n\0\n', "a.toml").errors)).toEqual([[3, NUL]]);
+    expect(linesAndReasons(timedLoad("rules:\n  - name: a\0b\n", "a.yaml").errors)).toEqual([[2, NUL]]);
+  });
+
+  test("in an included file, and in an include line's path", () => {
+    const dir = mkdtempSync(join(tmpdir(), "oi-nul-"));
+    try {
+      writeFileSync(join(dir, "part.conf"), "0.0.0.0 1 127.0.0.1 2\n\0\n");
+      const main = join(dir, "main.conf");
+      writeFileSync(main, "include part.conf\n");
+      const result = loadConfigText("include part.conf\n", main);
+      expect(linesAndReasons(result.errors)).toEqual([[1, `include ${join(dir, "part.conf")}: line 2 ${NUL}`]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("in a rule given to the admin API (as etcd keys are read)", () => {
+    const body = parseRuleBody("web", 'bind: "0.0.0.0:1"\nconnect: "127.0.0.1:2"\n# \0\n');
+    expect(body).toMatchObject({ ok: false, status: 422, errors: [{ file: "request body", line: 3, reason: NUL }] });
+  });
+});

@@ -19,7 +19,7 @@ import { checkGlobals, confGlobal, type GlobalSpec, type GlobalValue, noEffectWa
 import { IssueCollector, type ParseResult } from "./issues.ts";
 import { defaultRuleName, emptyAccessList, emptyConfig, modeOf } from "./model.ts";
 import { defaultRuleDefaults, inheritDefaults, type RuleDefaults } from "./options.ts";
-import { MAX_CONFIG_BYTES, tooLarge } from "./text-limits.ts";
+import { MAX_CONFIG_BYTES, NUL_BYTE, nulByteLine, tooLarge } from "./text-limits.ts";
 import { compileAccessRule } from "./validate.ts";
 
 /** Files in one chain of includes, the main file counted, as rinetd-uv allows (main + 9 nested): deeper is taken for a mistake. */
@@ -362,6 +362,11 @@ function includeFile(state: ConfState, file: string, line: number): void {
     return;
   }
   state.bytesRead += Buffer.byteLength(text);
+  const nul = nulByteLine(text);
+  if (nul !== undefined) {
+    state.issues.error(line, `include ${file}: line ${nul} ${NUL_BYTE}`);
+    return;
+  }
   const including = state.issues.file;
   state.issues.file = file;
   state.includeChain.push(real);

@@ -13,7 +13,7 @@ import { inheritBackendTls, loadTlsFiles } from "./tls-files.ts";
 import { loadAdminSettings } from "./admin.ts";
 import { resolvePrivilege } from "./accounts.ts";
 import { findRangeMismatches } from "./port-range.ts";
-import { clipIssue, MAX_CONFIG_BYTES, tooLarge } from "./text-limits.ts";
+import { clipIssue, MAX_CONFIG_BYTES, NUL_BYTE, nulByteLine, tooLarge } from "./text-limits.ts";
 import { parseToml } from "./toml.ts";
 import { findDuplicateBinds, findIneffectiveOptions, findMisplacedOptions, markIpv6OnlyBinds, type RuleLabel } from "./validate.ts";
 import { parseYaml } from "./yaml.ts";
@@ -45,6 +45,8 @@ export function loadConfigText(text: string, file: string): LoadResult {
   // Also for text that came from no file (the admin API, or a FIFO whose size stat cannot tell).
   const bytes = Buffer.byteLength(source);
   if (bytes > MAX_CONFIG_BYTES) return { config: undefined, errors: [{ file, line: 0, reason: tooLarge(bytes) }], warnings: [], files: [file] };
+  const nul = nulByteLine(source);
+  if (nul !== undefined) return { config: undefined, errors: [{ file, line: nul, reason: NUL_BYTE }], warnings: [], files: [file] };
   const parsed = PARSERS[formatOf(file)](source, file);
   const rules = parsed.config.rules;
   markIpv6OnlyBinds(rules);

@@ -27,6 +27,17 @@ const LONG_WORD = new RegExp(`\\S{${MAX_WORD_CHARS + 1},}`, "g");
 /** A whole reason longer than this loses its middle (a parser's message may quote text with spaces). */
 const MAX_REASON_CHARS = 1000;
 
+/** The line (from 1) of the first NUL byte in `text`, or undefined: a config is text, and no path or name may hold one. */
+export function nulByteLine(text: string): number | undefined {
+  const at = text.indexOf("\0");
+  if (at === -1) return undefined;
+  let line = 1;
+  for (let i = text.indexOf("\n"); i !== -1 && i < at; i = text.indexOf("\n", i + 1)) line++;
+  return line;
+}
+
+export const NUL_BYTE = "holds a NUL byte: a config is text (a binary file, or a file saved in UTF-16?)";
+
 /** The reason of a config too large to read (`bytes` of it, the includes counted). */
 export function tooLarge(bytes: number): string {
   return `config is ${bytes} bytes, over the limit of ${MAX_CONFIG_BYTES} (${MAX_CONFIG_BYTES / 1024 / 1024} MiB, includes counted)`;

@@ -9,6 +9,7 @@
 import type { Config, ConfigIssue, ForwardRule } from "../types.ts";
 import { loadConfigText } from "./load.ts";
 import { nestingProblem } from "./nesting.ts";
+import { NUL_BYTE, nulByteLine } from "./text-limits.ts";
 
 /** The name loadConfigText needs to pick the YAML reader; it never shows. */
 const DOCUMENT_NAME = "document.yaml";
@@ -56,6 +57,8 @@ export function readYamlRule(name: string, text: string, file: string, global?: 
   // The bounds the YAML config reader sets, before this first look at the text (Bun.YAML.parse overflows the stack on deep nesting).
   const problem = nestingProblem(text, "yaml");
   if (problem !== undefined) return fail(`rule '${name}' is refused`, [{ file, ...problem }]);
+  const nul = nulByteLine(text);
+  if (nul !== undefined) return fail(`rule '${name}' is refused`, [{ file, line: nul, reason: NUL_BYTE }]);
   let value: unknown;
   try {
     value = Bun.YAML.parse(text);
