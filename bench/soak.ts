@@ -401,7 +401,7 @@ function chart(points: Sample[], warmupSeconds: number): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
     `<rect x="${x(0)}" y="${pad.top}" width="${(x(warmupSeconds) - x(0)).toFixed(1)}" height="${height - pad.top - pad.bottom}" fill="#f2f2f2"/>`,
-    `<text x="${x(0) + 4}" y="${pad.top + 14}" fill="#888">warm-up</text>`,
+    `<text x="${x(0) + 4}" y="${pad.top + 30}" fill="#888">warm-up</text>`,
     `<path d="${line((p) => yRss(p.rssAnonKiB / 1024))}" fill="none" stroke="#1f77b4" stroke-width="2"/>`,
     `<path d="${line((p) => yFds(p.fds))}" fill="none" stroke="#ff7f0e" stroke-width="2"/>`,
     `<line x1="${pad.left}" y1="${height - pad.bottom}" x2="${width - pad.right}" y2="${height - pad.bottom}" stroke="#333"/>`,
