@@ -12,9 +12,17 @@ const GLOB_CHARACTERS = /^[0-9a-fA-F.:?*]*$/;
 const HOST_NAME_CHARACTERS = /^[A-Za-z0-9.*?_-]+$/;
 const MAPPED_PREFIX = "::ffff:";
 
+/**
+ * The longest pattern taken: an address is at most 45 characters (IPv6 with
+ * an IPv4 tail), 49 with a prefix. A longer glob cannot mean anything more,
+ * and a glob of a megabyte is a regular expression too large to compile.
+ */
+const MAX_PATTERN_CHARS = 64;
+
 /** Compile an allow/deny pattern, or say why it is not one. */
 export function compilePattern(text: string): AddressPattern | string {
   if (text.length === 0) return "empty pattern";
+  if (text.length > MAX_PATTERN_CHARS) return `pattern of ${text.length} characters: an address pattern has at most ${MAX_PATTERN_CHARS}`;
   if (text.includes("/")) return compileCidr(text);
   if (looksLikeHostName(text)) return "host names are not permitted in allow/deny rules (rinetd)";
   if (!GLOB_CHARACTERS.test(text)) {

@@ -249,3 +249,10 @@ describe("isAllowed: rinetd's decision", () => {
     expect(isAllowed(client("::ffff:10.0.0.6"), list(["10.0.0.*"]), list([], ["10.0.0.6"]))).toBe(false);
   });
 });
+
+describe("compilePattern: length", () => {
+  test("a pattern longer than any address is refused with its length, not compiled (a glob of a megabyte is a regular expression too large)", () => {
+    expect(compilePattern(`10.${"1".repeat(1_200_000)}*`)).toBe("pattern of 1200004 characters: an address pattern has at most 64");
+    expect(typeof compilePattern("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128")).toBe("object");
+  });
+});
